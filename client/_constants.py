@@ -1,0 +1,42 @@
+"""Defaults, in one place. Every one of them is settable per client, most per call."""
+
+from __future__ import annotations
+
+import httpx
+
+#: Read/write/pool budget for one HTTP attempt; connecting gets a short budget of its own
+#: so that a dead host fails fast instead of eating the whole read timeout.
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+
+#: Retries after the first attempt (``0`` disables retrying).
+DEFAULT_MAX_RETRIES = 3
+
+#: Wall-clock budget for one call, all attempts and waits included (seconds).
+DEFAULT_TOTAL_TIMEOUT = 180.0
+
+#: Exponential backoff: first wait, growth factor and cap (seconds); full jitter on top.
+INITIAL_RETRY_DELAY = 0.5
+MAX_RETRY_DELAY = 8.0
+#: The longest ``Retry-After`` we honour; a server asking for more gets this.
+MAX_RETRY_AFTER = 30.0
+
+#: HTTP statuses worth another attempt. 401 is handled apart: one token refresh, then a retry.
+RETRYABLE_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
+
+#: Model Serving rejects request bodies above 16 MB.
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+
+#: Connection pool of the one ``httpx.AsyncClient`` each Predictor owns.
+DEFAULT_CONNECTION_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+
+#: How long a fetched signature stays fresh when it was looked up by alias (aliases move).
+SIGNATURE_ALIAS_TTL = 300.0
+
+#: Where the embedded default keeps its MLflow registry (relative to the working directory,
+#: overridable with ``PREDICTOR_HOME``).
+DEFAULT_HOME_DIR = ".predictor"
+DEMO_MODEL_NAME = "main.default.iris"
+DEMO_MODEL_ALIAS = "champion"
+DEMO_MODEL_URI = f"models:/{DEMO_MODEL_NAME}@{DEMO_MODEL_ALIAS}"
+
+USER_AGENT = "uc-predictor-client"
