@@ -145,6 +145,7 @@ class APIStatusError(APIError):
         request_id: str | None = None,
         request: httpx.Request | None = None,
         response: httpx.Response | None = None,
+        retry_after: float | None = None,
     ) -> None:
         message = _truncate(message)
         parts = [f"HTTP {status_code}"]
@@ -159,6 +160,8 @@ class APIStatusError(APIError):
         self.error_code = error_code
         self.request_id = request_id
         self.response = response
+        #: Seconds the server asked us to wait (``Retry-After``), capped; ``None`` if not given.
+        self.retry_after = retry_after
 
 
 class BadRequestError(APIStatusError):

@@ -1,0 +1,78 @@
+"""Direct-load mode: an MLflow pyfunc model in this process, run off the event loop.
+
+MLflow is imported here, lazily, on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from typing import Any
+
+from ._exceptions import ConfigurationError, ModelError, SchemaProblem, SchemaValidationError
+from ._types import Signature
+
+log = logging.getLogger(__name__)
+
+
+class DirectModel:
+    """A registered model loaded with ``mlflow.pyfunc.load_model``, pinned to one version."""
+
+    def __init__(self, model_uri: str, registry_uri: str | None) -> None:
+        self.model_uri = model_uri
+        self.registry_uri = registry_uri
+        self.name: str | None = None
+        self.version: str | None = None
+        self.signature: Signature | None = None
+        self._model: Any = None
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> None:
+        if self._model is not None:
+            return
+        async with self._lock:
+            if self._model is None:
+                await asyncio.to_thread(self._load_blocking)
+
+    def _load_blocking(self) -> None:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        from . import _registry
+        from ._signatures import parse_model_uri
+
+        registry = _registry.resolve_registry_uri(self.registry_uri)
+        _registry.activate(registry)
+        name, version, alias = parse_model_uri(self.model_uri)
+        try:
+            if alias is not None:  # pin the alias to a version, so the result can say which answered
+                version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
+            model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        except MlflowException as err:
+            raise ConfigurationError(f"cannot load {self.model_uri} from {registry}: {err.message}") from err
+        self.name, self.version = name, str(version)
+        sig = model.metadata.signature
+        self.signature = Signature.from_mlflow(sig.to_dict()) if sig is not None else None
+        self._model = model
+        log.info("loaded %s version %s", name, version)
+
+    async def predict(self, model_input: Any, params: dict[str, Any] | None) -> Any:
+        await self.load()
+        return await asyncio.to_thread(self._predict_blocking, model_input, params)
+
+    def _predict_blocking(self, model_input: Any, params: dict[str, Any] | None) -> Any:
+        from mlflow.exceptions import MlflowException
+        from mlflow.pyfunc.scoring_server import predictions_to_json
+
+        try:
+            raw = self._model.predict(model_input, params=params) if params else self._model.predict(model_input)
+        except MlflowException as err:  # MLflow's own schema enforcement; ours should have caught it
+            raise SchemaValidationError([SchemaProblem(str(err.message)[:300])]) from err
+        except Exception as err:
+            raise ModelError(f"the model raised {type(err).__name__}: {str(err)[:300]}") from err
+        # The scoring server's own serialiser: direct mode answers exactly what serving would.
+        out = io.StringIO()
+        predictions_to_json(raw, out)
+        return json.loads(out.getvalue())["predictions"]

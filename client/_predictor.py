@@ -1,0 +1,325 @@
+"""``Predictor``: one typed client for a model, over a serving endpoint or loaded in process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from . import _sync
+from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
+from ._exceptions import ConfigurationError
+from ._transport import Auth, RetryConfig, Transport
+from ._types import PredictionResult, Signature
+from ._wire import decode_answer, encode_body
+
+log = logging.getLogger(__name__)
+
+
+class _NotGiven:
+    """Sentinel for "not given", so that ``None`` can mean "off" (no timeout, no budget)."""
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NOT_GIVEN: Any = _NotGiven()
+
+
+class _NoAuth:
+    async def headers(self) -> dict[str, str]:
+        return {}
+
+    async def refresh(self) -> bool:
+        return False
+
+
+class Predictor:
+    """Typed predictions from a Unity Catalog model, validated against its signature.
+
+    Build one with :meth:`from_endpoint` (Model Serving, or any MLflow scoring server) or
+    :meth:`from_model` (load in process), then call :meth:`predict` or :meth:`apredict`.
+
+    Example::
+
+        from client import Predictor
+
+        with Predictor.from_endpoint("iris-classifier") as p:
+            result = p.predict([{"sepal length (cm)": 5.1, "sepal width (cm)": 3.5,
+                                 "petal length (cm)": 1.4, "petal width (cm)": 0.2}])
+            result.predictions   # [0]
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        url: str | None = None,
+        model_uri: str | None = None,
+        registry_uri: str | None = None,
+        host: str | None = None,
+        auth: Auth | None = None,
+        direct: Any = None,
+        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT,
+        transport: Transport | None = None,
+        validate: bool = True,
+    ) -> None:
+        # Use the classmethods; this signature is not part of the contract.
+        self.endpoint = endpoint
+        self.url = url
+        self.model_uri = model_uri
+        self.registry_uri = registry_uri
+        self.host = host
+        self.validate = validate
+        self._auth: Auth = auth or _NoAuth()
+        self._direct = direct
+        self._timeout = _as_timeout(timeout)
+        self._retry = RetryConfig(max_retries=max_retries, total_timeout=total_timeout)
+        self._transport = transport or Transport(timeout=self._timeout)
+        self._signature: Signature | None = None
+        self._signature_loaded = False
+        self._signature_lock = asyncio.Lock()
+        self._model_name: str | None = None
+        self._model_version: str | None = None
+
+    # -- constructors ------------------------------------------------------------------
+
+    @classmethod
+    def from_endpoint(
+        cls,
+        name: str | None = None,
+        *,
+        url: str | None = None,
+        model_uri: str | None = None,
+        registry_uri: str | None = None,
+        host: str | None = None,
+        token: str | None = None,
+        profile: str | None = None,
+        user_token: str | None = None,
+        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        validate: bool = True,
+    ) -> Predictor:
+        """A Predictor for a serving endpoint, by ``name`` on a workspace or by full ``url``.
+
+        By name, the workspace and credentials come from databricks-sdk's ``Config``
+        (``DATABRICKS_HOST`` + a PAT, OAuth M2M, a ``~/.databrickscfg`` profile, an App's
+        service principal); ``user_token`` (an App's ``X-Forwarded-Access-Token``) wins over
+        all of them. By URL, ``token``/``user_token`` are sent as a bearer token if given.
+        The signature comes from ``model_uri`` in the registry, else from the endpoint.
+
+        Example::
+
+            p = Predictor.from_endpoint(url="http://127.0.0.1:5000/invocations",
+                                        model_uri="models:/main.default.iris@champion")
+        """
+        if (name is None) == (url is None):
+            raise ConfigurationError("give exactly one of an endpoint name or a url")
+        if max_retries < 0:
+            raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
+        auth: Auth
+        if name is not None:
+            from ._auth import workspace_auth
+
+            wauth = workspace_auth(host=host, token=token, profile=profile, user_token=user_token)
+            host = wauth.host.rstrip("/")
+            url = f"{host}/serving-endpoints/{name}/invocations"
+            auth = wauth
+        elif token or user_token:
+            from ._auth import TokenAuth
+
+            auth = TokenAuth(user_token or token or "")
+        else:
+            auth = _NoAuth()
+        return cls(
+            endpoint=name,
+            url=url,
+            model_uri=model_uri,
+            registry_uri=registry_uri,
+            host=host,
+            auth=auth,
+            timeout=timeout,
+            max_retries=max_retries,
+            total_timeout=total_timeout,
+            transport=Transport(timeout=_as_timeout(timeout), transport=http_transport),
+            validate=validate,
+        )
+
+    @classmethod
+    def from_model(cls, model_uri: str, *, registry_uri: str | None = None, validate: bool = True) -> Predictor:
+        """A Predictor that loads ``models:/catalog.schema.model@alias`` (or ``/N``) in process.
+
+        Example::
+
+            p = Predictor.from_model("models:/main.default.iris@champion")
+            p.predict({"sepal length (cm)": [5.1], ...}).model_version   # "1"
+        """
+        from ._direct import DirectModel
+        from ._signatures import parse_model_uri
+
+        parse_model_uri(model_uri)  # fail now, not at the first call
+        return cls(model_uri=model_uri, registry_uri=registry_uri, direct=DirectModel(model_uri, registry_uri),
+                   validate=validate)
+
+    def with_user_token(self, user_token: str) -> Predictor:
+        """The same endpoint and connection pool, authenticating as a signed-in user."""
+        if self._direct is not None:
+            return self
+        if self.endpoint is not None:
+            from ._auth import workspace_auth
+
+            auth: Auth = workspace_auth(host=self.host, user_token=user_token)
+        else:
+            from ._auth import TokenAuth
+
+            auth = TokenAuth(user_token)
+        clone = object.__new__(Predictor)
+        clone.__dict__.update(self.__dict__)
+        clone._auth = auth
+        return clone
+
+    # -- signature ----------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        return "direct" if self._direct is not None else "endpoint"
+
+    async def aget_signature(self) -> Signature | None:
+        """The model's signature (fetched once, then cached); ``None`` if it has none."""
+        if self._signature_loaded:
+            return self._signature
+        async with self._signature_lock:
+            if not self._signature_loaded:
+                await self._load_signature()
+                self._signature_loaded = True
+        return self._signature
+
+    def get_signature(self) -> Signature | None:
+        return _sync.run(self.aget_signature())
+
+    async def _load_signature(self) -> None:
+        if self._direct is not None:
+            await self._direct.load()
+            self._signature = self._direct.signature
+            self._model_name, self._model_version = self._direct.name, self._direct.version
+            return
+        from . import _signatures
+
+        if self.model_uri is not None:
+            sig, ref = await _signatures.from_registry(self.model_uri, self.registry_uri)
+        elif self.endpoint is not None and self.host is not None:
+            sig, ref = await _signatures.from_endpoint(
+                self._transport.client(), self.host, self.endpoint, self._auth
+            )
+        else:
+            log.warning("no model_uri for %s: predictions are sent unvalidated", self.url)
+            sig, ref = None, None
+        self._signature = sig
+        if ref is not None:
+            self._model_name, self._model_version = ref.name, ref.version
+
+    # -- prediction ---------------------------------------------------------------------
+
+    async def apredict(
+        self,
+        inputs: Any,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: httpx.Timeout | float | None = NOT_GIVEN,
+        max_retries: int = NOT_GIVEN,
+    ) -> PredictionResult:
+        """Validate ``inputs`` (records, a dict of columns, a DataFrame, or an ndarray for
+        tensor models) against the signature, then predict.
+
+        Raises ``SchemaValidationError`` (nothing sent) or an ``APIError``.
+
+        Example::
+
+            result = await p.apredict(df, params={"threshold": 0.7})
+        """
+        from ._schema import validate
+
+        started = time.perf_counter()
+        signature = await self.aget_signature() if self.validate else None
+        validated = validate(signature, inputs, params)
+        if self._direct is not None:
+            predictions = await self._direct.predict(validated.to_model_input(), validated.params)
+            return PredictionResult(
+                predictions=predictions,
+                mode="direct",
+                model_name=self._direct.name,
+                model_version=self._direct.version,
+                elapsed_ms=(time.perf_counter() - started) * 1000,
+            )
+        body = encode_body(validated.to_wire())
+        retry = self._retry if max_retries is NOT_GIVEN else RetryConfig(max_retries, self._retry.total_timeout)
+        call_timeout = self._timeout if timeout is NOT_GIVEN else _as_timeout(timeout)
+        assert self.url is not None
+        response, retries = await self._transport.post_json(
+            self.url, body, auth=self._auth, retry=retry, timeout=call_timeout
+        )
+        answer = decode_answer(response)
+        return PredictionResult(
+            predictions=answer.predictions,
+            mode="endpoint",
+            model_name=self._model_name,
+            model_version=self._model_version,
+            served_model_name=answer.served_model_name,
+            endpoint=self.endpoint,
+            request_id=answer.request_id,
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+            retries=retries,
+        )
+
+    def predict(
+        self,
+        inputs: Any,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: httpx.Timeout | float | None = NOT_GIVEN,
+        max_retries: int = NOT_GIVEN,
+    ) -> PredictionResult:
+        """Sync :meth:`apredict`; works where an event loop is already running too."""
+        return _sync.run(self.apredict(inputs, params, timeout=timeout, max_retries=max_retries))
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    def close(self) -> None:
+        _sync.run(self._transport.aclose())
+
+    async def __aenter__(self) -> Predictor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        target = self.model_uri if self._direct is not None else (self.endpoint or self.url)
+        return f"Predictor(mode={self.mode!r}, target={target!r})"
+
+
+def _as_timeout(timeout: httpx.Timeout | float | None) -> httpx.Timeout:
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    if timeout is None:  # None means off
+        return httpx.Timeout(None)
+    return httpx.Timeout(timeout, connect=min(timeout, DEFAULT_TIMEOUT.connect or timeout))
