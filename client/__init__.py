@@ -31,7 +31,6 @@ from ._predictor import NOT_GIVEN, Predictor
 from ._types import ColumnSpec, ParamSpec, PredictionResult, Signature, TensorSpec
 
 __all__ = [
-    "NOT_GIVEN",
     "APIConnectionError",
     "APIError",
     "APIResponseValidationError",
@@ -43,6 +42,7 @@ __all__ = [
     "ConfigurationError",
     "InternalServerError",
     "ModelError",
+    "NOT_GIVEN",
     "NotFoundError",
     "ParamSpec",
     "PermissionDeniedError",
