@@ -1,0 +1,1 @@
+"""Web frontends (Streamlit, Gradio) over :class:`client.Predictor`, sharing one form description."""

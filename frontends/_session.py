@@ -1,0 +1,214 @@
+"""What both frontends share: configuration from the environment, the Predictor, the caller.
+
+Environment (first match wins):
+
+* ``PREDICTOR_ENDPOINT``: a serving endpoint name on the workspace (a Databricks App gets it
+  through ``valueFrom: serving-endpoint``);
+* ``PREDICTOR_ENDPOINT_URL``: a full invocations URL (any MLflow scoring server);
+* ``PREDICTOR_MODEL_URI`` alone: load that model in process;
+* nothing: the local demo model, registered on first start if missing.
+
+``PREDICTOR_MODEL_URI`` with an endpoint gives the signature's source; ``PREDICTOR_REGISTRY_URI``
+the registry. ``PREDICTOR_ON_BEHALF_OF_USER=1`` makes each call authenticate as the signed-in
+user (``X-Forwarded-Access-Token``) instead of the app's service principal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from client import PredictionResult, Predictor, PredictorError, Signature
+
+__all__ = [
+    "AppConfig",
+    "ModelInfo",
+    "build_predictor",
+    "caller_identity",
+    "format_prediction",
+    "load_predictor",
+    "model_info",
+    "predictor_for",
+    "user_token_from_headers",
+]
+
+log = logging.getLogger(__name__)
+
+USER_TOKEN_HEADER = "X-Forwarded-Access-Token"
+_TRUTHY = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    endpoint: str | None = None
+    endpoint_url: str | None = None
+    model_uri: str | None = None
+    registry_uri: str | None = None
+    on_behalf_of_user: bool = False
+    title: str = "Model predictions"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AppConfig:
+        env = os.environ if env is None else env
+
+        def get(key: str) -> str | None:
+            value = env.get(key, "").strip()
+            return value or None
+
+        return cls(
+            endpoint=get("PREDICTOR_ENDPOINT"),
+            endpoint_url=get("PREDICTOR_ENDPOINT_URL"),
+            model_uri=get("PREDICTOR_MODEL_URI"),
+            registry_uri=get("PREDICTOR_REGISTRY_URI"),
+            on_behalf_of_user=(get("PREDICTOR_ON_BEHALF_OF_USER") or "").lower() in _TRUTHY,
+            title=get("PREDICTOR_APP_TITLE") or "Model predictions",
+        )
+
+    @property
+    def uses_demo(self) -> bool:
+        return not (self.endpoint or self.endpoint_url or self.model_uri)
+
+    @property
+    def source(self) -> str:
+        if self.endpoint:
+            return f"endpoint {self.endpoint}"
+        if self.endpoint_url:
+            return f"endpoint {self.endpoint_url}"
+        return f"model {self.model_uri or 'demo'}"
+
+
+def build_predictor(config: AppConfig) -> Predictor:
+    """The app-wide Predictor (not yet connected; nothing is fetched here)."""
+    if config.endpoint:
+        return Predictor.from_endpoint(config.endpoint, model_uri=config.model_uri, registry_uri=config.registry_uri)
+    if config.endpoint_url:
+        return Predictor.from_endpoint(
+            url=config.endpoint_url, model_uri=config.model_uri, registry_uri=config.registry_uri
+        )
+    if config.model_uri:
+        return Predictor.from_model(config.model_uri, registry_uri=config.registry_uri)
+    from client._constants import DEMO_MODEL_URI
+
+    return Predictor.from_model(DEMO_MODEL_URI, registry_uri=config.registry_uri)
+
+
+def _register_demo(config: AppConfig) -> None:
+    from client._demo import register_demo_model
+
+    log.info("registering the demo model in the local registry")
+    register_demo_model(config.registry_uri)
+
+
+def load_predictor(config: AppConfig | None = None) -> tuple[Predictor, Signature | None]:
+    """Build the Predictor and fetch its signature (sync; for app start-up).
+
+    With the demo model, a missing registration is made on the spot, once.
+    """
+    config = config or AppConfig.from_env()
+    predictor = build_predictor(config)
+    try:
+        return predictor, predictor.get_signature()
+    except PredictorError:
+        if not config.uses_demo:
+            raise
+    _register_demo(config)
+    predictor = build_predictor(config)
+    return predictor, predictor.get_signature()
+
+
+async def aload_predictor(config: AppConfig | None = None) -> tuple[Predictor, Signature | None]:
+    """:func:`load_predictor` for an event loop."""
+    import asyncio
+
+    config = config or AppConfig.from_env()
+    predictor = build_predictor(config)
+    try:
+        return predictor, await predictor.aget_signature()
+    except PredictorError:
+        if not config.uses_demo:
+            raise
+    await asyncio.to_thread(_register_demo, config)
+    predictor = build_predictor(config)
+    return predictor, await predictor.aget_signature()
+
+
+def user_token_from_headers(headers: Mapping[str, str] | None, config: AppConfig) -> str | None:
+    """The signed-in user's token, when the app acts on behalf of users and one was forwarded."""
+    if not config.on_behalf_of_user or not headers:
+        return None
+    wanted = USER_TOKEN_HEADER.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted and value:
+            return str(value)
+    return None
+
+
+def predictor_for(base: Predictor, headers: Mapping[str, str] | None, config: AppConfig) -> Predictor:
+    """The Predictor to use for this caller: the app's, or the same pool as the signed-in user."""
+    token = user_token_from_headers(headers, config)
+    return base.with_user_token(token) if token else base
+
+
+def caller_identity(headers: Mapping[str, str] | None, config: AppConfig) -> str:
+    """A cache key part naming who calls: ``"app"`` or a hash of the user's token (never the token)."""
+    token = user_token_from_headers(headers, config)
+    if not token:
+        return "app"
+    return "user:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str | None
+    version: str | None
+    mode: str
+    source: str
+
+
+def model_info(predictor: Predictor, config: AppConfig, result: PredictionResult | None = None) -> ModelInfo:
+    """Name, version and mode of the model, from the last result or what the Predictor knows."""
+    name = (result.model_name if result else None) or getattr(predictor, "_model_name", None)
+    version = (result.model_version if result else None) or getattr(predictor, "_model_version", None)
+    mode = result.mode if result else str(getattr(predictor, "mode", "endpoint"))
+    return ModelInfo(name=name, version=version, mode=mode, source=config.source)
+
+
+def format_prediction(predictions: Any) -> str:
+    """A short human text for one record's prediction."""
+    value = predictions
+    if isinstance(value, dict) and "predictions" in value:
+        value = value["predictions"]
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, dict) and len(value) == 1:
+        value = next(iter(value.values()))
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (str, int, bool)):
+        return str(value)
+    return json.dumps(value, default=str)
+
+
+def prediction_rows(records: list[dict[str, Any]], predictions: Any) -> list[dict[str, Any]]:
+    """Input records side by side with their predictions (batch results table)."""
+    preds = predictions
+    if isinstance(preds, dict) and "predictions" in preds:
+        preds = preds["predictions"]
+    if not isinstance(preds, list) or len(preds) != len(records):
+        return [dict(r, prediction=json.dumps(preds, default=str) if i == 0 else None) for i, r in enumerate(records)]
+    rows: list[dict[str, Any]] = []
+    for record, pred in zip(records, preds, strict=True):
+        row = dict(record)
+        if isinstance(pred, dict):
+            row.update({f"prediction.{k}" if k in row else k: v for k, v in pred.items()})
+        elif isinstance(pred, list):
+            row["prediction"] = json.dumps(pred, default=str)
+        else:
+            row["prediction"] = pred
+        rows.append(row)
+    return rows

@@ -1,0 +1,235 @@
+"""Gradio app over a Predictor: the same form, batch scoring and model card as the Streamlit page.
+
+Run: ``python -m frontends.gradio_app`` (listens on ``$DATABRICKS_APP_PORT``, default 7860).
+"""
+
+import asyncio
+import csv
+import json
+import logging
+import os
+import tempfile
+from datetime import UTC, datetime
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from client import Predictor, PredictorError, SchemaValidationError, Signature
+from frontends._form import Field, build_fields, form_to_record, parse_csv_rows, signature_rows
+from frontends._session import (
+    AppConfig,
+    build_predictor,
+    caller_identity,
+    format_prediction,
+    load_predictor,
+    model_info,
+    prediction_rows,
+    predictor_for,
+)
+
+log = logging.getLogger("frontends.gradio_app")
+_BLANK = "(blank)"
+#: Concurrent handler runs per event; Model Serving does the heavy lifting, the app mostly waits.
+DEFAULT_CONCURRENCY = int(os.environ.get("PREDICTOR_APP_CONCURRENCY", "16"))
+_HISTORY_COLUMNS = ["time", "input", "prediction", "version"]
+
+
+def error_text(err: Exception) -> str:
+    """Markdown for an error, never a traceback."""
+    if isinstance(err, SchemaValidationError):
+        return "**The input does not match the model's signature:**\n\n" + "\n".join(f"- {p}" for p in err.problems)
+    if isinstance(err, PredictorError):
+        return f"**Prediction failed:** {err}"
+    log.exception("unexpected error", exc_info=err)
+    return f"**Unexpected error** ({type(err).__name__}); see the app logs."
+
+
+class Runtime:
+    """The app's Predictor(s) and a per-process prediction cache.
+
+    The Predictor used by handlers is created inside Gradio's event loop (its HTTP pool
+    belongs to that loop); in direct mode the start-up one is reused.
+    """
+
+    def __init__(self, config: AppConfig, predictor: Predictor, signature: Signature | None) -> None:
+        self.config = config
+        self.signature = signature
+        self.fields = build_fields(signature)
+        self._startup = predictor
+        self._serving: Predictor | None = predictor if predictor.mode == "direct" else None
+        self._lock = asyncio.Lock()
+        self._cache: dict[tuple[str, str | None, str], dict[str, Any]] = {}
+
+    async def predictor(self) -> Predictor:
+        if self._serving is None:
+            async with self._lock:
+                if self._serving is None:
+                    p = build_predictor(self.config)
+                    await p.aget_signature()
+                    self._serving = p
+        return self._serving
+
+    async def predict(self, records: Any, headers: dict[str, str] | None) -> dict[str, Any]:
+        base = await self.predictor()
+        identity = caller_identity(headers, self.config)
+        version = model_info(base, self.config).version
+        key = (identity, version, json.dumps(records, sort_keys=True, default=str))
+        if key in self._cache:
+            return self._cache[key]
+        result = await predictor_for(base, headers, self.config).apredict(records)
+        out = result.model_dump(mode="json")
+        if len(self._cache) > 2000:
+            self._cache.clear()
+        self._cache[key] = out
+        return out
+
+    def model_card(self) -> str:
+        info = model_info(self._serving or self._startup, self.config)
+        return (f"**Name:** {info.name or 'unknown'}  \n**Version:** {info.version or 'unknown'}  \n"
+                f"**Mode:** {info.mode}  \n**Source:** {info.source}")
+
+
+def _headers(request: gr.Request | None) -> dict[str, str]:
+    if request is None:
+        return {}
+    try:
+        return {str(k): str(v) for k, v in dict(request.headers).items()}
+    except Exception:
+        return {}
+
+
+def _component(field: Field) -> gr.components.Component:
+    info = field.help
+    if field.kind in ("float", "int"):
+        return gr.Number(label=field.label, value=field.default, precision=0 if field.kind == "int" else None,
+                         info=info)
+    if field.kind == "bool":
+        if field.required:
+            return gr.Checkbox(label=field.label, value=bool(field.default), info=info)
+        value = _BLANK if field.default is None else ("true" if field.default else "false")
+        return gr.Dropdown([_BLANK, "true", "false"], label=field.label, value=value, info=info)
+    if field.kind == "choice":
+        options = list(field.choices) if field.required else [_BLANK, *field.choices]
+        value = field.default if field.default in options else options[0]
+        return gr.Dropdown(options, label=field.label, value=value, info=info)
+    placeholder = "2024-01-31T12:00:00" if field.kind == "datetime" else None
+    return gr.Textbox(label=field.label, value="" if field.default is None else str(field.default),
+                      placeholder=placeholder, info=info)
+
+
+async def predict_values(runtime: Runtime, values: dict[str, Any], headers: dict[str, str] | None = None,
+                         history: list[list[Any]] | None = None) -> tuple[str, str, list[list[Any]]]:
+    """One form submission: (prediction text, status markdown, new history). Errors go to status."""
+    history = list(history or [])
+    try:
+        if runtime.fields:
+            clean = {k: (None if v == _BLANK else v) for k, v in values.items()}
+            records: Any = [form_to_record(runtime.fields, clean)]
+        else:
+            try:
+                records = json.loads(values.get("__json__") or "[]")
+            except json.JSONDecodeError as e:
+                raise PredictorError(f"The JSON input is not valid JSON: {e.msg}") from None
+        result = await runtime.predict(records, headers)
+    except Exception as e:
+        return "", error_text(e), history
+    text = format_prediction(result["predictions"])
+    status = (f"model {result.get('model_name') or '?'} version {result.get('model_version') or '?'}, "
+              f"{result.get('mode')}")
+    if result.get("served_model_name"):
+        status += f", served by {result['served_model_name']}"
+    row = [datetime.now(UTC).strftime("%H:%M:%S"),
+           json.dumps(records[0] if runtime.fields else records, default=str), text, result.get("model_version")]
+    return text, status, [row, *history][:50]
+
+
+async def score_csv(runtime: Runtime, path: str | None, headers: dict[str, str] | None = None
+                    ) -> tuple[pd.DataFrame, str | None, str]:
+    """Batch scoring of an uploaded CSV: (results table, path of a CSV to download, status)."""
+    if not path:
+        return pd.DataFrame(), None, "Upload a CSV file with a header row naming the model's columns."
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            text = fh.read()
+        records = parse_csv_rows(text, runtime.signature)
+        result = await runtime.predict(records, headers)
+    except UnicodeDecodeError:
+        return pd.DataFrame(), None, "**The file is not UTF-8 text.**"
+    except Exception as e:
+        return pd.DataFrame(), None, error_text(e)
+    table = pd.DataFrame(prediction_rows(records, result["predictions"]))
+    with tempfile.NamedTemporaryFile("w", suffix="-predictions.csv", delete=False, newline="") as out:
+        table.to_csv(out, index=False, quoting=csv.QUOTE_MINIMAL)
+    return table, out.name, f"Scored {len(records)} rows with version {result.get('model_version') or '?'}."
+
+
+def build_app(runtime: Runtime) -> gr.Blocks:
+    with gr.Blocks(title=runtime.config.title) as demo:
+        gr.Markdown(f"# {runtime.config.title}")
+        with gr.Row():
+            with gr.Column(scale=3):
+                with gr.Tab("Single prediction"):
+                    if runtime.fields:
+                        components = {f.name: _component(f) for f in runtime.fields}
+                    else:
+                        components = {"__json__": gr.Code(label="JSON input", language="json", value="[]")}
+                    button = gr.Button("Predict", variant="primary")
+                    prediction = gr.Textbox(label="Prediction", interactive=False)
+                    status = gr.Markdown()
+                    history_state = gr.State([])
+                    with gr.Accordion("History", open=False):
+                        history_table = gr.Dataframe(headers=_HISTORY_COLUMNS, interactive=False)
+                    names = {c: n for n, c in components.items()}
+
+                    async def on_predict(data: dict, request: gr.Request):
+                        # a set of inputs: Gradio passes one dict {component: value}
+                        history = data.get(history_state) or []
+                        values = {names[c]: v for c, v in data.items() if c in names}
+                        text, st, new = await predict_values(runtime, values, _headers(request), history)
+                        return text, st, new, pd.DataFrame(new, columns=_HISTORY_COLUMNS)
+
+                    button.click(on_predict, inputs={*components.values()} | {history_state},
+                                 outputs=[prediction, status, history_state, history_table], api_name="predict")
+                with gr.Tab("Batch (CSV)"):
+                    upload = gr.File(label="CSV file", file_types=[".csv"], type="filepath")
+                    score = gr.Button("Score CSV")
+                    batch_status = gr.Markdown()
+                    results = gr.Dataframe(label="Results", interactive=False)
+                    download = gr.File(label="Download results", interactive=False)
+
+                    async def on_score(path: str | None, request: gr.Request):
+                        table, out, st = await score_csv(runtime, path, _headers(request))
+                        return table, out, st
+
+                    score.click(on_score, inputs=[upload], outputs=[results, download, batch_status],
+                                api_name="score_csv")
+            with gr.Column(scale=2):
+                gr.Markdown("## Model")
+                gr.Markdown(runtime.model_card())
+                rows = signature_rows(runtime.signature)
+                if rows:
+                    gr.Dataframe(pd.DataFrame(rows), label="Signature", interactive=False)
+                else:
+                    gr.Markdown("The model has no column signature; inputs are sent as JSON, unvalidated.")
+    demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY)
+    return demo
+
+
+def create_app(config: AppConfig | None = None) -> tuple[gr.Blocks, Runtime]:
+    config = config or AppConfig.from_env()
+    predictor, signature = load_predictor(config)
+    runtime = Runtime(config, predictor, signature)
+    return build_app(runtime), runtime
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO)
+    demo, _ = create_app()
+    port = int(os.environ.get("DATABRICKS_APP_PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
+    host = os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0")
+    demo.launch(server_name=host, server_port=port, show_error=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Streamlit page over a Predictor: a form from the model's signature, CSV batch scoring, a model card.
+
+Run: ``streamlit run frontends/streamlit_app.py`` (configuration: see ``frontends/_session.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+if __package__ in (None, ""):  # `streamlit run frontends/streamlit_app.py` runs this as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from client import Predictor, PredictorError, SchemaValidationError, Signature
+from frontends._form import Field, build_fields, form_to_record, parse_csv_rows, signature_rows
+from frontends._session import (
+    AppConfig,
+    caller_identity,
+    format_prediction,
+    load_predictor,
+    model_info,
+    prediction_rows,
+    predictor_for,
+)
+
+log = logging.getLogger("frontends.streamlit_app")
+_BLANK = "(blank)"
+
+
+@st.cache_resource(show_spinner="Loading the model...")
+def _resources() -> tuple[AppConfig, Predictor, Signature | None]:
+    config = AppConfig.from_env()
+    predictor, signature = load_predictor(config)
+    return config, predictor, signature
+
+
+@st.cache_data(show_spinner=False, max_entries=2000, ttl=3600)
+def _cached_predict(identity: str, model_version: str | None, payload: str, _predictor: Predictor) -> dict[str, Any]:
+    """One call per (caller, model version, input); the Predictor itself is not hashed."""
+    result = _predictor.predict(json.loads(payload))
+    return result.model_dump(mode="json")
+
+
+def _headers() -> dict[str, str]:
+    try:
+        return dict(st.context.headers)
+    except Exception:  # no browser session (e.g. AppTest)
+        return {}
+
+
+def _show_error(err: Exception) -> None:
+    if isinstance(err, SchemaValidationError):
+        st.error("The input does not match the model's signature:\n\n"
+                 + "\n".join(f"- {p}" for p in err.problems))
+    elif isinstance(err, PredictorError):
+        st.error(f"Prediction failed: {err}")
+    else:
+        log.exception("unexpected error")
+        st.error(f"Unexpected error ({type(err).__name__}); see the app logs.")
+
+
+def _widget(field: Field) -> Any:
+    key = f"field:{field.name}"
+    help_text = field.help
+    if field.kind in ("float", "int"):
+        is_int = field.kind == "int"
+        value = field.default
+        if value is not None:
+            value = int(value) if is_int else float(value)
+        return st.number_input(field.label, value=value, step=1 if is_int else None,
+                               format=None if is_int else "%g", key=key, help=help_text)
+    if field.kind == "bool":
+        if field.required:
+            return st.checkbox(field.label, value=bool(field.default), key=key, help=help_text)
+        options = [_BLANK, "true", "false"]
+        index = 0 if field.default is None else (1 if field.default else 2)
+        choice = st.selectbox(field.label, options, index=index, key=key, help=help_text)
+        return None if choice == _BLANK else choice
+    if field.kind == "choice":
+        options = list(field.choices) if field.required else [_BLANK, *field.choices]
+        index = options.index(field.default) if field.default in options else 0
+        choice = st.selectbox(field.label, options, index=index, key=key, help=help_text)
+        return None if choice == _BLANK else choice
+    placeholder = "2024-01-31T12:00:00" if field.kind == "datetime" else None
+    return st.text_input(field.label, value="" if field.default is None else str(field.default),
+                         placeholder=placeholder, key=key, help=help_text)
+
+
+def _predict(predictor: Predictor, identity: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    version = model_info(predictor, _resources()[0]).version
+    return _cached_predict(identity, version, json.dumps(records, sort_keys=True, default=str), predictor)
+
+
+def _model_card(config: AppConfig, predictor: Predictor, signature: Signature | None) -> None:
+    info = model_info(predictor, config)
+    st.header("Model")
+    st.markdown(f"**Name:** {info.name or 'unknown'}  \n**Version:** {info.version or 'unknown'}  \n"
+                f"**Mode:** {info.mode}  \n**Source:** {info.source}")
+    rows = signature_rows(signature)
+    if rows:
+        st.subheader("Signature")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    else:
+        st.caption("The model has no column signature; inputs are sent as JSON, unvalidated.")
+
+
+def main() -> None:
+    st.set_page_config(page_title="Model predictions", layout="wide")
+    try:
+        config, base, signature = _resources()
+    except Exception as e:
+        st.title("Model predictions")
+        _show_error(e)
+        st.stop()
+        return
+    headers = _headers()
+    predictor = predictor_for(base, headers, config)
+    identity = caller_identity(headers, config)
+    st.title(config.title)
+    with st.sidebar:
+        _model_card(config, base, signature)
+
+    fields = build_fields(signature)
+    history: list[dict[str, Any]] = st.session_state.setdefault("history", [])
+
+    single, batch = st.tabs(["Single prediction", "Batch (CSV)"])
+    with single:
+        with st.form("predict-form"):
+            if fields:
+                values = {f.name: _widget(f) for f in fields}
+            else:
+                values = {"__json__": st.text_area("JSON input", value="[]", key="field:__json__")}
+            submitted = st.form_submit_button("Predict", type="primary")
+        if submitted:
+            try:
+                records = [form_to_record(fields, values)] if fields else json.loads(values["__json__"])
+                result = _predict(predictor, identity, records)
+                st.session_state["last"] = result
+                history.insert(0, {
+                    "time": datetime.now(UTC).strftime("%H:%M:%S"),
+                    "input": json.dumps(records[0] if fields else records, default=str),
+                    "prediction": format_prediction(result["predictions"]),
+                    "version": result.get("model_version"),
+                })
+                del history[50:]
+                st.session_state.pop("error", None)
+            except json.JSONDecodeError as e:
+                st.session_state["error"] = PredictorError(f"The JSON input is not valid JSON: {e.msg}")
+                st.session_state.pop("last", None)
+            except Exception as e:
+                st.session_state["error"] = e
+                st.session_state.pop("last", None)
+        if "error" in st.session_state:
+            _show_error(st.session_state["error"])
+        elif "last" in st.session_state:
+            last = st.session_state["last"]
+            st.metric("Prediction", format_prediction(last["predictions"]))
+            st.caption(f"model {last.get('model_name') or '?'} version {last.get('model_version') or '?'}, "
+                       f"{last.get('mode')}" + (f", served by {last['served_model_name']}"
+                                                if last.get("served_model_name") else ""))
+        if history:
+            with st.expander(f"History ({len(history)})"):
+                st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
+
+    with batch:
+        upload = st.file_uploader("CSV file", type=["csv"], key="csv-upload",
+                                  help="A header row naming the model's columns, one row per record.")
+        if upload is not None:
+            try:
+                records = parse_csv_rows(upload.getvalue().decode("utf-8-sig"), signature)
+                result = _predict(predictor, identity, records)
+                table = pd.DataFrame(prediction_rows(records, result["predictions"]))
+                st.success(f"Scored {len(records)} rows with version {result.get('model_version') or '?'}.")
+                st.dataframe(table, hide_index=True, width="stretch")
+                st.download_button("Download results", table.to_csv(index=False).encode(),
+                                   file_name="predictions.csv", mime="text/csv")
+            except UnicodeDecodeError:
+                st.error("The file is not UTF-8 text.")
+            except Exception as e:
+                _show_error(e)
+
+
+main()

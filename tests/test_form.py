@@ -1,0 +1,119 @@
+"""The framework-neutral form: fields from a signature, form values and CSV to records."""
+
+from __future__ import annotations
+
+import pytest
+
+from client import SchemaValidationError, Signature
+from client._types import ColumnSpec, TensorSpec
+from frontends._form import build_fields, convert_value, form_to_record, parse_csv_rows, signature_rows
+from frontends._session import AppConfig, caller_identity, format_prediction, prediction_rows, user_token_from_headers
+
+MIXED = Signature(columns=(
+    ColumnSpec(name="x", type="double"),
+    ColumnSpec(name="f", type="float"),
+    ColumnSpec(name="n", type="long"),
+    ColumnSpec(name="s", type="string"),
+    ColumnSpec(name="b", type="boolean"),
+    ColumnSpec(name="t", type="datetime"),
+    ColumnSpec(name="note", type="string", required=False),
+))
+
+
+def test_fields_kinds_and_required():
+    fields = build_fields(MIXED)
+    assert [(f.name, f.kind, f.required) for f in fields] == [
+        ("x", "float", True), ("f", "float", True), ("n", "int", True), ("s", "text", True),
+        ("b", "bool", True), ("t", "datetime", True), ("note", "text", False),
+    ]
+    assert all(f.label == f.name for f in fields)
+
+
+def test_defaults_from_example_and_choices():
+    fields = {f.name: f for f in build_fields(MIXED, example={"x": "1.5", "n": 3, "b": "yes", "t": "2024-01-02"},
+                                              choices={"s": ["a", "b"]})}
+    assert fields["x"].default == 1.5
+    assert fields["n"].default == 3
+    assert fields["b"].default is True
+    assert fields["t"].default == "2024-01-02T00:00:00"
+    assert fields["s"].kind == "choice" and fields["s"].choices == ("a", "b")
+
+
+def test_no_fields_for_tensor_or_missing_signature():
+    assert build_fields(None) == []
+    assert build_fields(Signature(tensors=(TensorSpec(dtype="float32", shape=(-1, 4)),))) == []
+
+
+@pytest.mark.parametrize(("kind", "raw", "want"), [
+    ("float", "2.5", 2.5), ("float", 3, 3.0), ("int", "4", 4), ("int", 4.0, 4), ("bool", "No", False),
+    ("bool", True, True), ("text", " hi ", "hi"), ("float", "", None), ("int", None, None),
+    ("datetime", "2024-01-31T12:00:00", "2024-01-31T12:00:00"),
+])
+def test_convert_value(kind, raw, want):
+    assert convert_value(kind, raw) == want
+
+
+@pytest.mark.parametrize(("kind", "raw"), [("float", "abc"), ("int", "1.5"), ("bool", "maybe"),
+                                           ("datetime", "yesterday"), ("float", True)])
+def test_convert_value_rejects(kind, raw):
+    with pytest.raises(ValueError):
+        convert_value(kind, raw)
+
+
+def test_form_to_record_converts_and_drops_blank_optional():
+    fields = build_fields(MIXED)
+    record = form_to_record(fields, {"x": 1, "f": "2", "n": "3", "s": "a", "b": False, "t": "2024-01-01", "note": ""})
+    assert record == {"x": 1.0, "f": 2.0, "n": 3, "s": "a", "b": False, "t": "2024-01-01T00:00:00"}
+
+
+def test_form_to_record_collects_every_problem():
+    with pytest.raises(SchemaValidationError) as e:
+        form_to_record(build_fields(MIXED), {"x": "nope", "f": None, "n": "1.5", "s": "a", "b": True, "t": "x"})
+    assert {p.column for p in e.value.problems} == {"x", "f", "n", "t"}
+
+
+def test_parse_csv_rows():
+    text = "\ufeffx,f,n,s,b,t,note\n1.5,2,3,a,true,2024-01-01,\n-1,0,7,b,0,2024-02-01T10:00:00,hello\n"
+    rows = parse_csv_rows(text, MIXED)
+    assert rows[0] == {"x": 1.5, "f": 2.0, "n": 3, "s": "a", "b": True, "t": "2024-01-01T00:00:00"}
+    assert rows[1]["note"] == "hello" and rows[1]["b"] is False
+
+
+def test_parse_csv_rows_reports_rows_and_columns():
+    with pytest.raises(SchemaValidationError) as e:
+        parse_csv_rows("x,n\n1,2\nbad,3\n", MIXED)
+    problems = e.value.problems
+    assert any(p.column == "s" and p.row is None for p in problems)  # missing required column
+    assert any(p.column == "x" and p.row == 1 for p in problems)
+
+
+def test_parse_csv_rows_empty():
+    with pytest.raises(SchemaValidationError):
+        parse_csv_rows("", MIXED)
+    with pytest.raises(SchemaValidationError):
+        parse_csv_rows("x,f,n,s,b,t\n", MIXED)
+
+
+def test_signature_rows():
+    assert signature_rows(MIXED)[-1] == {"input": "note", "type": "string", "required": False}
+    assert signature_rows(None) == []
+
+
+def test_config_from_env_and_user_token():
+    cfg = AppConfig.from_env({"PREDICTOR_ENDPOINT": "iris", "PREDICTOR_ON_BEHALF_OF_USER": "1"})
+    assert cfg.endpoint == "iris" and cfg.on_behalf_of_user and not cfg.uses_demo
+    headers = {"x-forwarded-access-token": "tok123"}
+    assert user_token_from_headers(headers, cfg) == "tok123"
+    assert caller_identity(headers, cfg).startswith("user:") and "tok123" not in caller_identity(headers, cfg)
+    off = AppConfig.from_env({})
+    assert off.uses_demo
+    assert user_token_from_headers(headers, off) is None and caller_identity(headers, off) == "app"
+
+
+def test_format_prediction_and_rows():
+    assert format_prediction([0]) == "0"
+    assert format_prediction(["setosa"]) == "setosa"
+    assert format_prediction([{"label": 2}]) == "2"
+    assert format_prediction([0.123456789]) == "0.123457"
+    rows = prediction_rows([{"a": 1}, {"a": 2}], [0, 1])
+    assert rows == [{"a": 1, "prediction": 0}, {"a": 2, "prediction": 1}]
