@@ -79,7 +79,7 @@ class AppConfig:
             return f"endpoint {self.endpoint}"
         if self.endpoint_url:
             return f"endpoint {self.endpoint_url}"
-        return f"model {self.model_uri or 'demo'}"
+        return f"model {self.model_uri or 'models:/main.default.iris@champion (demo)'}"
 
 
 def build_predictor(config: AppConfig) -> Predictor:
