@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from client import PredictionResult, Predictor, PredictorError, Signature
+from client import PredictionResult, Predictor, Signature
 
 __all__ = [
     "AppConfig",
@@ -113,7 +113,7 @@ def load_predictor(config: AppConfig | None = None) -> tuple[Predictor, Signatur
     predictor = build_predictor(config)
     try:
         return predictor, predictor.get_signature()
-    except PredictorError:
+    except Exception:  # the demo model not registered yet: MLflow's own errors may surface too
         if not config.uses_demo:
             raise
     _register_demo(config)
@@ -129,7 +129,7 @@ async def aload_predictor(config: AppConfig | None = None) -> tuple[Predictor, S
     predictor = build_predictor(config)
     try:
         return predictor, await predictor.aget_signature()
-    except PredictorError:
+    except Exception:
         if not config.uses_demo:
             raise
     await asyncio.to_thread(_register_demo, config)
