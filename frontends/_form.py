@@ -27,6 +27,7 @@ __all__ = [
     "FieldKind",
     "build_fields",
     "convert_value",
+    "csv_template",
     "form_to_record",
     "parse_csv_rows",
     "signature_rows",
@@ -229,6 +230,13 @@ def parse_csv_rows(text: str, signature: Signature | None) -> list[dict[str, Any
     if problems:
         raise SchemaValidationError(problems)
     return records
+
+
+def csv_template(signature: Signature | None) -> str:
+    """A CSV header row naming the signature's columns (a template for batch scoring)."""
+    buf = io.StringIO()
+    csv.writer(buf).writerow([f.name for f in build_fields(signature)])
+    return buf.getvalue()
 
 
 def signature_rows(signature: Signature | None) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # `streamlit run frontends/streamlit_app.py` runs
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import Predictor, PredictorError, SchemaValidationError, Signature
-from frontends._form import Field, build_fields, form_to_record, parse_csv_rows, signature_rows
+from frontends._form import Field, build_fields, csv_template, form_to_record, parse_csv_rows, signature_rows
 from frontends._session import (
     AppConfig,
     caller_identity,
@@ -170,6 +170,9 @@ def main() -> None:
                 st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
 
     with batch:
+        if fields:
+            st.download_button("CSV template", csv_template(signature).encode(), file_name="template.csv",
+                               mime="text/csv", key="csv-template")
         upload = st.file_uploader("CSV file", type=["csv"], key="csv-upload",
                                   help="A header row naming the model's columns, one row per record.")
         if upload is not None:

@@ -6,7 +6,7 @@ import pytest
 
 from client import SchemaValidationError, Signature
 from client._types import ColumnSpec, TensorSpec
-from frontends._form import build_fields, convert_value, form_to_record, parse_csv_rows, signature_rows
+from frontends._form import build_fields, convert_value, csv_template, form_to_record, parse_csv_rows, signature_rows
 from frontends._session import AppConfig, caller_identity, format_prediction, prediction_rows, user_token_from_headers
 
 MIXED = Signature(columns=(
@@ -92,6 +92,11 @@ def test_parse_csv_rows_empty():
         parse_csv_rows("", MIXED)
     with pytest.raises(SchemaValidationError):
         parse_csv_rows("x,f,n,s,b,t\n", MIXED)
+
+
+def test_csv_template_round_trips():
+    assert csv_template(MIXED).strip() == "x,f,n,s,b,t,note"
+    assert csv_template(None).strip() == ""
 
 
 def test_signature_rows():
