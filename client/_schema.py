@@ -1,0 +1,460 @@
+"""Validate input against a model signature, the way MLflow's scoring server would.
+
+The server parses the JSON body into a DataFrame, ``astype``-casts each column to the schema
+type (``cast_df_types_according_to_schema``), then runs ``mlflow.models.utils._enforce_schema``.
+We accept what that path accepts, except where it silently changes the value (e.g. ``1.5``
+truncated to ``1`` for an integer column, ``"false"`` cast to ``True`` for a boolean): there we
+reject, so the caller hears about it before anything is sent. Each rule below says why.
+
+This module imports neither pandas nor numpy nor mlflow at import time; columns are checked
+with plain python loops.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from client._exceptions import SchemaProblem, SchemaValidationError
+from client._inputs import Table, TensorInput, to_table
+from client._types import ColumnSpec, ParamSpec, Signature, TensorSpec
+
+__all__ = ["ValidatedInput", "validate"]
+
+logger = logging.getLogger(__name__)
+
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+_MAX_REPR = 30
+
+
+class _Bad(Exception):
+    """One value does not fit; the message says why."""
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= _MAX_REPR else r[: _MAX_REPR - 1] + "…"
+
+
+# --------------------------------------------------------------------------- scalar converters
+# Each takes a non-None value and returns the canonical python value, or raises _Bad.
+
+
+def _to_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    # Why 0/1: the server's astype(bool) maps them exactly; any other number or string would be
+    # silently cast (``"false"`` -> True), which MLflow accepts but we reject as a likely bug.
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, float) and v in (0.0, 1.0):
+        return bool(v)
+    raise _Bad(f"expected a boolean, got {type(v).__name__} {_short(v)}")
+
+
+def _to_int(v: Any, lo: int, hi: int, kind: str) -> int:
+    if isinstance(v, bool):
+        # Why accepted: JSON true/false reach the server as a bool column and astype(int) gives 1/0.
+        return int(v)
+    if isinstance(v, int):
+        out = v
+    elif isinstance(v, float):
+        # Why integral floats only: astype(int) truncates 1.5 to 1 (MLflow accepts, we refuse to
+        # lose data); 2.0 survives exactly. NaN/inf cannot be an integer.
+        if not math.isfinite(v) or v != int(v):
+            raise _Bad(f"expected an integer, got float {_short(v)}")
+        out = int(v)
+    elif isinstance(v, str):
+        # Why digit strings: the server's object->int64 astype parses "1" (but not "1.5").
+        try:
+            out = int(v.strip())
+        except ValueError:
+            raise _Bad(f"expected an integer, got string {_short(v)}") from None
+    else:
+        raise _Bad(f"expected an integer, got {type(v).__name__} {_short(v)}")
+    # Why a range check: astype(int32) wraps out-of-range values silently.
+    if not lo <= out <= hi:
+        raise _Bad(f"{_short(v)} does not fit in a {kind}")
+    return out
+
+
+def _to_float(v: Any) -> float:
+    if isinstance(v, (bool, int, float)):
+        # Why ints and bools: the server's astype(float64) converts them exactly (MLflow rule
+        # "int -> double"), and JSON has no separate float type.
+        return float(v)
+    if isinstance(v, str):
+        # Why numeric strings: object->float64 astype parses "1.5"; "abc" fails on the server too.
+        try:
+            return float(v)
+        except ValueError:
+            raise _Bad(f"expected a number, got string {_short(v)}") from None
+    raise _Bad(f"expected a number, got {type(v).__name__} {_short(v)}")
+
+
+def _to_str(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    # Why reject non-strings: MLflow passes them through unconverted, so the model would get an
+    # int/list in a string column; almost always a caller bug.
+    raise _Bad(f"expected a string, got {type(v).__name__} {_short(v)}")
+
+
+def _to_bytes(v: Any) -> bytes:
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v)
+    # Why reject str: ambiguous (raw text or already base64?); the wire needs base64 of bytes.
+    raise _Bad(f"expected bytes, got {type(v).__name__} {_short(v)}")
+
+
+def _to_datetime(v: Any) -> datetime.datetime:
+    if isinstance(v, datetime.datetime):
+        out = v
+    elif isinstance(v, datetime.date):
+        out = datetime.datetime(v.year, v.month, v.day)
+    elif isinstance(v, str):
+        # Why ISO strings: the server runs pd.to_datetime on the column; ISO 8601 is what parses
+        # unambiguously. Epoch numbers (accepted by pandas as nanoseconds) are refused.
+        try:
+            out = datetime.datetime.fromisoformat(v.strip())
+        except ValueError:
+            raise _Bad(f"expected an ISO 8601 datetime, got string {_short(v)}") from None
+    else:
+        raise _Bad(f"expected a datetime, got {type(v).__name__} {_short(v)}")
+    # Why naive only: MLflow's datetime column is datetime64[ns] without a timezone and the
+    # server rejects offsets.
+    if out.tzinfo is not None:
+        raise _Bad(f"expected a timezone-naive datetime, got {_short(v)}")
+    return out
+
+
+_CONVERT = {
+    "boolean": _to_bool,
+    "integer": lambda v: _to_int(v, *_INT32, "32-bit integer"),
+    "long": lambda v: _to_int(v, *_INT64, "64-bit integer"),
+    "float": _to_float,
+    "double": _to_float,
+    "string": _to_str,
+    "binary": _to_bytes,
+    "datetime": _to_datetime,
+}
+
+# Why: the server gives None a NaN/None/NaT slot in these column types and _enforce_schema lets
+# it through (even for required columns: "required" is about the column being present). Integer
+# columns cannot hold a missing value (NaN makes the column float and the cast fails), and a
+# None in a binary column fails base64 decoding.
+_NULLABLE = {"boolean", "float", "double", "string", "datetime"}
+
+
+def _check_value(v: Any, spec_type: str, detail: dict[str, Any] | None, required: bool) -> Any:
+    if v is None:
+        if spec_type in _NULLABLE or spec_type == "any" or (not required and spec_type in ("array", "object", "map")):
+            return None
+        if spec_type in ("integer", "long"):
+            raise _Bad("missing value in an integer column (declare it double to allow missing values)")
+        raise _Bad("missing value")
+    conv = _CONVERT.get(spec_type)
+    if conv is not None:
+        return conv(v)
+    if spec_type == "any":
+        return v
+    if spec_type == "array":
+        if not isinstance(v, (list, tuple)):
+            raise _Bad(f"expected an array, got {type(v).__name__} {_short(v)}")
+        items = (detail or {}).get("items") or {}
+        t = items.get("type")
+        if t in _CONVERT or t in ("array", "object", "map", "any"):
+            return [_check_value(x, t, items, True) for x in v]
+        return list(v)
+    if spec_type in ("object", "map"):
+        if not isinstance(v, dict):
+            raise _Bad(f"expected an {spec_type}, got {type(v).__name__} {_short(v)}")
+        return v
+    return v
+
+
+# --------------------------------------------------------------------------- result
+
+
+@dataclass(frozen=True)
+class ValidatedInput:
+    """Validated input, ready to send (``to_wire``) or to predict on in-process (``to_model_input``)."""
+
+    signature: Signature | None
+    table: Table | None
+    tensor: Any | None
+    params: dict[str, Any] | None
+    n_rows: int
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready Model Serving request body."""
+        body: dict[str, Any]
+        if self.table is not None:
+            names = list(self.table.columns)
+            cols = [[_wire_value(x) for x in self.table.columns[n]] for n in names]
+            data = [list(row) for row in zip(*cols)] if cols else [[] for _ in range(self.n_rows)]
+            body = {"dataframe_split": {"columns": names, "data": data}}
+        else:
+            t = self.tensor
+            if isinstance(t, dict):
+                body = {"inputs": {k: _wire_value(a.tolist()) for k, a in t.items()}}
+            else:
+                body = {"inputs": _wire_value(t.tolist() if hasattr(t, "tolist") else t)}
+        if self.params:
+            body["params"] = {k: _wire_value(v) for k, v in self.params.items()}
+        return body
+
+    def to_model_input(self) -> Any:
+        """Direct mode: a DataFrame typed exactly as the signature says, or the numpy tensor."""
+        if self.table is None:
+            return self.tensor
+        import numpy as np
+        import pandas as pd
+
+        specs = {c.name: c for c in self.signature.columns} if self.signature else {}
+        data: dict[str, Any] = {}
+        for name, values in self.table.columns.items():
+            spec = specs.get(name)
+            t = spec.type if spec else None
+            if t in _PANDAS_DTYPES:
+                dtype = _PANDAS_DTYPES[t]
+                if t in ("float", "double"):
+                    arr = [np.nan if x is None else x for x in values]
+                    data[name] = pd.Series(arr, dtype=dtype)
+                elif t == "boolean" and any(x is None for x in values):
+                    data[name] = pd.Series(values, dtype=object)
+                else:
+                    data[name] = pd.Series(values, dtype=dtype)
+            elif t == "datetime":
+                data[name] = pd.Series(pd.to_datetime(values), dtype="datetime64[ns]")
+            else:
+                # string, binary, composite, or untyped: python objects, as MLflow hands them over.
+                data[name] = pd.Series(values, dtype=object)
+        return pd.DataFrame(data, index=range(self.n_rows))
+
+
+_PANDAS_DTYPES = {"float": "float32", "double": "float64", "integer": "int32", "long": "int64", "boolean": "bool"}
+
+
+def _wire_value(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_wire_value(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _wire_value(x) for k, x in v.items()}
+    if isinstance(v, datetime.datetime):
+        return v.isoformat()
+    if isinstance(v, datetime.date):
+        return v.isoformat()
+    if isinstance(v, (bytes, bytearray)):
+        return base64.b64encode(bytes(v)).decode("ascii")
+    if isinstance(v, float) and not math.isfinite(v):
+        # JSON has no NaN; None reaches the server as a missing value.
+        return None if math.isnan(v) else v
+    return v
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def validate(signature: Signature | None, inputs: Any, params: dict[str, Any] | None = None) -> ValidatedInput:
+    """Check ``inputs`` (and ``params``) against ``signature``; raise one ``SchemaValidationError``
+    listing every problem, or return a ``ValidatedInput``."""
+    problems: list[SchemaProblem] = []
+    converted = to_table(inputs)
+    checked_params = _check_params(signature, params, problems)
+
+    if signature is None or not signature.has_inputs:
+        if isinstance(converted, TensorInput):
+            n = _tensor_rows(converted.data)
+            if problems:
+                raise SchemaValidationError(problems)
+            return ValidatedInput(signature, None, converted.data, checked_params, n)
+        if problems:
+            raise SchemaValidationError(problems)
+        return ValidatedInput(signature, converted, None, checked_params, converted.n_rows)
+
+    if signature.is_tensor:
+        tensor = _check_tensors(signature.tensors, converted, problems)
+        if problems:
+            raise SchemaValidationError(problems)
+        return ValidatedInput(signature, None, tensor, checked_params, _tensor_rows(tensor))
+
+    if isinstance(converted, TensorInput):
+        converted = _tensor_to_table(converted, problems)
+        if converted is None:
+            raise SchemaValidationError(problems)
+    table = _check_columns(signature.columns, converted, problems)
+    if problems:
+        raise SchemaValidationError(problems)
+    return ValidatedInput(signature, table, None, checked_params, table.n_rows)
+
+
+def _tensor_to_table(t: TensorInput, problems: list[SchemaProblem]) -> Table | None:
+    # A dict of 1-D arrays is a dict of columns.
+    if isinstance(t.data, dict) and all(getattr(a, "ndim", 0) == 1 for a in t.data.values()):
+        return to_table({k: a.tolist() for k, a in t.data.items()})
+    problems.append(SchemaProblem("the model takes columns; got a numpy array (pass a DataFrame, records or a dict of columns)"))
+    return None
+
+
+def _check_columns(specs: tuple[ColumnSpec, ...], table: Table, problems: list[SchemaProblem]) -> Table:
+    cols = table.columns
+    if all(s.name is None for s in specs):
+        # Why positional: MLflow matches unnamed column specs to the input columns by position.
+        names = list(cols)
+        specs = tuple(s.model_copy(update={"name": names[i]}) for i, s in enumerate(specs) if i < len(names))
+    out: dict[str, list[Any]] = {}
+    for spec in specs:
+        name = spec.name
+        assert name is not None
+        if name not in cols:
+            if spec.required:
+                problems.append(SchemaProblem("required column is missing", column=name))
+            continue
+        values = cols[name]
+        new: list[Any] = []
+        for i, v in enumerate(values):
+            try:
+                new.append(_check_value(v, spec.type, spec.detail, spec.required))
+            except _Bad as e:
+                problems.append(SchemaProblem(str(e), column=name, row=i))
+                new.append(None)
+        out[name] = new
+    # Extra columns are dropped, as _enforce_schema does.
+    dropped = [n for n in cols if n not in out and all(s.name != n for s in specs)]
+    if dropped:
+        logger.debug("dropping %d column(s) not in the signature", len(dropped))
+    return Table(columns=out, n_rows=table.n_rows)
+
+
+# --------------------------------------------------------------------------- params
+
+_PARAM_ORDER = {"integer": 0, "long": 1, "float": 2, "double": 3}
+
+
+def _param_scalar(v: Any, t: str) -> Any:
+    if t in ("integer", "long"):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _Bad(f"expected {t}, got {type(v).__name__} {_short(v)}")
+        lo, hi = _INT32 if t == "integer" else _INT64
+        if not lo <= v <= hi:
+            raise _Bad(f"{_short(v)} does not fit in {t}")
+        return v
+    if t in ("float", "double"):
+        # Why: MLflow converts int->long/float/double, long->float/double, float->double.
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise _Bad(f"expected {t}, got {type(v).__name__} {_short(v)}")
+        return float(v)
+    if t == "boolean":
+        if not isinstance(v, bool):
+            raise _Bad(f"expected boolean, got {type(v).__name__} {_short(v)}")
+        return v
+    if t == "string":
+        if not isinstance(v, str):
+            raise _Bad(f"expected string, got {type(v).__name__} {_short(v)}")
+        return v
+    if t == "binary":
+        return _to_bytes(v)
+    if t == "datetime":
+        return _to_datetime(v)
+    return v
+
+
+def _check_params(
+    signature: Signature | None, params: dict[str, Any] | None, problems: list[SchemaProblem]
+) -> dict[str, Any] | None:
+    specs: tuple[ParamSpec, ...] = signature.params if signature else ()
+    if params is not None and not isinstance(params, dict):
+        problems.append(SchemaProblem(f"params must be a dict, got {type(params).__name__}"))
+        return None
+    if not specs:
+        if params:
+            # Why: MLflow ignores params when the model declares none, with a warning.
+            logger.warning("the model declares no params; ignoring %s", sorted(map(str, params)))
+        return None
+    params = params or {}
+    known = {p.name for p in specs}
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        # Why ignore: MLflow's _enforce_params_schema drops unknown params with a warning.
+        logger.warning("ignoring params not in the model signature: %s", sorted(map(str, unknown)))
+    out: dict[str, Any] = {}
+    for p in specs:
+        if p.name not in params:
+            if p.default is not None:
+                out[p.name] = p.default
+            continue
+        v = params[p.name]
+        where = f"param {p.name!r}"
+        try:
+            if v is None:
+                out[p.name] = p.default
+            elif p.shape is None:
+                out[p.name] = _param_scalar(v, p.type)
+            else:
+                if not isinstance(v, (list, tuple)):
+                    raise _Bad(f"expected a list of {p.type}, got {type(v).__name__} {_short(v)}")
+                out[p.name] = [_param_scalar(x, p.type) for x in v]
+        except _Bad as e:
+            problems.append(SchemaProblem(f"{where}: {e}"))
+    return out
+
+
+# --------------------------------------------------------------------------- tensors
+
+
+def _tensor_rows(t: Any) -> int:
+    if isinstance(t, dict):
+        for a in t.values():
+            return int(a.shape[0]) if getattr(a, "ndim", 0) else 1
+        return 0
+    return int(t.shape[0]) if getattr(t, "ndim", 0) else 1
+
+
+def _check_one_tensor(spec: TensorSpec, arr: Any, problems: list[SchemaProblem], label: str | None) -> Any:
+    import numpy as np
+
+    try:
+        if not isinstance(arr, np.ndarray):
+            arr = np.asarray(arr)
+        want = np.dtype(spec.dtype)
+    except Exception as e:  # ragged lists, unknown dtype names
+        problems.append(SchemaProblem(f"not a valid tensor: {_short(str(e))}", column=label))
+        return None
+    if arr.dtype == object:
+        problems.append(SchemaProblem("not a numeric tensor (ragged or mixed values)", column=label))
+        return None
+    shape_ok = len(arr.shape) == len(spec.shape) and all(s == -1 or s == a for s, a in zip(spec.shape, arr.shape))
+    if not shape_ok:
+        problems.append(SchemaProblem(f"shape {tuple(arr.shape)} does not match {tuple(spec.shape)}", column=label))
+    # Why safe casts only: MLflow's _enforce_tensor_spec refuses lossy dtype changes.
+    if arr.dtype != want and not np.can_cast(arr.dtype, want, casting="safe"):
+        problems.append(SchemaProblem(f"dtype {arr.dtype} cannot be safely cast to {want}", column=label))
+        return None
+    return arr.astype(want, copy=False)
+
+
+def _check_tensors(specs: tuple[TensorSpec, ...], converted: Any, problems: list[SchemaProblem]) -> Any:
+    if isinstance(converted, TensorInput):
+        data = converted.data
+    else:
+        data = {k: v for k, v in converted.columns.items()}
+        if len(specs) == 1 and specs[0].name is None and len(data) == 1:
+            data = next(iter(data.values()))
+    if isinstance(data, dict):
+        out = {}
+        for spec in specs:
+            if spec.name is None or spec.name not in data:
+                problems.append(SchemaProblem("tensor input is missing", column=spec.name))
+                continue
+            out[spec.name] = _check_one_tensor(spec, data[spec.name], problems, spec.name)
+        return out
+    if len(specs) != 1:
+        problems.append(SchemaProblem(f"the model takes {len(specs)} named tensors; pass a dict of arrays"))
+        return None
+    return _check_one_tensor(specs[0], data, problems, specs[0].name)
