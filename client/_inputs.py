@@ -7,7 +7,6 @@ imported here: a DataFrame/ndarray is recognised by its type's module and name.
 
 from __future__ import annotations
 
-import datetime
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -42,9 +41,8 @@ def _is_ndarray(obj: Any) -> bool:
 
 
 def _is_dataframe(obj: Any) -> bool:
-    return any(_type_is(obj, "pandas", "DataFrame") for _ in (0,)) or any(
-        c.__name__ == "DataFrame" and (c.__module__ or "").startswith("pandas") for c in type(obj).__mro__
-    )
+    # Subclasses of DataFrame count too.
+    return any(c.__name__ == "DataFrame" and (c.__module__ or "").startswith("pandas") for c in type(obj).__mro__)
 
 
 def _fail(message: str) -> SchemaValidationError:
@@ -93,14 +91,18 @@ def _from_records(records: list[Any] | tuple[Any, ...]) -> Table:
                 names[k] = None
     bad = [k for k in names if not isinstance(k, str)]
     if bad:
-        raise SchemaValidationError([SchemaProblem(f"column names must be strings, got {type(k).__name__}") for k in bad])
+        raise SchemaValidationError(
+            [SchemaProblem(f"column names must be strings, got {type(k).__name__}") for k in bad]
+        )
     # Why None for a key a record lacks: pandas (and so the scoring server) fills it with NaN.
     columns = {k: [r.get(k) for r in records] for k in names}
     return Table(columns=columns, n_rows=len(records))
 
 
 def _from_column_dict(data: dict[Any, Any]) -> Table:
-    problems = [SchemaProblem(f"column names must be strings, got {type(k).__name__}") for k in data if not isinstance(k, str)]
+    problems = [
+        SchemaProblem(f"column names must be strings, got {type(k).__name__}") for k in data if not isinstance(k, str)
+    ]
     if problems:
         raise SchemaValidationError(problems)
     is_seq = {k: isinstance(v, (list, tuple)) or _is_ndarray(v) for k, v in data.items()}
@@ -127,7 +129,9 @@ def _from_dataframe(df: Any) -> Table:
         raise _fail("the input DataFrame is empty")
     bad = [c for c in df.columns if not isinstance(c, str)]
     if bad:
-        raise SchemaValidationError([SchemaProblem(f"column names must be strings, got {type(c).__name__}") for c in bad])
+        raise SchemaValidationError(
+            [SchemaProblem(f"column names must be strings, got {type(c).__name__}") for c in bad]
+        )
     columns: dict[str, list[Any]] = {}
     for name in df.columns:
         series = df[name]
@@ -164,12 +168,9 @@ def _py(v: Any) -> Any:
         if isinstance(item, float) and math.isnan(item):
             return None
         return item
-    if isinstance(v, datetime.datetime):
-        return v
     return v
 
 
 def _dt64_to_datetime(v: Any) -> Any:
-    # numpy's .item() loses sub-microsecond precision or returns an int for ns; go via us.
-    us = v.astype("datetime64[us]").item()
-    return us
+    # .item() of a datetime64[ns] is an int; going via microseconds gives a datetime.
+    return v.astype("datetime64[us]").item()

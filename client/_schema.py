@@ -197,7 +197,7 @@ class ValidatedInput:
         if self.table is not None:
             names = list(self.table.columns)
             cols = [[_wire_value(x) for x in self.table.columns[n]] for n in names]
-            data = [list(row) for row in zip(*cols)] if cols else [[] for _ in range(self.n_rows)]
+            data = [list(row) for row in zip(*cols, strict=True)] if cols else [[] for _ in range(self.n_rows)]
             body = {"dataframe_split": {"columns": names, "data": data}}
         else:
             t = self.tensor
@@ -298,7 +298,9 @@ def _tensor_to_table(t: TensorInput, problems: list[SchemaProblem]) -> Table | N
     # A dict of 1-D arrays is a dict of columns.
     if isinstance(t.data, dict) and all(getattr(a, "ndim", 0) == 1 for a in t.data.values()):
         return to_table({k: a.tolist() for k, a in t.data.items()})
-    problems.append(SchemaProblem("the model takes columns; got a numpy array (pass a DataFrame, records or a dict of columns)"))
+    problems.append(
+        SchemaProblem("the model takes columns; got a numpy array (pass a DataFrame, records or a dict of columns)")
+    )
     return None
 
 
@@ -429,7 +431,9 @@ def _check_one_tensor(spec: TensorSpec, arr: Any, problems: list[SchemaProblem],
     if arr.dtype == object:
         problems.append(SchemaProblem("not a numeric tensor (ragged or mixed values)", column=label))
         return None
-    shape_ok = len(arr.shape) == len(spec.shape) and all(s == -1 or s == a for s, a in zip(spec.shape, arr.shape))
+    shape_ok = len(arr.shape) == len(spec.shape) and all(
+        s == -1 or s == a for s, a in zip(spec.shape, arr.shape, strict=False)
+    )
     if not shape_ok:
         problems.append(SchemaProblem(f"shape {tuple(arr.shape)} does not match {tuple(spec.shape)}", column=label))
     # Why safe casts only: MLflow's _enforce_tensor_spec refuses lossy dtype changes.
