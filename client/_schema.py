@@ -77,7 +77,8 @@ def _to_int(v: Any, lo: int, hi: int, kind: str) -> int:
             raise _Bad(f"expected an integer, got string {_short(v)}") from None
     else:
         raise _Bad(f"expected an integer, got {type(v).__name__} {_short(v)}")
-    # Why a range check: astype(int32) wraps out-of-range values silently.
+    # Why a range check: astype(int32) wraps out-of-range values silently, and a JSON integer
+    # above 2**63-1 makes a uint64 column that astype(int64) wraps to a negative number.
     if not lo <= out <= hi:
         raise _Bad(f"{_short(v)} does not fit in a {kind}")
     return out
@@ -118,8 +119,10 @@ def _to_datetime(v: Any) -> datetime.datetime:
     elif isinstance(v, datetime.date):
         out = datetime.datetime(v.year, v.month, v.day)
     elif isinstance(v, str):
-        # Why ISO strings: the server runs pd.to_datetime on the column; ISO 8601 is what parses
-        # unambiguously. Epoch numbers (accepted by pandas as nanoseconds) are refused.
+        # Why ISO strings only: the server runs pd.to_datetime on the column, which also guesses
+        # at "01/02/2024" or "Jan 2 2024" (day/month order is ambiguous); we take ISO 8601 and
+        # always send the canonical isoformat(). Epoch numbers (read by pandas as nanoseconds)
+        # are refused.
         try:
             out = datetime.datetime.fromisoformat(v.strip())
         except ValueError:
@@ -196,7 +199,7 @@ class ValidatedInput:
         body: dict[str, Any]
         if self.table is not None:
             names = list(self.table.columns)
-            cols = [[_wire_value(x) for x in self.table.columns[n]] for n in names]
+            cols = [_wire_column(self.table.columns[n]) for n in names]
             data = [list(row) for row in zip(*cols, strict=True)] if cols else [[] for _ in range(self.n_rows)]
             body = {"dataframe_split": {"columns": names, "data": data}}
         else:
@@ -239,6 +242,14 @@ class ValidatedInput:
 
 
 _PANDAS_DTYPES = {"float": "float32", "double": "float64", "integer": "int32", "long": "int64", "boolean": "bool"}
+
+
+def _wire_column(values: list[Any]) -> list[Any]:
+    if any(isinstance(x, datetime.datetime) and x.microsecond for x in values):
+        # Why one timespec per column: the server's pd.to_datetime infers the format from the
+        # first value, so "…T03:04:05" followed by "…T03:04:05.250000" would fail to parse.
+        return [x.isoformat(timespec="microseconds") if isinstance(x, datetime.datetime) else x for x in values]
+    return [_wire_value(x) for x in values]
 
 
 def _wire_value(v: Any) -> Any:

@@ -42,33 +42,34 @@ def problems(s: Signature | None, inputs, params=None):
 
 # Values as they would appear in a JSON body (plus bytes, which we send base64-encoded).
 JSON_VALUES = [
-    1, 0, 2, -1, 2**40, 2**31, 1.5, 1.0, 0.0, -2.5, 1e300, True, False,
+    1, 0, 2, -1, 2**40, 2**31, 2**63, 1.5, 1.0, 0.0, -2.5, 1e300, True, False,
     "1", "1.5", "abc", "true", "false", "", " 7 ", "2024-01-02", "2024-01-02T03:04:05",
-    "2024-01-02T03:04:05+00:00", "YWJj", None, [1], {"a": 1},
+    "2024-01-02T03:04:05+00:00", "2024-01-02 03:04:05.25", "2024/01/02", "Jan 2 2024", "YWJj",
+    None, [1], {"a": 1},
 ]  # fmt: skip
 
-# (type, value) pairs MLflow's server accepts but we reject on purpose, because the server would
-# silently change the value. Everything else must agree exactly.
-DELIBERATE_STRICTER = {
-    # boolean: astype(bool) turns any non-empty string (even "false") and any number into True.
-    *[("boolean", v) for v in (2, -1, 2**40, 2**31, 1.5, -2.5, 1e300, "1", "1.5", "abc", "true", "false", "",
-                               " 7 ", "2024-01-02", "2024-01-02T03:04:05", "2024-01-02T03:04:05+00:00", "YWJj")],
-    *[("boolean", repr(v)) for v in ([1], {"a": 1})],
-    # integer/long: astype(int) truncates 1.5 -> 1; int32 wraps 2**40.
-    *[(t, v) for t in ("integer", "long") for v in (1.5, -2.5, 1e300)],
-    ("integer", 2**40), ("integer", 2**31),
-    # string: MLflow passes non-strings through unconverted to the model.
-    *[("string", v) for v in (1, 0, 2, -1, 2**40, 2**31, 1.5, 1.0, 0.0, -2.5, 1e300, True, False)],
-    *[("string", repr(v)) for v in ([1], {"a": 1})],
-    # binary: a str is ambiguous (text or base64?); we take bytes and encode them ourselves.
-    *[("binary", v) for v in ("true", "", "2024-01-02", "2024-01-02T03:04:05+00:00", "YWJj", "abc", "false")],
-    # datetime: pandas reads numbers as epoch nanoseconds and "" as NaT.
-    *[("datetime", v) for v in (1, 0, 2, -1, 2**40, 2**31, 1.5, 1.0, 0.0, -2.5, 1e300, "")],
-}  # fmt: skip
 
-
-def _key(t, v):
-    return (t, repr(v)) if isinstance(v, (list, dict)) else (t, v)
+def deliberately_stricter(t: str, v) -> bool:
+    """(type, value) pairs MLflow's server accepts but we reject on purpose, because the server
+    would silently change the value. Everything else must agree exactly."""
+    is_num = isinstance(v, (int, float)) and not isinstance(v, bool)
+    if t == "boolean":
+        # astype(bool) turns any non-empty string (even "false") and any number into True.
+        return v is not None and not isinstance(v, bool) and not (is_num and v in (0, 1))
+    if t in ("integer", "long"):
+        # astype(int) truncates 1.5 -> 1; int32 wraps 2**40; 2**63 makes a uint64 column that wraps.
+        limit = 2**31 if t == "integer" else 2**63
+        return (isinstance(v, float) and v != int(v)) or v == 1e300 or (is_num and abs(v) >= limit)
+    if t == "string":
+        # MLflow passes non-strings through unconverted to the model.
+        return v is not None and not isinstance(v, str)
+    if t == "binary":
+        # A str is ambiguous (text or base64?); we take bytes and encode them ourselves.
+        return isinstance(v, str)
+    if t == "datetime":
+        # pandas reads numbers as epoch nanoseconds, "" as NaT, and guesses non-ISO formats.
+        return (is_num and not isinstance(v, bool)) or v in ("", "2024/01/02", "Jan 2 2024")
+    return False
 
 
 def _mlflow_accepts_body(t: str, required: bool, body: dict) -> bool:
@@ -114,7 +115,7 @@ def test_differential_against_mlflow(t: str, required: bool) -> None:
             disagreements.append(("we reject bytes", v))
             continue
         mlflow_ok = _mlflow_accepts_body(t, required, {"columns": ["x"], "data": [[v]]})
-        if mlflow_ok and _key(t, v) not in DELIBERATE_STRICTER:
+        if mlflow_ok and not deliberately_stricter(t, v):
             disagreements.append(("we reject, server accepts", v))
     assert disagreements == []
 
@@ -350,3 +351,32 @@ def test_validate_raises_only_schema_errors(inputs, types, required) -> None:
         assert e.problems
         return
     json.dumps(v.to_wire())
+
+
+MULTI_ROW_EXTRA = {
+    "datetime": [datetime.datetime(2024, 1, 2, 3, 4, 5, 500000), datetime.datetime(2024, 1, 2), "20240102"],
+    "double": ["nan", "inf", " 1.5", "1e5"],
+    "long": [" 3", "+3", -(2**63)],
+    "binary": [b"a", b"bb", b""],
+}
+
+
+@pytest.mark.parametrize("t", TYPES)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), required=st.booleans())
+def test_differential_multi_row(t: str, data, required: bool) -> None:
+    """Columns mixing values: pandas infers one dtype per column, so mixes behave unlike singles."""
+    pytest.importorskip("mlflow")
+    rows = data.draw(st.lists(st.sampled_from(JSON_VALUES + MULTI_ROW_EXTRA.get(t, [])), min_size=2, max_size=4))
+    ours = _ours_accepts_rows(t, required, rows)
+    if ours is not None:
+        assert _mlflow_accepts_body(t, required, ours.to_wire()["dataframe_split"]), rows
+    elif not any(isinstance(r, (bytes, datetime.datetime)) or deliberately_stricter(t, r) for r in rows):
+        assert not _mlflow_accepts_body(t, required, {"columns": ["x"], "data": [[r] for r in rows]}), rows
+
+
+def _ours_accepts_rows(t: str, required: bool, rows: list) -> ValidatedInput | None:
+    try:
+        return validate(sig(col("x", t, required)), [{"x": r} for r in rows])
+    except SchemaValidationError:
+        return None
