@@ -354,9 +354,7 @@ def _param_scalar(v: Any, t: str) -> Any:
     if t in ("integer", "long"):
         if isinstance(v, bool) or not isinstance(v, int):
             raise _Bad(f"expected {t}, got {type(v).__name__} {_short(v)}")
-        lo, hi = _INT32 if t == "integer" else _INT64
-        if not lo <= v <= hi:
-            raise _Bad(f"{_short(v)} does not fit in {t}")
+        # Why no range check: MLflow hands params to the model as python ints, which never wrap.
         return v
     if t in ("float", "double"):
         # Why: MLflow converts int->long/float/double, long->float/double, float->double.
@@ -374,6 +372,7 @@ def _param_scalar(v: Any, t: str) -> Any:
     if t == "binary":
         return _to_bytes(v)
     if t == "datetime":
+        # Why ISO only: MLflow's np.datetime64(value) also reads "1" as the year 1.
         return _to_datetime(v)
     return v
 
@@ -412,7 +411,8 @@ def _check_params(
             else:
                 if not isinstance(v, (list, tuple)):
                     raise _Bad(f"expected a list of {p.type}, got {type(v).__name__} {_short(v)}")
-                out[p.name] = [_param_scalar(x, p.type) for x in v]
+                # Why None items pass: MLflow's _enforce_param_datatype returns None for None.
+                out[p.name] = [None if x is None else _param_scalar(x, p.type) for x in v]
         except _Bad as e:
             problems.append(SchemaProblem(f"{where}: {e}"))
     return out

@@ -380,3 +380,51 @@ def _ours_accepts_rows(t: str, required: bool, rows: list) -> ValidatedInput | N
         return validate(sig(col("x", t, required)), [{"x": r} for r in rows])
     except SchemaValidationError:
         return None
+
+
+PARAM_DEFAULTS = {
+    "boolean": True,
+    "integer": 1,
+    "long": 1,
+    "float": 1.0,
+    "double": 1.0,
+    "string": "a",
+    "datetime": datetime.datetime(2024, 1, 1),
+}
+PARAM_VALUES = [1, 0, 2**40, 2**63, 1.5, True, False, "1", "abc", "2024-01-02", None, {"a": 1}]
+
+
+@pytest.mark.parametrize("shape", [None, (-1,)])
+@pytest.mark.parametrize("t", sorted(PARAM_DEFAULTS))
+def test_params_differential_against_mlflow(t: str, shape, caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("mlflow")
+    from mlflow.models.utils import _enforce_params_schema
+    from mlflow.types.schema import ParamSchema
+    from mlflow.types.schema import ParamSpec as MlflowParamSpec
+
+    default = PARAM_DEFAULTS[t] if shape is None else [PARAM_DEFAULTS[t]]
+    mschema = ParamSchema([MlflowParamSpec("p", t, default, shape)])
+    s = Signature(
+        columns=(ColumnSpec(name="x", type="any"),), params=(ParamSpec(name="p", type=t, default=default, shape=shape),)
+    )
+
+    def mlflow_ok(params: dict) -> bool:
+        try:
+            _enforce_params_schema(json.loads(json.dumps(params)), mschema)
+        except Exception:
+            return False
+        return True
+
+    disagreements = []
+    for v in PARAM_VALUES + [[x] for x in PARAM_VALUES]:
+        try:
+            ours = validate(s, [{"x": 1}], {"p": v})
+        except SchemaValidationError:
+            ours = None
+        if ours is not None:
+            if not mlflow_ok(ours.to_wire().get("params", {})):
+                disagreements.append(("we accept, server rejects", v))
+        # Deliberate: np.datetime64("1") is the year 1; we take ISO 8601 datetimes only.
+        elif mlflow_ok({"p": v}) and not (t == "datetime" and v in ("1", ["1"])):
+            disagreements.append(("we reject, server accepts", v))
+    assert disagreements == []
