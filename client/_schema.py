@@ -276,7 +276,17 @@ def validate(signature: Signature | None, inputs: Any, params: dict[str, Any] | 
     """Check ``inputs`` (and ``params``) against ``signature``; raise one ``SchemaValidationError``
     listing every problem, or return a ``ValidatedInput``."""
     problems: list[SchemaProblem] = []
-    converted = to_table(inputs)
+    if (
+        signature is not None
+        and signature.is_tensor
+        and isinstance(inputs, (list, tuple))
+        and inputs
+        and not any(isinstance(r, dict) for r in inputs)
+    ):
+        # A tensor model given nested lists: that is the array itself, not records.
+        converted: Table | TensorInput = TensorInput(list(inputs))
+    else:
+        converted = to_table(inputs)
     checked_params = _check_params(signature, params, problems)
 
     if signature is None or not signature.has_inputs:
@@ -447,11 +457,30 @@ def _check_one_tensor(spec: TensorSpec, arr: Any, problems: list[SchemaProblem],
     )
     if not shape_ok:
         problems.append(SchemaProblem(f"shape {tuple(arr.shape)} does not match {tuple(spec.shape)}", column=label))
-    # Why safe casts only: MLflow's _enforce_tensor_spec refuses lossy dtype changes.
-    if arr.dtype != want and not np.can_cast(arr.dtype, want, casting="safe"):
-        problems.append(SchemaProblem(f"dtype {arr.dtype} cannot be safely cast to {want}", column=label))
+    if arr.dtype != want and not _tensor_cast_ok(arr, want):
+        problems.append(SchemaProblem(f"dtype {arr.dtype} cannot be cast to {want} without loss", column=label))
         return None
     return arr.astype(want, copy=False)
+
+
+def _tensor_cast_ok(arr: Any, want: Any) -> bool:
+    """The server builds the tensor with np.array(json, dtype=spec), a lenient cast. We allow the
+    casts that keep values: safe ones; float -> narrower float and int -> float (JSON carries no
+    precision, so the server does exactly this); int -> narrower int when every value fits.
+    Why not float -> int: the server would truncate 1.5 to 1."""
+    import numpy as np
+
+    have = arr.dtype
+    if np.can_cast(have, want, casting="safe"):
+        return True
+    if want.kind == "f" and have.kind in "fiub":
+        return True
+    if want.kind in "iu" and have.kind in "iub":
+        if arr.size == 0:
+            return True
+        info = np.iinfo(want)
+        return bool(info.min <= arr.min() and arr.max() <= info.max)
+    return False
 
 
 def _check_tensors(specs: tuple[TensorSpec, ...], converted: Any, problems: list[SchemaProblem]) -> Any:

@@ -268,7 +268,14 @@ def test_tensor_dtype_and_shape() -> None:
     assert v.tensor.dtype == np.float32 and v.n_rows == 2
     assert v.to_wire() == {"inputs": [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]}
     assert problems(s, np.ones((2, 4), dtype=np.float32))
-    assert problems(s, np.ones((2, 3), dtype=np.float64))  # lossy
+    # float64 -> float32: JSON carries no precision, the server casts the same way.
+    assert validate(s, np.ones((2, 3))).tensor.dtype == np.float32
+    assert validate(s, [[1, 2, 3]]).tensor.dtype == np.float32  # nested lists are the array
+    si = Signature(tensors=(TensorSpec(dtype="int32", shape=(-1,)),))
+    assert problems(si, np.array([1.5]))  # the server would truncate
+    assert problems(si, np.array([2**40]))  # would wrap
+    assert validate(si, np.array([7], dtype=np.int64)).tensor.tolist() == [7]
+    assert problems(si, np.array(["a"]))
 
 
 def test_named_tensors() -> None:
@@ -428,3 +435,33 @@ def test_params_differential_against_mlflow(t: str, shape, caplog: pytest.LogCap
         elif mlflow_ok({"p": v}) and not (t == "datetime" and v in ("1", ["1"])):
             disagreements.append(("we reject, server accepts", v))
     assert disagreements == []
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.ones((2, 3), dtype=np.float64),
+        np.ones((2, 3), dtype=np.int8),
+        np.array([[1.5, 2.5, 3.5]]),
+        np.ones((1, 4)),
+        np.array([[True, False, True]]),
+        np.array([[2**40, 1, 2]]),
+    ],
+)
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64"])
+def test_tensor_accepted_inputs_pass_mlflow(array, dtype: str) -> None:
+    pytest.importorskip("mlflow")
+    from mlflow.models.utils import _enforce_schema
+    from mlflow.types.schema import Schema
+    from mlflow.types.schema import TensorSpec as MlflowTensorSpec
+    from mlflow.utils.proto_json_utils import parse_tf_serving_input
+
+    s = Signature(tensors=(TensorSpec(dtype=dtype, shape=(-1, 3)),))
+    try:
+        v = validate(s, array)
+    except SchemaValidationError:
+        return
+    schema = Schema([MlflowTensorSpec(np.dtype(dtype), (-1, 3))])
+    parsed = parse_tf_serving_input(json.loads(json.dumps(v.to_wire())), schema)
+    _enforce_schema(parsed, schema)
+    assert np.array_equal(np.asarray(parsed), array.astype(dtype))
