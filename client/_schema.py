@@ -199,7 +199,8 @@ class ValidatedInput:
         body: dict[str, Any]
         if self.table is not None:
             names = list(self.table.columns)
-            cols = [_wire_column(self.table.columns[n]) for n in names]
+            types = {c.name: c.type for c in self.signature.columns} if self.signature else {}
+            cols = [_wire_column(self.table.columns[n], types.get(n)) for n in names]
             data = [list(row) for row in zip(*cols, strict=True)] if cols else [[] for _ in range(self.n_rows)]
             body = {"dataframe_split": {"columns": names, "data": data}}
         else:
@@ -244,7 +245,15 @@ class ValidatedInput:
 _PANDAS_DTYPES = {"float": "float32", "double": "float64", "integer": "int32", "long": "int64", "boolean": "bool"}
 
 
-def _wire_column(values: list[Any]) -> list[Any]:
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _wire_column(values: list[Any], spec_type: str | None = None) -> list[Any]:
+    # Validated columns of these types hold only JSON-ready values (and None).
+    if spec_type in ("string", "boolean", "integer", "long"):
+        return values
+    if spec_type in ("float", "double"):
+        return [x if x == x else None for x in values]  # NaN -> None: JSON has no NaN
     if any(isinstance(x, datetime.datetime) and x.microsecond for x in values):
         # Why one timespec per column: the server's pd.to_datetime infers the format from the
         # first value, so "…T03:04:05" followed by "…T03:04:05.250000" would fail to parse.
@@ -253,6 +262,8 @@ def _wire_column(values: list[Any]) -> list[Any]:
 
 
 def _wire_value(v: Any) -> Any:
+    if type(v) in _PLAIN:
+        return v
     if isinstance(v, list):
         return [_wire_value(x) for x in v]
     if isinstance(v, dict):
@@ -325,6 +336,11 @@ def _tensor_to_table(t: TensorInput, problems: list[SchemaProblem]) -> Table | N
     return None
 
 
+# Types whose python values are already canonical and always valid (ints need a range check,
+# datetimes a timezone check, so they take the slow path).
+_FAST_TYPE: dict[str, type] = {"double": float, "float": float, "string": str, "boolean": bool, "binary": bytes}
+
+
 def _check_columns(specs: tuple[ColumnSpec, ...], table: Table, problems: list[SchemaProblem]) -> Table:
     cols = table.columns
     if all(s.name is None for s in specs):
@@ -341,7 +357,12 @@ def _check_columns(specs: tuple[ColumnSpec, ...], table: Table, problems: list[S
             continue
         values = cols[name]
         new: list[Any] = []
+        # Fast path: a value already of the canonical python type needs no conversion.
+        fast = _FAST_TYPE.get(spec.type)
         for i, v in enumerate(values):
+            if type(v) is fast:
+                new.append(v)
+                continue
             try:
                 new.append(_check_value(v, spec.type, spec.detail, spec.required))
             except _Bad as e:
