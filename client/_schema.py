@@ -220,7 +220,12 @@ class ValidatedInput:
         import numpy as np
         import pandas as pd
 
-        specs = {c.name: c for c in self.signature.columns} if self.signature else {}
+        sig_cols = self.signature.columns if self.signature else ()
+        if sig_cols and all(c.name is None for c in sig_cols):
+            # Unnamed specs were matched to the input columns by position in validate().
+            specs = dict(zip(self.table.columns, sig_cols, strict=False))
+        else:
+            specs = {c.name: c for c in sig_cols}
         data: dict[str, Any] = {}
         for name, values in self.table.columns.items():
             spec = specs.get(name)

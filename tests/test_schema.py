@@ -309,11 +309,22 @@ def test_to_model_input_passes_mlflow_enforce_schema() -> None:
     mlflow_utils = pytest.importorskip("mlflow.models.utils")
     from mlflow.types.schema import ColSpec, Schema
 
-    s = sig(col("f", "float"), col("i", "integer"), col("b", "boolean"), col("t", "datetime"), col("y", "binary"))
-    v = validate(s, [{"f": 1.5, "i": 3, "b": False, "t": "2024-01-01", "y": b"a"}] * 3)
-    schema = Schema([ColSpec(c.type, c.name) for c in s.columns])
+    s = sig(
+        col("f", "float"), col("i", "integer"), col("b", "boolean"), col("t", "datetime"), col("y", "binary"),
+        col("s", "string"), col("l", "long"), col("d", "double"), col("o", "string", required=False),
+    )  # fmt: skip
+    rows = [{"f": 1.5, "i": 3, "b": False, "t": "2024-01-01", "y": b"a", "s": "x", "l": 2**40, "d": None}] * 3
+    v = validate(s, rows)
+    schema = Schema([ColSpec(c.type, c.name, required=c.required) for c in s.columns])
     out = mlflow_utils._enforce_schema(v.to_model_input(), schema)
-    assert list(out.columns) == ["f", "i", "b", "t", "y"]
+    assert list(out.columns) == ["f", "i", "b", "t", "y", "s", "l", "d"]
+    assert out["l"].iloc[0] == 2**40
+
+
+def test_to_model_input_unnamed_columns() -> None:
+    s = Signature(columns=(ColumnSpec(type="integer"), ColumnSpec(type="float")))
+    df = validate(s, {"x": [1], "y": [2]}).to_model_input()
+    assert [str(t) for t in df.dtypes] == ["int32", "float32"]
 
 
 # --------------------------------------------------------------------------- misc
@@ -350,10 +361,12 @@ inputs_strategy = st.one_of(
 )
 def test_validate_raises_only_schema_errors(inputs, types, required) -> None:
     s = Signature(
-        columns=tuple(ColumnSpec(name=n, type=t, required=required) for n, t in zip("abc", types, strict=False))
+        columns=tuple(ColumnSpec(name=n, type=t, required=required) for n, t in zip("abc", types, strict=False)),
+        params=(ParamSpec(name="p", type=types[0], default=None),),
     )
+    params = inputs if isinstance(inputs, dict) else {"p": inputs}
     try:
-        v = validate(s, inputs)
+        v = validate(s, inputs, params)
     except SchemaValidationError as e:
         assert e.problems
         return
@@ -465,3 +478,26 @@ def test_tensor_accepted_inputs_pass_mlflow(array, dtype: str) -> None:
     parsed = parse_tf_serving_input(json.loads(json.dumps(v.to_wire())), schema)
     _enforce_schema(parsed, schema)
     assert np.array_equal(np.asarray(parsed), array.astype(dtype))
+
+
+tensor_inputs = st.one_of(
+    scalars,
+    st.lists(st.one_of(st.integers(-(2**70), 2**70), st.floats(), st.lists(st.floats(), max_size=3)), max_size=4),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.lists(st.integers(), max_size=3), max_size=2),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    inputs=tensor_inputs,
+    dtype=st.sampled_from(["float32", "float64", "int32", "int64", "bool"]),
+    named=st.booleans(),
+)
+def test_validate_tensor_raises_only_schema_errors(inputs, dtype: str, named: bool) -> None:
+    s = Signature(tensors=(TensorSpec(name="a" if named else None, dtype=dtype, shape=(-1,)),))
+    try:
+        v = validate(s, inputs)
+    except SchemaValidationError as e:
+        assert e.problems
+        return
+    json.dumps(v.to_wire())
