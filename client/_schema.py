@@ -98,6 +98,16 @@ def _to_float(v: Any) -> float:
     raise _Bad(f"expected a number, got {type(v).__name__} {_short(v)}")
 
 
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _to_float32(f: float) -> float:
+    # Why: astype(float32) turns a finite 1e300 into inf, silently; MLflow accepts, we refuse.
+    if math.isfinite(f) and abs(f) > _FLOAT32_MAX:
+        raise _Bad(f"{_short(f)} does not fit in a 32-bit float")
+    return f
+
+
 def _to_str(v: Any) -> str:
     if isinstance(v, str):
         return v
@@ -140,7 +150,7 @@ _CONVERT = {
     "boolean": _to_bool,
     "integer": lambda v: _to_int(v, *_INT32, "32-bit integer"),
     "long": lambda v: _to_int(v, *_INT64, "64-bit integer"),
-    "float": _to_float,
+    "float": lambda v: _to_float32(_to_float(v)),
     "double": _to_float,
     "string": _to_str,
     "binary": _to_bytes,
@@ -500,6 +510,10 @@ def _tensor_cast_ok(arr: Any, want: Any) -> bool:
     if np.can_cast(have, want, casting="safe"):
         return True
     if want.kind == "f" and have.kind in "fiub":
+        if want.itemsize < have.itemsize and arr.size and have.kind == "f":
+            # Why: a finite value beyond the narrower float's range would become inf.
+            finite = arr[np.isfinite(arr)]
+            return not finite.size or bool(np.abs(finite).max() <= np.finfo(want).max)
         return True
     if want.kind in "iu" and have.kind in "iub":
         if arr.size == 0:

@@ -60,6 +60,9 @@ def deliberately_stricter(t: str, v) -> bool:
         # astype(int) truncates 1.5 -> 1; int32 wraps 2**40; 2**63 makes a uint64 column that wraps.
         limit = 2**31 if t == "integer" else 2**63
         return (isinstance(v, float) and v != int(v)) or v == 1e300 or (is_num and abs(v) >= limit)
+    if t == "float":
+        # astype(float32) turns a finite 1e300 into inf.
+        return v == 1e300
     if t == "string":
         # MLflow passes non-strings through unconverted to the model.
         return v is not None and not isinstance(v, str)
@@ -276,6 +279,7 @@ def test_tensor_dtype_and_shape() -> None:
     assert problems(si, np.array([2**40]))  # would wrap
     assert validate(si, np.array([7], dtype=np.int64)).tensor.tolist() == [7]
     assert problems(si, np.array(["a"]))
+    assert problems(s, np.full((1, 3), 1e300))  # would become inf in float32
 
 
 def test_named_tensors() -> None:
