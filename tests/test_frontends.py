@@ -333,3 +333,22 @@ def test_fields_match_the_demo_signature(registry_uri):
     config = AppConfig(model_uri=IRIS, registry_uri=registry_uri)
     _, signature = load_predictor(config)
     assert [f.name for f in build_fields(signature)] == list(IRIS_ROW)
+
+
+@pytest.mark.slow
+def test_gradio_endpoint_mode_as_the_signed_in_user(app_env, scoring_server, expected):
+    from frontends.gradio_app import Runtime, predict_values
+
+    app_env.setenv("PREDICTOR_ENDPOINT_URL", f"{scoring_server}/serving-endpoints/iris/invocations")
+    app_env.setenv("PREDICTOR_ON_BEHALF_OF_USER", "1")
+    config = AppConfig.from_env()
+    runtime = Runtime(config, *load_predictor(config))
+
+    async def session():  # one event loop, as under Gradio: the HTTP pool lives in it
+        first = await predict_values(runtime, dict(IRIS_ROW), {"X-Forwarded-Access-Token": "alice"}, [])
+        second = await predict_values(runtime, dict(IRIS_ROW), {"X-Forwarded-Access-Token": "bob"}, first[2])
+        return first, second
+
+    (text, status, _), (text2, _, history) = asyncio.run(session())
+    assert text == expected and "endpoint" in status, status
+    assert text2 == expected and len(history) == 2
