@@ -1,0 +1,339 @@
+"""Getting a model's signature: from the MLflow registry, or from a serving endpoint.
+
+MLflow is imported lazily and every MLflow call runs in ``asyncio.to_thread``. Only the
+``MLmodel`` file is read (``mlflow.models.get_model_info``), never the weights.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ._constants import SIGNATURE_ALIAS_TTL
+from ._exceptions import ConfigurationError, NotFoundError, PredictorError
+from ._registry import activate, resolve_registry_uri
+from ._types import ColumnSpec, Signature
+
+__all__ = ["ModelRef", "from_endpoint", "from_registry", "parse_model_uri", "signature_from_openapi"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which registered model (and version) a signature belongs to, when known."""
+
+    name: str | None
+    version: str | None
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_\-.`]+$")
+_ALIAS_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """Split ``models:/name/version`` or ``models:/name@alias`` into ``(name, version, alias)``.
+
+    Example::
+
+        parse_model_uri("models:/main.default.iris@champion")  # ("main.default.iris", None, "champion")
+        parse_model_uri("models:/main.default.iris/3")         # ("main.default.iris", "3", None)
+    """
+    if not isinstance(uri, str) or not uri.strip():
+        raise ConfigurationError("model URI is empty; expected models:/<name>/<version> or models:/<name>@<alias>")
+    uri = uri.strip()
+    if not uri.startswith("models:/"):
+        raise ConfigurationError(
+            f"model URI {uri!r} must start with 'models:/' (models:/<name>/<version> or models:/<name>@<alias>)"
+        )
+    rest = uri[len("models:/") :].strip("/") if uri.endswith("/") else uri[len("models:/") :]
+    if not rest or rest.startswith("/"):
+        raise ConfigurationError(f"model URI {uri!r} names no model")
+    if "@" in rest:
+        name, _, alias = rest.partition("@")
+        if not name or not _NAME_RE.match(name):
+            raise ConfigurationError(f"model URI {uri!r}: bad model name {name!r}")
+        if not alias or not _ALIAS_RE.match(alias):
+            raise ConfigurationError(f"model URI {uri!r}: bad alias {alias!r}")
+        return name, None, alias
+    parts = rest.split("/")
+    if len(parts) != 2:
+        raise ConfigurationError(
+            f"model URI {uri!r} needs a version or an alias: models:/<name>/<version> or models:/<name>@<alias>"
+        )
+    name, version = parts
+    if not name or not _NAME_RE.match(name):
+        raise ConfigurationError(f"model URI {uri!r}: bad model name {name!r}")
+    if not version.isdigit():
+        if version.lower() in ("latest", "production", "staging", "none", "archived"):
+            raise ConfigurationError(
+                f"model URI {uri!r}: stage/'latest' references are not supported; use a version number or an @alias"
+            )
+        raise ConfigurationError(f"model URI {uri!r}: version {version!r} is not a number")
+    return name, version, None
+
+
+# --- registry --------------------------------------------------------------------------
+
+_cache_lock = threading.Lock()
+_signature_cache: dict[tuple[str, str, str], Signature | None] = {}
+_alias_cache: dict[tuple[str, str, str], tuple[str, float]] = {}
+#: Serializes MLflow calls: activate() switches process-global MLflow state.
+_mlflow_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget cached signatures and alias resolutions (tests; after re-registering a model)."""
+    with _cache_lock:
+        _signature_cache.clear()
+        _alias_cache.clear()
+
+
+def _mlflow_error(exc: Exception, what: str) -> PredictorError:
+    text = str(exc)
+    code = getattr(exc, "error_code", "") or ""
+    lowered = text.lower()
+    if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in lowered or "does not exist" in lowered:
+        return NotFoundError(f"{what}: not found ({_short(text)})", status_code=404, error_code=code or "NOT_FOUND")
+    if code in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
+        return ConfigurationError(f"{what}: permission denied ({_short(text)})")
+    return ConfigurationError(f"{what}: {type(exc).__name__}: {_short(text)}")
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _resolve_alias_sync(registry: str, name: str, alias: str) -> str:
+    from mlflow import MlflowClient
+
+    with _mlflow_lock:
+        activate(registry)
+        try:
+            mv = MlflowClient(registry_uri=registry).get_model_version_by_alias(name, alias)
+        except Exception as exc:
+            raise _mlflow_error(exc, f"resolving alias {name}@{alias} in {registry}") from exc
+    return str(mv.version)
+
+
+def _load_signature_sync(registry: str, name: str, version: str) -> Signature | None:
+    import mlflow
+
+    with _mlflow_lock:
+        activate(registry)
+        try:
+            info = mlflow.models.get_model_info(f"models:/{name}/{version}")
+        except Exception as exc:
+            raise _mlflow_error(exc, f"reading model {name} version {version} from {registry}") from exc
+    sig = info.signature
+    if sig is None:
+        return None
+    return Signature.from_mlflow(sig.to_dict())
+
+
+async def from_registry(model_uri: str, registry_uri: str | None = None) -> tuple[Signature | None, ModelRef]:
+    """Resolve ``model_uri`` (alias → version) and read its signature from the registry.
+
+    Signatures are cached per (registry, name, version); alias resolutions for
+    ``SIGNATURE_ALIAS_TTL`` seconds.
+    """
+    name, version, alias = parse_model_uri(model_uri)
+    registry = resolve_registry_uri(registry_uri)
+    if version is None:
+        assert alias is not None
+        key = (registry, name, alias)
+        now = time.monotonic()
+        with _cache_lock:
+            hit = _alias_cache.get(key)
+        if hit is not None and hit[1] > now:
+            version = hit[0]
+        else:
+            version = await asyncio.to_thread(_resolve_alias_sync, registry, name, alias)
+            with _cache_lock:
+                _alias_cache[key] = (version, now + SIGNATURE_ALIAS_TTL)
+    skey = (registry, name, version)
+    with _cache_lock:
+        if skey in _signature_cache:
+            return _signature_cache[skey], ModelRef(name, version)
+    sig = await asyncio.to_thread(_load_signature_sync, registry, name, version)
+    with _cache_lock:
+        _signature_cache[skey] = sig
+    return sig, ModelRef(name, version)
+
+
+# --- endpoint ---------------------------------------------------------------------------
+
+_OPENAPI_TYPES = {
+    "integer": "long",
+    "number": "double",
+    "string": "string",
+    "boolean": "boolean",
+}
+
+
+def _openapi_column_type(schema: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    kind = schema.get("type")
+    fmt = schema.get("format")
+    if kind == "integer":
+        return ("integer" if fmt == "int32" else "long"), None
+    if kind == "number":
+        return ("float" if fmt == "float" else "double"), None
+    if kind == "string":
+        if fmt in ("byte", "binary"):
+            return "binary", None
+        if fmt in ("date-time", "date"):
+            return "datetime", None
+        return "string", None
+    if kind == "boolean":
+        return "boolean", None
+    if kind == "array":
+        return "array", {"items": schema.get("items", {})}
+    if kind == "object":
+        return "object", {"properties": schema.get("properties", {})}
+    return "any", None
+
+
+def _request_schema(doc: dict[str, Any]) -> dict[str, Any] | None:
+    paths = doc.get("paths") or {}
+    for path, ops in paths.items():
+        if not isinstance(ops, dict) or "post" not in ops or "invocations" not in path:
+            continue
+        content = ((ops["post"].get("requestBody") or {}).get("content")) or {}
+        body = (content.get("application/json") or next(iter(content.values()), {})).get("schema")
+        if isinstance(body, dict):
+            return _deref(body, doc)
+    return None
+
+
+def _deref(schema: dict[str, Any], doc: dict[str, Any], depth: int = 0) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if not ref or depth > 10 or not ref.startswith("#/"):
+        return schema
+    node: Any = doc
+    for part in ref[2:].split("/"):
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    return _deref(node, doc, depth + 1) if isinstance(node, dict) else {}
+
+
+def _columns_from_record_schema(rec: dict[str, Any], doc: dict[str, Any]) -> tuple[ColumnSpec, ...] | None:
+    rec = _deref(rec, doc)
+    props = rec.get("properties")
+    if not isinstance(props, dict) or not props:
+        return None
+    required = rec.get("required")
+    required_set = set(required) if isinstance(required, list) else set(props)
+    cols = []
+    for col, sch in props.items():
+        kind, detail = _openapi_column_type(_deref(sch if isinstance(sch, dict) else {}, doc))
+        cols.append(ColumnSpec(name=col, type=kind, required=col in required_set, detail=detail))
+    return tuple(cols)
+
+
+def signature_from_openapi(doc: dict[str, Any]) -> Signature | None:
+    """Turn an endpoint's ``/openapi`` document into a column Signature, if its request schema
+    describes ``dataframe_records`` (an array of row objects) or ``dataframe_split``.
+
+    Returns ``None`` when the shape is not one we recognise.
+    """
+    body = _request_schema(doc)
+    if not body:
+        return None
+    variants = [body] + [_deref(v, doc) for key in ("oneOf", "anyOf") for v in body.get(key, []) or []]
+    for variant in variants:
+        props = variant.get("properties") or {}
+        records = props.get("dataframe_records")
+        if isinstance(records, dict):
+            items = _deref(records, doc).get("items")
+            if isinstance(items, dict):
+                cols = _columns_from_record_schema(items, doc)
+                if cols:
+                    return Signature(columns=cols)
+        split = props.get("dataframe_split")
+        if isinstance(split, dict):
+            split = _deref(split, doc)
+            columns = (split.get("properties") or {}).get("columns") or {}
+            names = _deref(columns, doc).get("enum") or _deref(columns, doc).get("example")
+            if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+                return Signature(columns=tuple(ColumnSpec(name=n, type="any") for n in names))
+    return None
+
+
+async def from_endpoint(
+    http: httpx.AsyncClient, host: str, name: str, auth: Any
+) -> tuple[Signature | None, ModelRef]:
+    """The signature of serving endpoint ``name``.
+
+    1. ``GET /api/2.0/serving-endpoints/{name}/openapi`` (needs only endpoint access);
+    2. else the endpoint's served entity (``entity_name``/``entity_version``), read from
+       ``databricks-uc``;
+    3. else ``(None, ModelRef(None, None))`` with a warning: predictions go unvalidated.
+    """
+    base = host.rstrip("/")
+    ref = ModelRef(None, None)
+    entity: tuple[str, str] | None = None
+    try:
+        detail = await _get_json(http, f"{base}/api/2.0/serving-endpoints/{name}", auth)
+        entity = _served_entity(detail)
+        if entity:
+            ref = ModelRef(entity[0], entity[1])
+    except Exception as exc:
+        logger.debug("reading serving endpoint %s failed: %s", name, _short(str(exc)))
+    try:
+        doc = await _get_json(http, f"{base}/api/2.0/serving-endpoints/{name}/openapi", auth)
+        sig = signature_from_openapi(doc)
+        if sig is not None and sig.has_inputs:
+            return sig, ref
+    except Exception as exc:
+        logger.debug("openapi for serving endpoint %s unavailable: %s", name, _short(str(exc)))
+    if entity:
+        try:
+            return await from_registry(f"models:/{entity[0]}/{entity[1]}", "databricks-uc")
+        except Exception as exc:
+            logger.warning(
+                "could not read the signature of %s version %s (served by endpoint %s): %s; "
+                "predictions will not be validated",
+                entity[0],
+                entity[1],
+                name,
+                _short(str(exc)),
+            )
+            return None, ref
+    logger.warning("no signature found for serving endpoint %s; predictions will not be validated", name)
+    return None, ref
+
+
+def _served_entity(detail: dict[str, Any]) -> tuple[str, str] | None:
+    config = detail.get("config") or detail.get("pending_config") or {}
+    entities = config.get("served_entities") or config.get("served_models") or []
+    routes = ((config.get("traffic_config") or {}).get("routes")) or []
+    best = None
+    if routes and entities:
+        top = max(routes, key=lambda r: r.get("traffic_percentage", 0))
+        target = top.get("served_entity_name") or top.get("served_model_name")
+        best = next((e for e in entities if e.get("name") == target), None)
+    for e in ([best] if best else []) + list(entities):
+        name = e.get("entity_name") or e.get("model_name")
+        version = e.get("entity_version") or e.get("model_version")
+        if name and version:
+            return str(name), str(version)
+    return None
+
+
+async def _get_json(http: httpx.AsyncClient, url: str, auth: Any) -> dict[str, Any]:
+    headers = await auth.headers() if auth is not None else {}
+    resp = await http.get(url, headers=headers)
+    if resp.status_code == 401 and auth is not None and await auth.refresh():
+        resp = await http.get(url, headers=await auth.headers())
+    resp.raise_for_status()
+    data = resp.json()
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object from {url}")
+    return data
