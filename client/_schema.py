@@ -251,8 +251,11 @@ class ValidatedInput:
                     data[name] = pd.Series(values, dtype=dtype)
             elif t == "datetime":
                 data[name] = pd.Series(pd.to_datetime(values), dtype="datetime64[ns]")
+            elif t is None:
+                # No spec: let pandas infer, as it would for the caller's own DataFrame.
+                data[name] = pd.Series(values)
             else:
-                # string, binary, composite, or untyped: python objects, as MLflow hands them over.
+                # string, binary, composite: python objects, as MLflow hands them over.
                 data[name] = pd.Series(values, dtype=object)
         return pd.DataFrame(data, index=range(self.n_rows))
 
@@ -430,6 +433,9 @@ def _check_params(
     if params is not None and not isinstance(params, dict):
         problems.append(SchemaProblem(f"params must be a dict, got {type(params).__name__}"))
         return None
+    if signature is None or not (signature.has_inputs or signature.params):
+        # No signature to check against (validation off, or none known): pass through as given.
+        return dict(params) if params else None
     if not specs:
         if params:
             # Why: MLflow ignores params when the model declares none, with a warning.

@@ -228,6 +228,11 @@ def test_no_signature_passes_through() -> None:
     assert v.to_wire() == {"dataframe_split": {"columns": ["a", "b"], "data": [["object", 1]]}}
     v = validate(Signature(), {"a": 1}, params={"k": 1})
     assert v.n_rows == 1
+    assert v.params == {"k": 1}  # nothing to check against: passed through
+    assert validate(None, [{"a": 1}], params={"k": [1]}).to_wire()["params"] == {"k": [1]}
+    assert str(validate(None, {"a": [1, 2]}).to_model_input()["a"].dtype) == "int64"
+    # A signature with inputs but no params: MLflow ignores params (with a warning).
+    assert validate(sig(col("a", "long")), {"a": 1}, params={"k": 1}).params is None
 
 
 def test_unnamed_columns_are_positional() -> None:
