@@ -266,9 +266,7 @@ def signature_from_openapi(doc: dict[str, Any]) -> Signature | None:
     return None
 
 
-async def from_endpoint(
-    http: httpx.AsyncClient, host: str, name: str, auth: Any
-) -> tuple[Signature | None, ModelRef]:
+async def from_endpoint(http: httpx.AsyncClient, host: str, name: str, auth: Any) -> tuple[Signature | None, ModelRef]:
     """The signature of serving endpoint ``name``.
 
     1. ``GET /api/2.0/serving-endpoints/{name}/openapi`` (needs only endpoint access);
