@@ -1,0 +1,76 @@
+"""A demo model to try the SDK with: logistic regression on iris, ``main.default.iris@champion``."""
+
+from __future__ import annotations
+
+import logging
+
+from ._constants import DEMO_MODEL_ALIAS, DEMO_MODEL_NAME, DEMO_MODEL_URI
+from ._registry import activate, home_dir, resolve_registry_uri
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ensure_experiment", "register_demo_model"]
+
+
+def ensure_experiment(name: str) -> str:
+    """Create (or reuse) an experiment whose artifacts live under ``home_dir()``, not ./mlruns."""
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is None:
+        location = (home_dir() / "artifacts" / name.strip("/").replace("/", "_")).resolve()
+        location.mkdir(parents=True, exist_ok=True)
+        exp_id = mlflow.create_experiment(name, artifact_location=location.as_uri())
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def alias_exists(name: str, alias: str) -> bool:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient().get_model_version_by_alias(name, alias)
+        return True
+    except MlflowException:
+        return False
+
+
+def register_demo_model(registry_uri: str | None = None) -> str:
+    """Train, log and register the iris demo model; return its ``models:/`` URI.
+
+    Idempotent: if ``main.default.iris@champion`` already exists nothing is done.
+    """
+    uri = resolve_registry_uri(registry_uri)
+    activate(uri)
+    if alias_exists(DEMO_MODEL_NAME, DEMO_MODEL_ALIAS):
+        logger.info("%s already registered", DEMO_MODEL_URI)
+        return DEMO_MODEL_URI
+
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_iris(as_frame=True)
+    X = data.data.astype("float64")
+    y = data.target
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    signature = infer_signature(X, model.predict(X))
+    ensure_experiment("/predictor-demo")
+    with mlflow.start_run(run_name="iris-demo"):
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=X.head(3),
+            registered_model_name=DEMO_MODEL_NAME,
+            serialization_format="cloudpickle",
+        )
+    version = info.registered_model_version
+    MlflowClient().set_registered_model_alias(DEMO_MODEL_NAME, DEMO_MODEL_ALIAS, str(version))
+    logger.info("registered %s version %s", DEMO_MODEL_NAME, version)
+    return DEMO_MODEL_URI

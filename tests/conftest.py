@@ -1,0 +1,119 @@
+"""Session fixtures: a temporary registry with the demo and mixed models, and real scoring servers.
+
+``registry_uri``   sqlite registry (tmp dir) holding ``main.default.iris`` and ``main.default.mixed``
+``scoring_server`` base URL of ``python -m client serve models:/main.default.iris@champion --name iris``
+``mixed_server``   the same for ``models:/main.default.mixed@champion --name mixed``
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
+
+SERVER_STARTUP_TIMEOUT = 90.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def registry_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("predictor_home")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    saved = {k: os.environ.get(k) for k in ("PREDICTOR_HOME", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    os.environ["PREDICTOR_HOME"] = str(home)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ["MLFLOW_REGISTRY_URI"] = uri
+
+    from _models import register_mixed_model
+
+    from client._demo import register_demo_model
+
+    register_demo_model(uri)
+    register_mixed_model(uri)
+    yield uri
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _start_server(model_uri: str, name: str, registry_uri: str) -> Iterator[str]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH")]))
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "client",
+            "serve",
+            model_uri,
+            "--name",
+            name,
+            "--port",
+            str(port),
+            "--registry-uri",
+            registry_uri,
+        ],
+        cwd=str(ROOT),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+    def output() -> str:
+        log.seek(0)
+        return log.read().decode(errors="replace")[-8000:]
+
+    try:
+        deadline = time.monotonic() + SERVER_STARTUP_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server for {model_uri} exited with {proc.returncode}:\n{output()}")
+            try:
+                if httpx.get(f"{base}/ping", timeout=2.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server for {model_uri} not up after {SERVER_STARTUP_TIMEOUT}s:\n{output()}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def scoring_server(registry_uri: str) -> Iterator[str]:
+    yield from _start_server("models:/main.default.iris@champion", "iris", registry_uri)
+
+
+@pytest.fixture(scope="session")
+def mixed_server(registry_uri: str) -> Iterator[str]:
+    yield from _start_server("models:/main.default.mixed@champion", "mixed", registry_uri)

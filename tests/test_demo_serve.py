@@ -1,0 +1,90 @@
+"""The demo model, the local scoring server and the CLI, for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+IRIS_COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+
+
+def test_demo_registration_is_idempotent(registry_uri: str) -> None:
+    from mlflow import MlflowClient
+
+    from client._demo import register_demo_model
+
+    before = MlflowClient().search_model_versions("name='main.default.iris'")
+    assert register_demo_model(registry_uri) == "models:/main.default.iris@champion"
+    after = MlflowClient().search_model_versions("name='main.default.iris'")
+    assert len(before) == len(after) == 1
+    assert str(MlflowClient().get_model_version_by_alias("main.default.iris", "champion").version) == "1"
+
+
+@pytest.mark.slow
+def test_served_paths_agree(scoring_server: str) -> None:
+    payload = {"dataframe_split": {"columns": IRIS_COLUMNS, "data": IRIS_ROWS}}
+    a = httpx.post(f"{scoring_server}/serving-endpoints/iris/invocations", json=payload, timeout=30)
+    b = httpx.post(f"{scoring_server}/invocations", json=payload, timeout=30)
+    assert a.status_code == b.status_code == 200, (a.text, b.text)
+    assert a.json() == b.json()
+    assert a.json()["predictions"] == [0, 2, 1]
+    assert httpx.get(f"{scoring_server}/serving-endpoints/iris/ping", timeout=10).status_code == 200
+
+
+@pytest.mark.slow
+def test_mixed_server_answers(mixed_server: str) -> None:
+    from _models import mixed_expected
+
+    row = {"x": 1.5, "f": 2.25, "n": 3, "s": "abc", "b": True, "t": "2024-01-05T00:00:00"}
+    payload = {"dataframe_records": [row], "params": {"threshold": 1.0}}
+    r = httpx.post(f"{mixed_server}/serving-endpoints/mixed/invocations", json=payload, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == [pytest.approx(mixed_expected(row, 1.0))]
+
+
+def test_cli_schema_lists_columns(registry_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from client.cli import main
+
+    assert main(["schema", "models:/main.default.iris@champion", "--registry-uri", registry_uri]) == 0
+    out = capsys.readouterr().out
+    for col in IRIS_COLUMNS:
+        assert col in out
+    assert "double" in out
+
+
+def test_cli_schema_mixed_params(registry_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from client.cli import main
+
+    assert main(["schema", "models:/main.default.mixed@champion"]) == 0
+    out = capsys.readouterr().out
+    assert "threshold" in out and "note" in out and "datetime" in out
+
+
+def test_cli_error_is_one_line(registry_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from client.cli import main
+
+    assert main(["schema", "models:/main.default.nope@champion"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_demo_subprocess(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PREDICTOR_HOME"] = str(tmp_path)
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "client", "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.strip().splitlines()[-1] == "models:/main.default.iris@champion"
+    assert (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "mlruns").exists()
