@@ -1,0 +1,286 @@
+"""Signatures: model URIs, the registry (a tiny sqlite one built here), serving endpoints."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from workspace_standin import Endpoint, WorkspaceStandin, workspace  # noqa: F401  (fixture)
+
+import client._signatures as sigs
+from client._auth import TokenAuth
+from client._exceptions import ConfigurationError, NotFoundError, PredictorError
+from client._signatures import ModelRef, from_endpoint, from_registry, parse_model_uri, signature_from_openapi
+
+PAT = "dapiSIGTEST0000"
+
+
+@pytest.fixture(scope="module")
+def tiny_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """sqlite registry with ``main.default.tiny`` v1 and v2 (v2 has an extra column), alias champion -> v1."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    home = tmp_path_factory.mktemp("tiny_registry")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ["MLFLOW_REGISTRY_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+
+    class Tiny(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return [0] * len(model_input)
+
+    exp = mlflow.create_experiment("tiny", artifact_location=(home / "artifacts").as_uri())
+    for _version, cols in ((1, {"x": [1.0], "name": ["a"]}), (2, {"x": [1.0], "name": ["a"], "n": [3]})):
+        df = pd.DataFrame(cols)
+        with mlflow.start_run(experiment_id=exp):
+            mlflow.pyfunc.log_model(
+                name="model",
+                python_model=Tiny(),
+                signature=infer_signature(df, [0]),
+                registered_model_name="main.default.tiny",
+            )
+    mlflow.MlflowClient().set_registered_model_alias("main.default.tiny", "champion", "1")
+    try:
+        yield uri
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def registry(tiny_registry: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tiny_registry)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", tiny_registry)
+    sigs.clear_cache()
+    return tiny_registry
+
+
+# --- parse_model_uri -------------------------------------------------------------------
+
+
+def test_parse_model_uri_ok() -> None:
+    assert parse_model_uri("models:/main.default.iris@champion") == ("main.default.iris", None, "champion")
+    assert parse_model_uri("models:/main.default.iris/3") == ("main.default.iris", "3", None)
+    assert parse_model_uri("models:/iris/12") == ("iris", "12", None)
+
+
+@pytest.mark.parametrize(
+    ("uri", "needle"),
+    [
+        ("", "empty"),
+        ("runs:/abc/model", "must start with 'models:/'"),
+        ("main.default.iris", "must start with 'models:/'"),
+        ("models:/", "names no model"),
+        ("models:/main.default.iris", "needs a version or an alias"),
+        ("models:/main.default.iris/latest", "not supported"),
+        ("models:/main.default.iris/Production", "not supported"),
+        ("models:/main.default.iris/x1", "not a number"),
+        ("models:/main.default.iris@", "bad alias"),
+        ("models:/@champion", "bad model name"),
+        ("models:/a/b/c", "needs a version or an alias"),
+    ],
+)
+def test_parse_model_uri_errors(uri: str, needle: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_model_uri(uri)
+    assert needle in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+# --- from_registry ---------------------------------------------------------------------
+
+
+async def test_from_registry_alias_and_version(registry: str) -> None:
+    sig, ref = await from_registry("models:/main.default.tiny@champion")
+    assert ref == ModelRef("main.default.tiny", "1")
+    assert sig is not None
+    assert [(c.name, c.type) for c in sig.columns] == [("x", "double"), ("name", "string")]
+
+    sig2, ref2 = await from_registry("models:/main.default.tiny/2", registry)
+    assert ref2 == ModelRef("main.default.tiny", "2")
+    assert sig2 is not None and [c.name for c in sig2.columns] == ["x", "name", "n"]
+
+
+async def test_from_registry_caches(registry: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"alias": 0, "info": 0}
+    real_alias, real_load = sigs._resolve_alias_sync, sigs._load_signature_sync
+
+    def alias(*a):
+        calls["alias"] += 1
+        return real_alias(*a)
+
+    def load(*a):
+        calls["info"] += 1
+        return real_load(*a)
+
+    monkeypatch.setattr(sigs, "_resolve_alias_sync", alias)
+    monkeypatch.setattr(sigs, "_load_signature_sync", load)
+    for _ in range(3):
+        _sig, ref = await from_registry("models:/main.default.tiny@champion")
+    await from_registry("models:/main.default.tiny/1")
+    assert calls == {"alias": 1, "info": 1}
+    assert ref.version == "1"
+
+    # Alias resolutions expire after SIGNATURE_ALIAS_TTL; the signature stays cached.
+    import mlflow
+
+    mlflow.MlflowClient(registry_uri=registry).set_registered_model_alias("main.default.tiny", "champion", "2")
+    try:
+        monkeypatch.setattr(sigs, "SIGNATURE_ALIAS_TTL", 0.0)
+        sigs._alias_cache.clear()
+        _, ref = await from_registry("models:/main.default.tiny@champion")
+        assert ref.version == "2" and calls["alias"] == 2 and calls["info"] == 2
+        await from_registry("models:/main.default.tiny/2")
+        assert calls["info"] == 2
+    finally:
+        mlflow.MlflowClient(registry_uri=registry).set_registered_model_alias("main.default.tiny", "champion", "1")
+
+
+async def test_from_registry_missing(registry: str) -> None:
+    with pytest.raises(PredictorError) as info:
+        await from_registry("models:/main.default.tiny@nope")
+    assert "main.default.tiny@nope" in str(info.value)
+    with pytest.raises(PredictorError) as info2:
+        await from_registry("models:/main.default.absent/1")
+    assert "main.default.absent" in str(info2.value)
+    assert isinstance(info2.value, (NotFoundError, ConfigurationError))
+
+
+# --- from_endpoint ---------------------------------------------------------------------
+
+OPENAPI_RECORDS = {
+    "openapi": "3.1.0",
+    "info": {"title": "tiny", "version": "1"},
+    "paths": {
+        "/serving-endpoints/tiny/invocations": {
+            "post": {
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    {
+                                        "type": "object",
+                                        "properties": {
+                                            "dataframe_records": {
+                                                "type": "array",
+                                                "items": {
+                                                    "type": "object",
+                                                    "required": ["x"],
+                                                    "properties": {
+                                                        "x": {"type": "number", "format": "double"},
+                                                        "n": {"type": "integer", "format": "int64"},
+                                                        "name": {"type": "string"},
+                                                    },
+                                                },
+                                            }
+                                        },
+                                    },
+                                    {"$ref": "#/components/schemas/split"},
+                                ]
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    },
+    "components": {"schemas": {"split": {"type": "object", "properties": {"dataframe_split": {"type": "object"}}}}},
+}
+
+
+def test_signature_from_openapi_shapes() -> None:
+    sig = signature_from_openapi(OPENAPI_RECORDS)
+    assert sig is not None
+    assert [(c.name, c.type, c.required) for c in sig.columns] == [
+        ("x", "double", True),
+        ("n", "long", False),
+        ("name", "string", False),
+    ]
+    assert signature_from_openapi({}) is None
+    assert signature_from_openapi({"paths": {"/x/invocations": {"post": {}}}}) is None
+
+
+@pytest.fixture
+def ws(workspace) -> WorkspaceStandin:  # noqa: F811
+    w = workspace()
+    w.add_pat(PAT)
+    return w
+
+
+async def test_from_endpoint_via_openapi(ws: WorkspaceStandin) -> None:
+    ws.add_endpoint(Endpoint("tiny", entity_version="7", openapi=OPENAPI_RECORDS))
+    async with httpx.AsyncClient() as http:
+        sig, ref = await from_endpoint(http, ws.url, "tiny", TokenAuth(PAT))
+    assert sig is not None and [c.name for c in sig.columns] == ["x", "n", "name"]
+    assert ref == ModelRef("main.default.tiny", "7")
+    assert ("GET", "/api/2.0/serving-endpoints/tiny/openapi") in ws.requests
+
+
+async def test_from_endpoint_via_served_entity(
+    ws: WorkspaceStandin, registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws.add_endpoint(Endpoint("tiny", entity_name="main.default.tiny", entity_version="2", openapi=None))
+    seen: list[str | None] = []
+    real = sigs.resolve_registry_uri
+
+    def resolve(explicit: str | None = None) -> str:  # stand the sqlite registry in for databricks-uc
+        seen.append(explicit)
+        return registry if explicit == "databricks-uc" else real(explicit)
+
+    monkeypatch.setattr(sigs, "resolve_registry_uri", resolve)
+    async with httpx.AsyncClient() as http:
+        sig, ref = await from_endpoint(http, ws.url, "tiny", TokenAuth(PAT))
+    assert seen == ["databricks-uc"]
+    assert ref == ModelRef("main.default.tiny", "2")
+    assert sig is not None and [c.name for c in sig.columns] == ["x", "name", "n"]
+
+
+async def test_from_endpoint_gives_up_cleanly(ws: WorkspaceStandin, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="client._signatures")
+    async with httpx.AsyncClient() as http:
+        sig, ref = await from_endpoint(http, ws.url, "absent", TokenAuth(PAT))
+        assert (sig, ref) == (None, ModelRef(None, None))
+        assert any("absent" in r.getMessage() for r in caplog.records)
+        # A refused token: still no exception, still a warning, and the token is not logged.
+        sig, ref = await from_endpoint(http, ws.url, "absent", TokenAuth("wrong-token-SENTINEL"))
+        assert sig is None
+    assert all("wrong-token-SENTINEL" not in r.getMessage() for r in caplog.records)
+
+
+async def test_from_endpoint_refreshes_once_on_401(ws: WorkspaceStandin) -> None:
+    ws.add_endpoint(Endpoint("tiny", openapi=OPENAPI_RECORDS))
+
+    class Flaky:
+        def __init__(self) -> None:
+            self.token = "stale"
+            self.refreshes = 0
+
+        async def headers(self) -> dict[str, str]:
+            return {"Authorization": f"Bearer {self.token}"}
+
+        async def refresh(self) -> bool:
+            self.refreshes += 1
+            self.token = PAT
+            return True
+
+    auth = Flaky()
+    async with httpx.AsyncClient() as http:
+        sig, _ = await from_endpoint(http, ws.url, "tiny", auth)
+    assert sig is not None and auth.refreshes == 1
+
+
+def test_home_is_untouched(tmp_path: Path) -> None:
+    assert not (tmp_path / ".predictor").exists()
