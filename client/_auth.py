@@ -176,9 +176,10 @@ def workspace_auth(
             resolved_host = host or os.environ.get("DATABRICKS_HOST")
             if not resolved_host:
                 raise ConfigurationError("a user token needs a workspace host (host= or DATABRICKS_HOST)")
-            config = Config(host=resolved_host, token=user_token, auth_type="pat")
+            config = Config(host=resolved_host, token=user_token, auth_type="pat", debug_headers=False)
         else:
-            kwargs: dict[str, Any] = {}
+            # Never let DATABRICKS_DEBUG_HEADERS make the SDK log Authorization headers.
+            kwargs: dict[str, Any] = {"debug_headers": False}
             if host:
                 kwargs["host"] = host
             if token:

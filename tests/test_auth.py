@@ -200,6 +200,7 @@ async def test_secrets_absent_from_repr_and_debug_logs(
 ) -> None:
     ws = workspace(token_lifetime=2)
     m2m_env(monkeypatch, ws)
+    monkeypatch.setenv("DATABRICKS_DEBUG_HEADERS", "true")  # would make the SDK log headers
     caplog.set_level(logging.DEBUG)
     logging.getLogger("databricks").setLevel(logging.DEBUG)
     logging.getLogger("urllib3").setLevel(logging.DEBUG)
@@ -213,6 +214,16 @@ async def test_secrets_absent_from_repr_and_debug_logs(
     await user.headers()
     pat = workspace_auth(host=ws.url, token=SENTINEL_PAT)
     await pat.headers()
+    async with httpx.AsyncClient() as http:  # and a real SDK round trip, logged at DEBUG
+        await http.get(f"{ws.url}/api/2.0/serving-endpoints/x", headers=h2)
+    from databricks.sdk import WorkspaceClient
+
+    ws.add_pat(SENTINEL_PAT)
+    from workspace_standin import Endpoint
+
+    ws.add_endpoint(Endpoint("x"))
+    WorkspaceClient(config=pat.config).serving_endpoints.get("x")
+    assert any("serving-endpoints/x" in r.getMessage() for r in caplog.records)
 
     secrets = [ws.client_secret, SENTINEL_USER, SENTINEL_PAT]
     secrets += [h["Authorization"].removeprefix("Bearer ") for h in (h1, h2)]
