@@ -209,6 +209,12 @@ def test_gradio_handlers(app_env, expected, tmp_path):
 # -- Real browser ----------------------------------------------------------------------------
 
 
+def _batch_csv(tmp_path: Path) -> str:
+    path = tmp_path / "batch.csv"
+    path.write_text(",".join(IRIS_ROW) + "\n" + ",".join(map(str, IRIS_ROW.values())) + "\n6.7,3.0,5.2,2.3\n")
+    return str(path)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -288,7 +294,7 @@ def page():
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_browser_streamlit(server, page, expected):
+def test_browser_streamlit(server, page, expected, tmp_path):
     from playwright.sync_api import expect
 
     port = _free_port()
@@ -304,6 +310,10 @@ def test_browser_streamlit(server, page, expected):
         page.get_by_role("button", name="Predict").click()
         metric = page.get_by_test_id("stMetricValue")
         expect(metric).to_have_text(expected, timeout=60_000)
+        page.get_by_role("tab", name="Batch (CSV)").click()
+        page.locator("input[type=file]").set_input_files(_batch_csv(tmp_path))
+        expect(page.get_by_text("Scored 2 rows")).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("button", name="Download results")).to_be_visible()
     finally:
         page.screenshot(path=str(ARTIFACTS / "streamlit.png"), full_page=True)
 
