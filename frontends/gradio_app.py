@@ -216,9 +216,16 @@ def build_app(runtime: Runtime) -> gr.Blocks:
     return demo
 
 
-def create_app(config: AppConfig | None = None) -> tuple[gr.Blocks, Runtime]:
+def create_app(config: AppConfig | None = None) -> tuple[gr.Blocks, Runtime | None]:
+    """The app; if the model cannot be reached at start-up, a page saying why (no traceback)."""
     config = config or AppConfig.from_env()
-    predictor, signature = load_predictor(config)
+    try:
+        predictor, signature = load_predictor(config)
+    except Exception as e:
+        log.exception("could not load %s", config.source)
+        with gr.Blocks(title=config.title) as broken:
+            gr.Markdown(f"# {config.title}\n\nThe model ({config.source}) could not be loaded.\n\n{error_text(e)}")
+        return broken, None
     runtime = Runtime(config, predictor, signature)
     return build_app(runtime), runtime
 
