@@ -87,7 +87,9 @@ class WorkspaceAuth:
     async def headers(self) -> dict[str, str]:
         return dict(await asyncio.to_thread(self._config.authenticate))
 
-    async def _headers_with_generation(self) -> tuple[dict[str, str], int]:
+    async def headers_with_generation(self) -> tuple[dict[str, str], int]:
+        """Headers plus the refresh generation they belong to; pass it to ``refresh(seen_generation=)``
+        so a caller whose 401 came from a token already replaced does not refresh again."""
         gen = self._generation
         return await self.headers(), gen
 

@@ -141,6 +141,12 @@ async def test_refresh_after_401_is_single_flight(monkeypatch: pytest.MonkeyPatc
     h2 = await auth.headers()
     assert h2 != h1 and ws.token_valid(h2["Authorization"].removeprefix("Bearer "))
 
+    # A caller whose 401 came from the token already replaced shares that refresh.
+    assert await auth.refresh(seen_generation=0) is True
+    assert ws.tokens_issued == 2 and auth.refresh_count == 1
+    _, gen = await auth.headers_with_generation()
+    assert gen == 1
+
     # A later 401 gets a later refresh.
     assert await auth.refresh() is True
     assert ws.tokens_issued == 3 and auth.refresh_count == 2
