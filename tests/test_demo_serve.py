@@ -88,3 +88,24 @@ def test_cli_demo_subprocess(tmp_path: Path) -> None:
     assert proc.stdout.strip().splitlines()[-1] == "models:/main.default.iris@champion"
     assert (tmp_path / "mlflow.db").exists()
     assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.slow
+def test_cli_predict_url(scoring_server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from client.cli import main
+
+    rows = [dict(zip(IRIS_COLUMNS, r, strict=True)) for r in IRIS_ROWS]
+    argv = [
+        "predict",
+        "--url",
+        f"{scoring_server}/serving-endpoints/iris/invocations",
+        "--model-uri",
+        "models:/main.default.iris@champion",
+        "--json",
+        json.dumps(rows),
+    ]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["predictions"] == [0, 2, 1] and out["mode"] == "endpoint"
