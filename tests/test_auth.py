@@ -253,3 +253,27 @@ def test_config_built_once(monkeypatch: pytest.MonkeyPatch, workspace) -> None: 
     time.sleep(0.05)
     after = sum(1 for _, p in ws.requests if p == "/.well-known/databricks-config")
     assert before == after == 1
+
+
+async def test_standin_invocations_check_the_token(monkeypatch: pytest.MonkeyPatch, workspace) -> None:  # noqa: F811
+    from workspace_standin import Endpoint
+
+    ws = workspace()
+    m2m_env(monkeypatch, ws)
+    ws.add_endpoint(Endpoint("tiny", canned={"predictions": [42]}))
+    auth = workspace_auth()
+    url = f"{ws.url}/serving-endpoints/tiny/invocations"
+    body = {"dataframe_split": {"columns": ["x"], "data": [[1.0]]}}
+    async with httpx.AsyncClient() as http:
+        r = await http.post(url, json=body, headers=await auth.headers())
+        assert r.status_code == 200 and r.json() == {"predictions": [42]}
+        assert r.headers["served-model-name"] == "tiny-1"
+        ws.expire_all()
+        r = await http.post(url, json=body, headers=await auth.headers())
+        assert r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED"
+        assert await auth.refresh() is True
+        r = await http.post(url, json=body, headers=await auth.headers())
+        assert r.status_code == 200
+        r = await http.post(url, json=body)
+        assert r.status_code == 401
+    assert ws.invocations == 2 and ws.tokens_issued == 2
