@@ -157,16 +157,22 @@ _CONVERT = {
     "datetime": _to_datetime,
 }
 
-# Why: the server gives None a NaN/None/NaT slot in these column types and _enforce_schema lets
-# it through (even for required columns: "required" is about the column being present). Integer
-# columns cannot hold a missing value (NaN makes the column float and the cast fails), and a
-# None in a binary column fails base64 decoding.
+# Why: in an optional column the server gives None a NaN/None/NaT slot in these types and
+# _enforce_schema lets it through. Integer columns cannot hold a missing value (NaN makes the
+# column float and the cast fails), and a None in a binary column fails base64 decoding.
 _NULLABLE = {"boolean", "float", "double", "string", "datetime"}
 
 
 def _check_value(v: Any, spec_type: str, detail: dict[str, Any] | None, required: bool) -> Any:
     if v is None:
-        if spec_type in _NULLABLE or spec_type == "any" or (not required and spec_type in ("array", "object", "map")):
+        if spec_type == "any":
+            return None
+        if required:
+            # Deliberately stricter than the server, whose scalar path lets NaN through a required
+            # double/string/... column: MLflow documents required=False as "may be missing or
+            # None", so a required column needs a value in every row.
+            raise _Bad("missing value in a required column")
+        if spec_type in _NULLABLE or spec_type in ("array", "object", "map"):
             return None
         if spec_type in ("integer", "long"):
             raise _Bad("missing value in an integer column (declare it double to allow missing values)")

@@ -49,10 +49,13 @@ JSON_VALUES = [
 ]  # fmt: skip
 
 
-def deliberately_stricter(t: str, v) -> bool:
+def deliberately_stricter(t: str, v, required: bool = False) -> bool:
     """(type, value) pairs MLflow's server accepts but we reject on purpose, because the server
     would silently change the value. Everything else must agree exactly."""
     is_num = isinstance(v, (int, float)) and not isinstance(v, bool)
+    if v is None and required:
+        # A required column needs a value in every row (the server's scalar path lets NaN through).
+        return True
     if t == "boolean":
         # astype(bool) turns any non-empty string (even "false") and any number into True.
         return v is not None and not isinstance(v, bool) and not (is_num and v in (0, 1))
@@ -118,7 +121,7 @@ def test_differential_against_mlflow(t: str, required: bool) -> None:
             disagreements.append(("we reject bytes", v))
             continue
         mlflow_ok = _mlflow_accepts_body(t, required, {"columns": ["x"], "data": [[v]]})
-        if mlflow_ok and not deliberately_stricter(t, v):
+        if mlflow_ok and not deliberately_stricter(t, v, required):
             disagreements.append(("we reject, server accepts", v))
     assert disagreements == []
 
@@ -140,9 +143,10 @@ def test_differential_missing_values(t: str) -> None:
 def test_differential_none_in_nullable_columns(t: str) -> None:
     pytest.importorskip("mlflow")
     good = {"boolean": True, "float": 1.5, "double": 1.5, "string": "a", "datetime": "2024-01-02"}[t]
-    for required in (True, False):
-        v = validate(sig(col("x", t, required)), [{"x": good}, {"x": None}])
-        assert _mlflow_accepts_body(t, required, v.to_wire()["dataframe_split"])
+    v = validate(sig(col("x", t, False)), [{"x": good}, {"x": None}])
+    assert _mlflow_accepts_body(t, False, v.to_wire()["dataframe_split"])
+    ps = problems(sig(col("x", t, True)), [{"x": good}, {"x": None}])
+    assert [(p.row, p.column) for p in ps] == [(1, "x")]
 
 
 # --------------------------------------------------------------------------- rules
@@ -152,8 +156,8 @@ def test_collects_every_problem_with_row_and_column() -> None:
     s = sig(col("a", "double"), col("b", "long"), col("c", "string"))
     ps = problems(s, [{"a": "x", "b": 1.5, "c": "ok"}, {"a": 1, "b": 2, "c": 3}, {"b": 1}])
     got = {(p.row, p.column) for p in ps}
-    assert got == {(0, "a"), (0, "b"), (1, "c")}
-    # {"b": 1} in row 2: "a" and "c" become None, allowed for double/string.
+    assert got == {(0, "a"), (0, "b"), (1, "c"), (2, "a"), (2, "c")}
+    # {"b": 1} in row 2: "a" and "c" are missing values in required columns.
 
 
 def test_missing_required_and_optional_columns() -> None:
@@ -320,7 +324,7 @@ def test_to_model_input_passes_mlflow_enforce_schema() -> None:
 
     s = sig(
         col("f", "float"), col("i", "integer"), col("b", "boolean"), col("t", "datetime"), col("y", "binary"),
-        col("s", "string"), col("l", "long"), col("d", "double"), col("o", "string", required=False),
+        col("s", "string"), col("l", "long"), col("d", "double", required=False), col("o", "string", required=False),
     )  # fmt: skip
     rows = [{"f": 1.5, "i": 3, "b": False, "t": "2024-01-01", "y": b"a", "s": "x", "l": 2**40, "d": None}] * 3
     v = validate(s, rows)
@@ -346,7 +350,7 @@ def test_import_is_light() -> None:
 
 
 def test_dataframe_input() -> None:
-    s = sig(col("a", "long"), col("b", "double"))
+    s = sig(col("a", "long"), col("b", "double", required=False))
     v = validate(s, pd.DataFrame({"a": np.array([1, 2], dtype=np.int64), "b": [np.nan, 2.0]}))
     assert v.table.columns == {"a": [1, 2], "b": [None, 2.0]}
 
@@ -400,7 +404,7 @@ def test_differential_multi_row(t: str, data, required: bool) -> None:
     ours = _ours_accepts_rows(t, required, rows)
     if ours is not None:
         assert _mlflow_accepts_body(t, required, ours.to_wire()["dataframe_split"]), rows
-    elif not any(isinstance(r, (bytes, datetime.datetime)) or deliberately_stricter(t, r) for r in rows):
+    elif not any(isinstance(r, (bytes, datetime.datetime)) or deliberately_stricter(t, r, required) for r in rows):
         assert not _mlflow_accepts_body(t, required, {"columns": ["x"], "data": [[r] for r in rows]}), rows
 
 
