@@ -51,7 +51,7 @@ def test_bad_input_lists_every_problem_and_sends_nothing(registry_uri, mixed_ser
         p.predict(bad)
     problems = {(pr.row, pr.column) for pr in info.value.problems}
     assert (0, "x") in problems and (0, "n") in problems
-    assert any(pr.row == 1 and pr.column == "f" for pr in info.value.problems)
+    assert any(pr.row == 1 and pr.column == "f" for pr in info.value.problems), str(info.value)
 
 
 def test_server_rejection_is_a_bad_request_with_the_server_message(registry_uri, scoring_server):
