@@ -1,0 +1,60 @@
+"""Endpoint by name on a (stand-in) workspace: OAuth M2M, refresh on 401, user token, and a
+real MLflow scoring server behind the invocations route."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from workspace_standin import Endpoint, workspace  # noqa: F401  (fixture)
+
+from client import AuthenticationError, Predictor
+
+IRIS = "models:/main.default.iris@champion"
+ROW = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ws(workspace, scoring_server, monkeypatch):  # noqa: F811
+    ws = workspace(token_lifetime=3600)
+    ws.add_endpoint(Endpoint(name="iris", entity_name="main.default.iris", entity_version="1",
+                             upstream=scoring_server, served_model_name="iris-1"))
+    monkeypatch.setenv("DATABRICKS_HOST", ws.url)
+    monkeypatch.setenv("DATABRICKS_CLIENT_ID", ws.client_id)
+    monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", ws.client_secret)
+    monkeypatch.delenv("DATABRICKS_TOKEN", raising=False)
+    return ws
+
+
+def test_oauth_m2m_by_endpoint_name_matches_direct_mode(ws, registry_uri, caplog):
+    caplog.set_level(logging.DEBUG)
+    with Predictor.from_endpoint("iris", model_uri=IRIS, registry_uri=registry_uri) as p:
+        result = p.predict([ROW])
+    assert result.predictions == Predictor.from_model(IRIS).predict([ROW]).predictions
+    assert result.endpoint == "iris" and result.served_model_name == "iris-1"
+    assert result.model_version == "1"
+    assert ws.tokens_issued == 1 and ws.invocations == 1
+    assert ws.client_secret not in caplog.text
+    assert ws.client_secret not in repr(p)
+
+
+def test_server_side_expiry_costs_one_refresh_and_no_failed_call(ws, registry_uri):
+    p = Predictor.from_endpoint("iris", model_uri=IRIS, registry_uri=registry_uri)
+    p.predict([ROW])
+    ws.expire_all()  # the server refuses the token the client still thinks is fresh
+    assert p.predict([ROW]).predictions
+    assert ws.tokens_issued == 2
+    assert ws.rejected == 1
+
+
+def test_user_token_wins_over_the_app_service_principal(ws, registry_uri, monkeypatch):
+    monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", "wrong-secret")  # M2M would fail if it were used
+    ws.add_pat("user-token-abc")
+    p = Predictor.from_endpoint("iris", model_uri=IRIS, registry_uri=registry_uri, user_token="user-token-abc")
+    assert p.predict([ROW]).predictions
+    assert ws.tokens_issued == 0
+    with pytest.raises(AuthenticationError) as info:
+        p.with_user_token("someone-else-expired").predict([ROW])
+    assert "someone-else-expired" not in str(info.value)
