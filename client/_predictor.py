@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from . import _sync
+from ._auth import NoAuth, TokenAuth
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
 from ._exceptions import ConfigurationError
 from ._transport import Auth, RetryConfig, Transport
@@ -30,14 +31,6 @@ class _NotGiven:
 
 
 NOT_GIVEN: Any = _NotGiven()
-
-
-class _NoAuth:
-    async def headers(self) -> dict[str, str]:
-        return {}
-
-    async def refresh(self) -> bool:
-        return False
 
 
 class Predictor:
@@ -79,7 +72,7 @@ class Predictor:
         self.registry_uri = registry_uri
         self.host = host
         self.validate = validate
-        self._auth: Auth = auth or _NoAuth()
+        self._auth: Auth = auth or NoAuth()
         self._direct = direct
         self._timeout = _as_timeout(timeout)
         self._retry = RetryConfig(max_retries=max_retries, total_timeout=total_timeout)
@@ -136,11 +129,9 @@ class Predictor:
             url = f"{host}/serving-endpoints/{name}/invocations"
             auth = wauth
         elif token or user_token:
-            from ._auth import TokenAuth
-
             auth = TokenAuth(user_token or token or "")
         else:
-            auth = _NoAuth()
+            auth = NoAuth()
         return cls(
             endpoint=name,
             url=url,
@@ -180,8 +171,6 @@ class Predictor:
 
             auth: Auth = workspace_auth(host=self.host, user_token=user_token)
         else:
-            from ._auth import TokenAuth
-
             auth = TokenAuth(user_token)
         clone = object.__new__(Predictor)
         clone.__dict__.update(self.__dict__)
