@@ -17,7 +17,7 @@ import datetime
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from client._exceptions import SchemaProblem, SchemaValidationError
 from client._inputs import Table, TensorInput, to_table
@@ -224,7 +224,7 @@ class ValidatedInput:
             if isinstance(t, dict):
                 body = {"inputs": {k: _wire_value(a.tolist()) for k, a in t.items()}}
             else:
-                body = {"inputs": _wire_value(t.tolist() if hasattr(t, "tolist") else t)}
+                body = {"inputs": _wire_value(t.tolist() if t is not None and hasattr(t, "tolist") else t)}
         if self.params:
             body["params"] = {k: _wire_value(v) for k, v in self.params.items()}
         return body
@@ -237,6 +237,7 @@ class ValidatedInput:
         import pandas as pd
 
         sig_cols = self.signature.columns if self.signature else ()
+        specs: dict[str | None, ColumnSpec]
         if sig_cols and all(c.name is None for c in sig_cols):
             # Unnamed specs were matched to the input columns by position in validate().
             specs = dict(zip(self.table.columns, sig_cols, strict=False))
@@ -341,9 +342,10 @@ def validate(signature: Signature | None, inputs: Any, params: dict[str, Any] | 
         return ValidatedInput(signature, None, tensor, checked_params, _tensor_rows(tensor))
 
     if isinstance(converted, TensorInput):
-        converted = _tensor_to_table(converted, problems)
-        if converted is None:
+        as_table = _tensor_to_table(converted, problems)
+        if as_table is None:
             raise SchemaValidationError(problems)
+        converted = as_table
     table = _check_columns(signature.columns, converted, problems)
     if problems:
         raise SchemaValidationError(problems)
@@ -353,7 +355,8 @@ def validate(signature: Signature | None, inputs: Any, params: dict[str, Any] | 
 def _tensor_to_table(t: TensorInput, problems: list[SchemaProblem]) -> Table | None:
     # A dict of 1-D arrays is a dict of columns.
     if isinstance(t.data, dict) and all(getattr(a, "ndim", 0) == 1 for a in t.data.values()):
-        return to_table({k: a.tolist() for k, a in t.data.items()})
+        # A dict of lists always converts to a Table.
+        return cast(Table, to_table({k: a.tolist() for k, a in t.data.items()}))
     problems.append(
         SchemaProblem("the model takes columns; got a numpy array (pass a DataFrame, records or a dict of columns)")
     )

@@ -206,8 +206,9 @@ def _request_schema(doc: dict[str, Any]) -> dict[str, Any] | None:
     for path, ops in paths.items():
         if not isinstance(ops, dict) or "post" not in ops or "invocations" not in path:
             continue
-        content = ((ops["post"].get("requestBody") or {}).get("content")) or {}
-        body = (content.get("application/json") or next(iter(content.values()), {})).get("schema")
+        content: dict[str, Any] = ((ops["post"].get("requestBody") or {}).get("content")) or {}
+        media: dict[str, Any] = content.get("application/json") or next(iter(content.values()), {})
+        body = media.get("schema")
         if isinstance(body, dict):
             return _deref(body, doc)
     return None

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_before_delay
+from tenacity.stop import stop_base
 
 from . import _policy
 from ._constants import DEFAULT_CONNECTION_LIMITS, USER_AGENT
@@ -122,8 +123,8 @@ class Transport:
         return response
 
 
-def _stop(retry: RetryConfig) -> Any:
-    stop = stop_after_attempt(max(retry.max_retries, 0) + 1)
+def _stop(retry: RetryConfig) -> stop_base:
+    stop: stop_base = stop_after_attempt(max(retry.max_retries, 0) + 1)
     if retry.total_timeout is not None:
         stop = stop | stop_before_delay(retry.total_timeout)
     return stop

@@ -98,7 +98,10 @@ class Signature(_Frozen):
         tensors: list[TensorSpec] = []
         for spec in load("inputs"):
             item = _spec_from_json(spec)
-            (tensors if isinstance(item, TensorSpec) else columns).append(item)
+            if isinstance(item, TensorSpec):
+                tensors.append(item)
+            else:
+                columns.append(item)
         outputs = tuple(_spec_from_json(s) for s in load("outputs"))
         params = tuple(
             ParamSpec(

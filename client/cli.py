@@ -26,7 +26,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _format_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+def _format_table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=False)).rstrip() for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
