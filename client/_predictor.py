@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 
 from . import _sync
-from ._auth import NoAuth, TokenAuth
+from ._auth import Auth, NoAuth, TokenAuth
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
 from ._exceptions import ConfigurationError
-from ._transport import Auth, RetryConfig, Transport
+from ._transport import RetryConfig, Transport
 from ._types import PredictionResult, Signature
 from ._wire import decode_answer, encode_body
 
@@ -178,6 +178,16 @@ class Predictor:
         return clone
 
     # -- signature ----------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str | None:
+        """Registered model name, once the signature has been fetched (or the model loaded)."""
+        return self._model_name
+
+    @property
+    def model_version(self) -> str | None:
+        """Registered model version, once the signature has been fetched (or the model loaded)."""
+        return self._model_version
 
     @property
     def mode(self) -> str:

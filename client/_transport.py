@@ -9,23 +9,19 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_before_delay
 from tenacity.stop import stop_base
 
 from . import _policy
+from ._auth import Auth
 from ._constants import DEFAULT_CONNECTION_LIMITS, USER_AGENT
 from ._exceptions import APIConnectionError, APIStatusError, APITimeoutError
 from ._wire import JSON_HEADERS
 
 log = logging.getLogger(__name__)
-
-
-class Auth(Protocol):
-    async def headers(self) -> dict[str, str]: ...
-    async def refresh(self) -> bool: ...
 
 
 @dataclass(frozen=True)

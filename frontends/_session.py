@@ -172,8 +172,8 @@ class ModelInfo:
 
 def model_info(predictor: Predictor, config: AppConfig, result: PredictionResult | None = None) -> ModelInfo:
     """Name, version and mode of the model, from the last result or what the Predictor knows."""
-    name = (result.model_name if result else None) or getattr(predictor, "_model_name", None)
-    version = (result.model_version if result else None) or getattr(predictor, "_model_version", None)
+    name = (result.model_name if result else None) or predictor.model_name
+    version = (result.model_version if result else None) or predictor.model_version
     mode = result.mode if result else str(getattr(predictor, "mode", "endpoint"))
     return ModelInfo(name=name, version=version, mode=mode, source=config.source)
 

@@ -32,8 +32,8 @@ class FakePredictor:
     """Stands in for a Predictor in the fast tests: answers 1 when petal length > 2, else 0."""
 
     mode = "direct"
-    _model_name = "main.default.iris"
-    _model_version = "1"
+    model_name = "main.default.iris"
+    model_version = "1"
 
     def __init__(self) -> None:
         self.calls = 0
