@@ -9,6 +9,7 @@ Example::
                 "petal length (cm)": 1.4, "petal width (cm)": 0.2}]).predictions
 """
 
+from ._batching import Batching
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -38,6 +39,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "Batching",
     "ColumnSpec",
     "ConfigurationError",
     "InternalServerError",

@@ -8,12 +8,14 @@ always runs in ``asyncio.to_thread``. Secrets never appear in ``repr``/``str`` h
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from ._exceptions import ConfigurationError
 
-__all__ = ["Auth", "NoAuth", "TokenAuth", "WorkspaceAuth", "workspace_auth"]
+__all__ = ["Auth", "NoAuth", "TokenAuth", "WorkspaceAuth", "check_secure_url", "workspace_auth"]
 
 
 @runtime_checkable
@@ -198,6 +200,26 @@ def workspace_auth(
     if not config.host:
         raise ConfigurationError("no Databricks workspace host: set DATABRICKS_HOST or pass host=")
     return WorkspaceAuth(config)
+
+
+def check_secure_url(url: str) -> None:
+    """Refuse to send a credential over plain http, except to this machine (a local server).
+
+    >>> check_secure_url("http://127.0.0.1:5000/invocations")   # loopback: fine
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost" or host.endswith(".localhost")
+    if not loopback:
+        raise ConfigurationError(
+            f"refusing to send a credential to {parts.scheme}://{host} unencrypted; "
+            "use https, or pass allow_insecure_http=True"
+        )
 
 
 def _scrub(text: str, *secrets: str | None) -> str:

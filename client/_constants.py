@@ -26,6 +26,16 @@ RETRYABLE_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
 #: Model Serving rejects request bodies above 16 MB.
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 
+#: Micro-batching (``Batching``): rows per coalesced request, how long pending rows may wait
+#: for company while other batches are in flight (a lone caller never waits), batches in flight.
+DEFAULT_BATCH_MAX_ROWS = 64
+DEFAULT_BATCH_MAX_WAIT = 0.002
+DEFAULT_BATCH_MAX_CONCURRENCY = 4
+
+#: Large inputs: rows per request and requests in flight when one call is split into chunks.
+DEFAULT_CHUNK_ROWS = 5_000
+DEFAULT_CHUNK_CONCURRENCY = 4
+
 #: Connection pool of the one ``httpx.AsyncClient`` each Predictor owns.
 DEFAULT_CONNECTION_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 

@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from typing import Any
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
 from . import _sync
-from ._auth import Auth, NoAuth, TokenAuth
-from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
+from ._auth import Auth, NoAuth, TokenAuth, check_secure_url
+from ._batching import Batcher, Batching, NotRowAligned, expect_rows, split_rows
+from ._constants import (
+    DEFAULT_CHUNK_CONCURRENCY,
+    DEFAULT_CHUNK_ROWS,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    DEFAULT_TOTAL_TIMEOUT,
+)
 from ._exceptions import ConfigurationError
 from ._transport import RetryConfig, Transport
 from ._types import PredictionResult, Signature
-from ._wire import decode_answer, encode_body
+from ._wire import PayloadTooLarge, decode_answer, encode_body
+
+if TYPE_CHECKING:
+    from ._schema import ValidatedInput
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +44,29 @@ class _NotGiven:
 
 
 NOT_GIVEN: Any = _NotGiven()
+
+#: ``on_progress(rows_done, rows_total)``, called on the event loop that runs the call.
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One validated call and the settings it is sent with."""
+
+    validated: ValidatedInput
+    retry: RetryConfig
+    timeout: httpx.Timeout
+
+
+@dataclass(frozen=True)
+class _Share:
+    """One call's part of an answer, and who answered it."""
+
+    predictions: Any
+    served_model_name: str | None = None
+    request_id: str | None = None
+    retries: int = 0
+    batch_size: int = 1
 
 
 class Predictor:
@@ -64,6 +100,8 @@ class Predictor:
         total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT,
         transport: Transport | None = None,
         validate: bool = True,
+        batching: Batching | bool = True,
+        allow_insecure_http: bool = False,
     ) -> None:
         # Use the classmethods; this signature is not part of the contract.
         self.endpoint = endpoint
@@ -77,6 +115,9 @@ class Predictor:
         self._timeout = _as_timeout(timeout)
         self._retry = RetryConfig(max_retries=max_retries, total_timeout=total_timeout)
         self._transport = transport or Transport(timeout=self._timeout)
+        self._allow_insecure_http = allow_insecure_http
+        self._batching = _as_batching(batching)
+        self._batchers: dict[asyncio.AbstractEventLoop, Batcher[_Call, _Share]] = {}
         self._signature: Signature | None = None
         self._signature_loaded = False
         self._signature_lock = asyncio.Lock()
@@ -102,6 +143,8 @@ class Predictor:
         total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT,
         http_transport: httpx.AsyncBaseTransport | None = None,
         validate: bool = True,
+        batching: Batching | bool = True,
+        allow_insecure_http: bool = False,
     ) -> Predictor:
         """A Predictor for a serving endpoint, by ``name`` on a workspace or by full ``url``.
 
@@ -110,6 +153,9 @@ class Predictor:
         service principal); ``user_token`` (an App's ``X-Forwarded-Access-Token``) wins over
         all of them. By URL, ``token``/``user_token`` are sent as a bearer token if given.
         The signature comes from ``model_uri`` in the registry, else from the endpoint.
+        Concurrent calls are micro-batched (see :class:`Batching`; ``batching=False`` turns it
+        off). A credential is never sent over plain ``http://`` to a host other than loopback
+        unless ``allow_insecure_http=True``.
 
         Example::
 
@@ -132,6 +178,9 @@ class Predictor:
             auth = TokenAuth(user_token or token or "")
         else:
             auth = NoAuth()
+        assert url is not None
+        if not isinstance(auth, NoAuth) and not allow_insecure_http:
+            check_secure_url(url)
         return cls(
             endpoint=name,
             url=url,
@@ -144,10 +193,14 @@ class Predictor:
             total_timeout=total_timeout,
             transport=Transport(timeout=_as_timeout(timeout), transport=http_transport),
             validate=validate,
+            batching=batching,
+            allow_insecure_http=allow_insecure_http,
         )
 
     @classmethod
-    def from_model(cls, model_uri: str, *, registry_uri: str | None = None, validate: bool = True) -> Predictor:
+    def from_model(
+        cls, model_uri: str, *, registry_uri: str | None = None, validate: bool = True, batching: Batching | bool = True
+    ) -> Predictor:
         """A Predictor that loads ``models:/catalog.schema.model@alias`` (or ``/N``) in process.
 
         Example::
@@ -160,7 +213,7 @@ class Predictor:
 
         parse_model_uri(model_uri)  # fail now, not at the first call
         return cls(model_uri=model_uri, registry_uri=registry_uri, direct=DirectModel(model_uri, registry_uri),
-                   validate=validate)
+                   validate=validate, batching=batching)
 
     def with_user_token(self, user_token: str) -> Predictor:
         """The same endpoint and connection pool, authenticating as a signed-in user."""
@@ -172,9 +225,12 @@ class Predictor:
             auth: Auth = workspace_auth(host=self.host, user_token=user_token)
         else:
             auth = TokenAuth(user_token)
+        if self.url is not None and not self._allow_insecure_http:
+            check_secure_url(self.url)
         clone = object.__new__(Predictor)
         clone.__dict__.update(self.__dict__)
         clone._auth = auth
+        clone._batchers = {}  # a batch is sent with one token: never mix two users' calls
         return clone
 
     # -- signature ----------------------------------------------------------------------
@@ -190,7 +246,7 @@ class Predictor:
         return self._model_version
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> Literal["endpoint", "direct"]:
         return "direct" if self._direct is not None else "endpoint"
 
     async def aget_signature(self) -> Signature | None:
@@ -236,10 +292,14 @@ class Predictor:
         *,
         timeout: httpx.Timeout | float | None = NOT_GIVEN,
         max_retries: int = NOT_GIVEN,
+        on_progress: ProgressCallback | None = None,
     ) -> PredictionResult:
         """Validate ``inputs`` (records, a dict of columns, a DataFrame, or an ndarray for
         tensor models) against the signature, then predict.
 
+        Concurrent calls with the same params are coalesced into one request; a call with
+        more than 5,000 rows is sent in chunks under the 16 MB limit, a few at a time, and
+        ``on_progress(rows_done, rows_total)`` hears about each.
         Raises ``SchemaValidationError`` (nothing sent) or an ``APIError``.
 
         Example::
@@ -251,33 +311,109 @@ class Predictor:
         started = time.perf_counter()
         signature = await self.aget_signature() if self.validate else None
         validated = validate(signature, inputs, params)
-        if self._direct is not None:
-            predictions = await self._direct.predict(validated.to_model_input(), validated.params)
-            return PredictionResult(
-                predictions=predictions,
-                mode="direct",
-                model_name=self._direct.name,
-                model_version=self._direct.version,
-                elapsed_ms=(time.perf_counter() - started) * 1000,
-            )
-        body = encode_body(validated.to_wire())
-        retry = self._retry if max_retries is NOT_GIVEN else RetryConfig(max_retries, self._retry.total_timeout)
-        call_timeout = self._timeout if timeout is NOT_GIVEN else _as_timeout(timeout)
-        assert self.url is not None
-        response, retries = await self._transport.post_json(
-            self.url, body, auth=self._auth, retry=retry, timeout=call_timeout
+        call = _Call(
+            validated,
+            self._retry if max_retries is NOT_GIVEN else RetryConfig(max_retries, self._retry.total_timeout),
+            self._timeout if timeout is NOT_GIVEN else _as_timeout(timeout),
         )
-        answer = decode_answer(response)
+        key = self._batch_key(call)
+        if self._direct is None and validated.table is not None and validated.n_rows > DEFAULT_CHUNK_ROWS:
+            share = await self._answer_in_chunks(call, on_progress)
+        elif key is not None:
+            share = await self._batcher().submit(key, call, validated.n_rows)
+        else:
+            (share,) = await self._answer([call])
+        if on_progress is not None:
+            on_progress(validated.n_rows, validated.n_rows)
         return PredictionResult(
-            predictions=answer.predictions,
-            mode="endpoint",
+            predictions=share.predictions,
+            mode=self.mode,
             model_name=self._model_name,
             model_version=self._model_version,
-            served_model_name=answer.served_model_name,
+            served_model_name=share.served_model_name,
             endpoint=self.endpoint,
-            request_id=answer.request_id,
+            request_id=share.request_id,
             elapsed_ms=(time.perf_counter() - started) * 1000,
-            retries=retries,
+            retries=share.retries,
+            batch_size=share.batch_size,
+        )
+
+    def _batch_key(self, call: _Call) -> Hashable | None:
+        """Calls with equal keys may share a request; ``None``: this one goes alone."""
+        v = call.validated
+        if self._batching is None or v.table is None or v.n_rows >= self._batching.max_rows:
+            return None
+        params = json.dumps(v.params, sort_keys=True, default=str) if v.params else ""
+        timeout = tuple(sorted(call.timeout.as_dict().items()))
+        return tuple(v.table.columns), params, call.retry, timeout
+
+    def _batcher(self) -> Batcher[_Call, _Share]:
+        loop = asyncio.get_running_loop()
+        batcher = self._batchers.get(loop)
+        if batcher is None:
+            assert self._batching is not None
+            for old in [lp for lp in self._batchers if lp.is_closed()]:
+                del self._batchers[old]
+            batcher = self._batchers[loop] = Batcher(self._answer, self._batching)
+        return batcher
+
+    async def _answer(self, calls: list[_Call]) -> list[_Share]:
+        """Predict for ``calls`` (one, or a batch with equal settings) in one request."""
+        from ._schema import ValidatedInput
+
+        sizes = [c.validated.n_rows for c in calls]
+        merged = ValidatedInput.concat([c.validated for c in calls])
+        try:
+            if self._direct is not None:
+                predictions = await self._direct.predict(merged.to_model_input(), merged.params)
+                return [_Share(p, batch_size=len(calls)) for p in split_rows(predictions, sizes)]
+            assert self.url is not None
+            response, retries = await self._transport.post_json(
+                self.url, encode_body(merged.to_wire()), auth=self._auth, retry=calls[0].retry, timeout=calls[0].timeout
+            )
+            answer = decode_answer(response)
+            return [
+                _Share(p, answer.served_model_name, answer.request_id, retries, len(calls))
+                for p in split_rows(answer.predictions, sizes)
+            ]
+        except NotRowAligned:
+            # This model's answers cannot be cut by row: stop batching its calls.
+            log.warning("the model's answers do not line up with rows; micro-batching turned off")
+            self._batching = None
+            raise
+
+    async def _answer_in_chunks(self, call: _Call, on_progress: ProgressCallback | None) -> _Share:
+        """A large table as requests of at most ``DEFAULT_CHUNK_ROWS`` rows (halved while over
+        the payload limit), a few in flight, predictions put back in row order."""
+        total = call.validated.n_rows
+        slots = asyncio.Semaphore(DEFAULT_CHUNK_CONCURRENCY)
+        done = 0
+
+        async def chunk(start: int, stop: int) -> list[_Share]:
+            nonlocal done
+            part = replace(call, validated=call.validated.rows(start, stop))
+            try:
+                async with slots:
+                    (share,) = await self._answer([part])
+            except PayloadTooLarge:
+                if stop - start == 1:
+                    raise
+                middle = (start + stop) // 2
+                return await chunk(start, middle) + await chunk(middle, stop)
+            expect_rows(share.predictions, stop - start)
+            done += stop - start
+            if on_progress is not None:
+                on_progress(done, total)
+            return [share]
+
+        bounds = range(0, total, DEFAULT_CHUNK_ROWS)
+        shares = [s for part in await _all(chunk(a, min(a + DEFAULT_CHUNK_ROWS, total)) for a in bounds) for s in part]
+        served = {s.served_model_name for s in shares}
+        return _Share(
+            predictions=[p for s in shares for p in s.predictions],
+            served_model_name=served.pop() if len(served) == 1 else None,
+            request_id=shares[0].request_id,
+            retries=sum(s.retries for s in shares),
         )
 
     def predict(
@@ -287,9 +423,15 @@ class Predictor:
         *,
         timeout: httpx.Timeout | float | None = NOT_GIVEN,
         max_retries: int = NOT_GIVEN,
+        on_progress: ProgressCallback | None = None,
     ) -> PredictionResult:
-        """Sync :meth:`apredict`; works where an event loop is already running too."""
-        return _sync.run(self.apredict(inputs, params, timeout=timeout, max_retries=max_retries))
+        """Sync :meth:`apredict`; works where an event loop is already running too.
+
+        Calls from many threads share the client's loop, so they are micro-batched too.
+        """
+        return _sync.run(
+            self.apredict(inputs, params, timeout=timeout, max_retries=max_retries, on_progress=on_progress)
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -314,6 +456,22 @@ class Predictor:
     def __repr__(self) -> str:
         target = self.model_uri if self._direct is not None else (self.endpoint or self.url)
         return f"Predictor(mode={self.mode!r}, target={target!r})"
+
+
+def _as_batching(batching: Batching | bool) -> Batching | None:
+    if isinstance(batching, Batching):
+        return batching
+    return Batching() if batching else None
+
+
+async def _all(coros: Any) -> list[Any]:
+    """Like ``gather``, but the first failure cancels the rest instead of leaving them running."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
 
 
 def _as_timeout(timeout: httpx.Timeout | float | None) -> httpx.Timeout:

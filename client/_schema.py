@@ -16,7 +16,7 @@ import base64
 import datetime
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from client._exceptions import SchemaProblem, SchemaValidationError
@@ -228,6 +228,27 @@ class ValidatedInput:
         if self.params:
             body["params"] = {k: _wire_value(v) for k, v in self.params.items()}
         return body
+
+    @staticmethod
+    def concat(items: list[ValidatedInput]) -> ValidatedInput:
+        """Rows of several validated tables with the same columns, one after another."""
+        first = items[0]
+        if len(items) == 1:
+            return first
+        columns: dict[str, list[Any]] = {}
+        for item in items:
+            assert item.table is not None, "only tables are concatenated"
+            for name, values in item.table.columns.items():
+                columns.setdefault(name, []).extend(values)
+        n_rows = sum(item.n_rows for item in items)
+        return replace(first, table=Table(columns, n_rows), n_rows=n_rows)
+
+    def rows(self, start: int, stop: int) -> ValidatedInput:
+        """Rows ``start:stop`` of a validated table."""
+        assert self.table is not None, "only tables are sliced"
+        columns = {name: values[start:stop] for name, values in self.table.columns.items()}
+        n_rows = len(range(start, min(stop, self.n_rows)))
+        return replace(self, table=Table(columns, n_rows), n_rows=n_rows)
 
     def to_model_input(self) -> Any:
         """Direct mode: a DataFrame typed exactly as the signature says, or the numpy tensor."""

@@ -155,3 +155,5 @@ class PredictionResult(BaseModel):
     elapsed_ms: float = 0.0
     #: Endpoint mode: how many retries the call needed.
     retries: int = 0
+    #: How many calls shared the request that answered this one (micro-batching; 1 = alone).
+    batch_size: int = 1

@@ -19,6 +19,10 @@ from ._exceptions import APIResponseValidationError, SchemaProblem, SchemaValida
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
+class PayloadTooLarge(SchemaValidationError):
+    """The body is over Model Serving's size limit (callers with many rows split and resend)."""
+
+
 def encode_body(body: dict[str, Any], *, max_bytes: int = MAX_PAYLOAD_BYTES) -> bytes:
     """Serialise a request body; refuse what Model Serving would refuse, before sending."""
     try:
@@ -26,7 +30,7 @@ def encode_body(body: dict[str, Any], *, max_bytes: int = MAX_PAYLOAD_BYTES) -> 
     except ValueError as err:  # NaN/inf: not JSON, and serving would reject it anyway
         raise SchemaValidationError([SchemaProblem("NaN or infinite numbers cannot be sent as JSON")]) from err
     if len(data) > max_bytes:
-        raise SchemaValidationError(
+        raise PayloadTooLarge(
             [SchemaProblem(f"request body is {len(data):,} bytes; Model Serving accepts at most {max_bytes:,}")]
         )
     return data
