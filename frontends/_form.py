@@ -59,6 +59,8 @@ class Field:
     required: bool = True
     default: Any = None
     choices: tuple[str, ...] = ()
+    #: ``True`` when ``choices`` are suggestions (from the input example): other values pass too.
+    open_choices: bool = False
     #: The MLflow type the column declares (``"double"``, ``"long"``, ...).
     mlflow_type: str = "string"
 
@@ -69,29 +71,38 @@ class Field:
 
     @property
     def help(self) -> str:
-        return f"{self.mlflow_type}{'' if self.required else ', optional'}"
+        """Type and whether the column is required, shown next to the widget."""
+        return f"{self.mlflow_type}, {'required' if self.required else 'optional'}"
 
 
 def build_fields(
     signature: Signature | None,
     example: dict[str, Any] | None = None,
     choices: dict[str, list[str] | tuple[str, ...]] | None = None,
+    suggestions: dict[str, list[str] | tuple[str, ...]] | None = None,
 ) -> list[Field]:
     """The form for a column signature; ``[]`` when there is none (tensor or no signature).
 
     ``example`` (one record, e.g. the model's input example) gives defaults; ``choices``
-    turns a string column into a ``"choice"`` field.
+    turns a string column into a ``"choice"`` field limited to those values, ``suggestions``
+    into one that offers them but accepts others too.
     """
     if signature is None or signature.is_tensor:
         return []
     example = example or {}
     choices = choices or {}
+    suggestions = suggestions or {}
     fields: list[Field] = []
     for i, col in enumerate(signature.columns):
         name = col.name if col.name is not None else str(i)
         kind: FieldKind = _KIND_BY_TYPE.get(col.type, "text")
         options = tuple(str(c) for c in choices.get(name, ()))
-        if options and kind == "text":
+        is_open = not options
+        if is_open:
+            options = tuple(str(c) for c in suggestions.get(name, ()))
+        if kind != "text":
+            options, is_open = (), False
+        elif options:
             kind = "choice"
         default = example.get(name)
         if default is not None:
@@ -100,7 +111,8 @@ def build_fields(
             except ValueError:
                 default = None
         fields.append(
-            Field(name=name, kind=kind, required=col.required, default=default, choices=options, mlflow_type=col.type)
+            Field(name=name, kind=kind, required=col.required, default=default, choices=options,
+                  open_choices=is_open and bool(options), mlflow_type=col.type)
         )
     return fields
 
@@ -178,7 +190,7 @@ def form_to_record(fields: list[Field], values: dict[str, Any]) -> dict[str, Any
             if field.required:
                 problems.append(SchemaProblem("a value is required", column=field.name))
             continue
-        if field.kind == "choice" and field.choices and value not in field.choices:
+        if field.kind == "choice" and field.choices and not field.open_choices and value not in field.choices:
             problems.append(SchemaProblem(f"expected one of {list(field.choices)}", column=field.name))
             continue
         record[field.name] = value

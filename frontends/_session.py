@@ -23,16 +23,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from client import PredictionResult, Predictor, Signature
+from client import (
+    AuthenticationError,
+    PermissionDeniedError,
+    PredictionResult,
+    Predictor,
+    PredictorError,
+    RateLimitError,
+    SchemaValidationError,
+    Signature,
+)
+from frontends._proba import prediction_label, single_prediction
 
 __all__ = [
     "AppConfig",
     "ModelInfo",
     "build_predictor",
     "caller_identity",
+    "describe_error",
     "format_prediction",
     "load_predictor",
     "model_info",
+    "prediction_distribution",
+    "prediction_rows",
     "predictor_for",
     "user_token_from_headers",
 ]
@@ -40,6 +53,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 USER_TOKEN_HEADER = "X-Forwarded-Access-Token"
+#: What a signed-in user sees when their forwarded token is refused (it expired in a long session).
+SESSION_EXPIRED = "**Your sign-in has expired.** Reload the page to continue."
 _TRUTHY = {"1", "true", "yes", "on"}
 
 
@@ -179,19 +194,28 @@ def model_info(predictor: Predictor, config: AppConfig, result: PredictionResult
 
 
 def format_prediction(predictions: Any) -> str:
-    """A short human text for one record's prediction."""
-    value = predictions
-    if isinstance(value, dict) and "predictions" in value:
-        value = value["predictions"]
-    if isinstance(value, (list, tuple)) and len(value) == 1:
-        value = value[0]
-    if isinstance(value, dict) and len(value) == 1:
-        value = next(iter(value.values()))
+    """A short human text for one record's prediction (its label, or the most probable class)."""
+    value = prediction_label(single_prediction(predictions))
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, (str, int, bool)):
         return str(value)
     return json.dumps(value, default=str)
+
+
+def prediction_distribution(table: Any) -> Any:
+    """Counts per predicted value of a results table (numbers binned when there are many):
+    a DataFrame with columns ``prediction`` and ``count``, or ``None`` when there is nothing to plot."""
+    import pandas as pd
+
+    if "prediction" not in table.columns or table["prediction"].isna().all():
+        return None
+    col = table["prediction"]
+    if pd.api.types.is_float_dtype(col) and col.nunique() > 10:
+        counts = pd.cut(col, bins=10).value_counts(sort=False)
+    else:
+        counts = col.astype(str).value_counts().sort_index()
+    return pd.DataFrame({"prediction": counts.index.astype(str), "count": counts.to_numpy()})
 
 
 def prediction_rows(records: list[dict[str, Any]], predictions: Any) -> list[dict[str, Any]]:
@@ -212,3 +236,27 @@ def prediction_rows(records: list[dict[str, Any]], predictions: Any) -> list[dic
             row["prediction"] = pred
         rows.append(row)
     return rows
+
+
+def describe_error(err: BaseException, *, as_user: bool = False) -> str:
+    """Markdown for an error on a page: what went wrong, never a traceback or a token.
+
+    ``as_user``: the call ran with the signed-in user's forwarded token, so a 401 means that
+    token expired (Streamlit keeps the first request's headers for the whole session).
+    """
+    if isinstance(err, SchemaValidationError):
+        return "**The input does not match the model's signature:**\n\n" + "\n".join(f"- {p}" for p in err.problems)
+    if isinstance(err, AuthenticationError):
+        if as_user:
+            return SESSION_EXPIRED
+        return "**The app's credentials were refused by the endpoint (HTTP 401).** Ask the app's owner to check them."
+    if isinstance(err, PermissionDeniedError):
+        who = "You are" if as_user else "The app is"
+        return f"**{who} not allowed to query this endpoint (HTTP 403).**"
+    if isinstance(err, RateLimitError):
+        return ("**The endpoint is busy** (HTTP 429): still throttled after the retries allowed. "
+                "Try again in a moment.")
+    if isinstance(err, PredictorError):
+        return f"**Prediction failed:** {err}"
+    log.error("unexpected error: %s", type(err).__name__, exc_info=err)
+    return f"**Unexpected error** ({type(err).__name__}); see the app logs."

@@ -15,15 +15,19 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from client import Predictor, PredictorError, SchemaValidationError, Signature
-from frontends._form import Field, build_fields, form_to_record, parse_csv_rows, signature_rows
+from client import Predictor, PredictorError, Signature
+from frontends._example import form_fields, load_example_rows
+from frontends._form import Field, form_to_record, parse_csv_rows, signature_rows
+from frontends._proba import class_probabilities, single_prediction
 from frontends._session import (
     AppConfig,
     build_predictor,
     caller_identity,
+    describe_error,
     format_prediction,
     load_predictor,
     model_info,
+    prediction_distribution,
     prediction_rows,
     predictor_for,
 )
@@ -35,14 +39,9 @@ DEFAULT_CONCURRENCY = int(os.environ.get("PREDICTOR_APP_CONCURRENCY", "16"))
 _HISTORY_COLUMNS = ["time", "input", "prediction", "version"]
 
 
-def error_text(err: Exception) -> str:
+def error_text(err: Exception, as_user: bool = False) -> str:
     """Markdown for an error, never a traceback."""
-    if isinstance(err, SchemaValidationError):
-        return "**The input does not match the model's signature:**\n\n" + "\n".join(f"- {p}" for p in err.problems)
-    if isinstance(err, PredictorError):
-        return f"**Prediction failed:** {err}"
-    log.exception("unexpected error", exc_info=err)
-    return f"**Unexpected error** ({type(err).__name__}); see the app logs."
+    return describe_error(err, as_user=as_user)
 
 
 class Runtime:
@@ -52,10 +51,11 @@ class Runtime:
     belongs to that loop); in direct mode the start-up one is reused.
     """
 
-    def __init__(self, config: AppConfig, predictor: Predictor, signature: Signature | None) -> None:
+    def __init__(self, config: AppConfig, predictor: Predictor, signature: Signature | None,
+                 fields: list[Field] | None = None) -> None:
         self.config = config
         self.signature = signature
-        self.fields = build_fields(signature)
+        self.fields = fields if fields is not None else form_fields(signature, [], os.environ)
         self._startup = predictor
         self._serving: Predictor | None = predictor if predictor.mode == "direct" else None
         self._lock = asyncio.Lock()
@@ -103,7 +103,7 @@ def _component(field: Field) -> gr.components.Component:
     info = field.help
     if field.kind in ("float", "int"):
         return gr.Number(label=field.label, value=field.default, precision=0 if field.kind == "int" else None,
-                         info=info)
+                         info=info, placeholder="required" if field.required else None)
     if field.kind == "bool":
         if field.required:
             return gr.Checkbox(label=field.label, value=bool(field.default), info=info)
@@ -112,16 +112,21 @@ def _component(field: Field) -> gr.components.Component:
     if field.kind == "choice":
         options = list(field.choices) if field.required else [_BLANK, *field.choices]
         value = field.default if field.default in options else options[0]
-        return gr.Dropdown(options, label=field.label, value=value, info=info)
-    placeholder = "2024-01-31T12:00:00" if field.kind == "datetime" else None
+        return gr.Dropdown(options, label=field.label, value=value, info=info, allow_custom_value=field.open_choices)
+    placeholder = "2024-01-31T12:00:00" if field.kind == "datetime" else ("required" if field.required else None)
     return gr.Textbox(label=field.label, value="" if field.default is None else str(field.default),
                       placeholder=placeholder, info=info)
 
 
 async def predict_values(runtime: Runtime, values: dict[str, Any], headers: dict[str, str] | None = None,
-                         history: list[list[Any]] | None = None) -> tuple[str, str, list[list[Any]]]:
-    """One form submission: (prediction text, status markdown, new history). Errors go to status."""
+                         history: list[list[Any]] | None = None
+                         ) -> tuple[str, str, list[list[Any]], dict[str, float] | None]:
+    """One form submission: (prediction text, status markdown, new history, class probabilities).
+
+    Errors go to the status; the probabilities are ``None`` when the model returns none.
+    """
     history = list(history or [])
+    as_user = caller_identity(headers, runtime.config) != "app"
     try:
         if runtime.fields:
             clean = {k: (None if v == _BLANK else v) for k, v in values.items()}
@@ -133,7 +138,7 @@ async def predict_values(runtime: Runtime, values: dict[str, Any], headers: dict
                 raise PredictorError(f"The JSON input is not valid JSON: {e.msg}") from None
         result = await runtime.predict(records, headers)
     except Exception as e:
-        return "", error_text(e), history
+        return "", error_text(e, as_user), history, None
     text = format_prediction(result["predictions"])
     status = (f"model {result.get('model_name') or '?'} version {result.get('model_version') or '?'}, "
               f"{result.get('mode')}")
@@ -141,7 +146,8 @@ async def predict_values(runtime: Runtime, values: dict[str, Any], headers: dict
         status += f", served by {result['served_model_name']}"
     row = [datetime.now(UTC).strftime("%H:%M:%S"),
            json.dumps(records[0] if runtime.fields else records, default=str), text, result.get("model_version")]
-    return text, status, [row, *history][:50]
+    probs = class_probabilities(single_prediction(result["predictions"]))
+    return text, status, [row, *history][:50], probs
 
 
 async def score_csv(runtime: Runtime, path: str | None, headers: dict[str, str] | None = None
@@ -149,6 +155,7 @@ async def score_csv(runtime: Runtime, path: str | None, headers: dict[str, str] 
     """Batch scoring of an uploaded CSV: (results table, path of a CSV to download, status)."""
     if not path:
         return pd.DataFrame(), None, "Upload a CSV file with a header row naming the model's columns."
+    as_user = caller_identity(headers, runtime.config) != "app"
     try:
         with open(path, encoding="utf-8-sig") as fh:
             text = fh.read()
@@ -157,7 +164,7 @@ async def score_csv(runtime: Runtime, path: str | None, headers: dict[str, str] 
     except UnicodeDecodeError:
         return pd.DataFrame(), None, "**The file is not UTF-8 text.**"
     except Exception as e:
-        return pd.DataFrame(), None, error_text(e)
+        return pd.DataFrame(), None, error_text(e, as_user)
     table = pd.DataFrame(prediction_rows(records, result["predictions"]))
     with tempfile.NamedTemporaryFile("w", suffix="-predictions.csv", delete=False, newline="") as out:
         table.to_csv(out, index=False, quoting=csv.QUOTE_MINIMAL)
@@ -176,6 +183,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                         components = {"__json__": gr.Code(label="JSON input", language="json", value="[]")}
                     button = gr.Button("Predict", variant="primary")
                     prediction = gr.Textbox(label="Prediction", interactive=False)
+                    probabilities = gr.Label(label="Class probabilities", visible=False)
                     status = gr.Markdown()
                     history_state = gr.State([])
                     with gr.Accordion("History", open=False):
@@ -186,23 +194,29 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                         # a set of inputs: Gradio passes one dict {component: value}
                         history = data.get(history_state) or []
                         values = {names[c]: v for c, v in data.items() if c in names}
-                        text, st, new = await predict_values(runtime, values, _headers(request), history)
-                        return text, st, new, pd.DataFrame(new, columns=_HISTORY_COLUMNS)
+                        text, st, new, probs = await predict_values(runtime, values, _headers(request), history)
+                        chart = gr.Label(value=probs, visible=bool(probs))
+                        return text, chart, st, new, pd.DataFrame(new, columns=_HISTORY_COLUMNS)
 
                     button.click(on_predict, inputs={*components.values()} | {history_state},
-                                 outputs=[prediction, status, history_state, history_table], api_name="predict")
+                                 outputs=[prediction, probabilities, status, history_state, history_table],
+                                 api_name="predict")
                 with gr.Tab("Batch (CSV)"):
                     upload = gr.File(label="CSV file", file_types=[".csv"], type="filepath")
                     score = gr.Button("Score CSV")
                     batch_status = gr.Markdown()
                     results = gr.Dataframe(label="Results", interactive=False)
                     download = gr.File(label="Download results", interactive=False)
+                    distribution = gr.BarPlot(x="prediction", y="count", label="Distribution of predictions",
+                                              visible=False)
 
                     async def on_score(path: str | None, request: gr.Request):
                         table, out, st = await score_csv(runtime, path, _headers(request))
-                        return table, out, st
+                        counts = prediction_distribution(table)
+                        plot = gr.BarPlot(value=counts, visible=counts is not None)
+                        return table, out, st, plot
 
-                    score.click(on_score, inputs=[upload], outputs=[results, download, batch_status],
+                    score.click(on_score, inputs=[upload], outputs=[results, download, batch_status, distribution],
                                 api_name="score_csv")
             with gr.Column(scale=2):
                 gr.Markdown("## Model")
@@ -221,12 +235,16 @@ def create_app(config: AppConfig | None = None) -> tuple[gr.Blocks, Runtime | No
     config = config or AppConfig.from_env()
     try:
         predictor, signature = load_predictor(config)
+        from client._constants import DEMO_MODEL_URI
+
+        example_uri = config.model_uri or (DEMO_MODEL_URI if config.uses_demo else None)
+        fields = form_fields(signature, load_example_rows(example_uri, config.registry_uri), os.environ)
     except Exception as e:
         log.exception("could not load %s", config.source)
         with gr.Blocks(title=config.title) as broken:
             gr.Markdown(f"# {config.title}\n\nThe model ({config.source}) could not be loaded.\n\n{error_text(e)}")
         return broken, None
-    runtime = Runtime(config, predictor, signature)
+    runtime = Runtime(config, predictor, signature, fields)
     return build_app(runtime), runtime
 
 

@@ -18,27 +18,39 @@ import streamlit as st
 if __package__ in (None, ""):  # `streamlit run frontends/streamlit_app.py` runs this as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from client import Predictor, PredictorError, SchemaValidationError, Signature
-from frontends._form import Field, build_fields, csv_template, form_to_record, parse_csv_rows, signature_rows
+from client import Predictor, PredictorError, Signature
+from frontends._example import form_fields, load_example_rows
+from frontends._form import Field, csv_template, form_to_record, parse_csv_rows, signature_rows
+from frontends._proba import class_probabilities, single_prediction
 from frontends._session import (
     AppConfig,
     caller_identity,
+    describe_error,
     format_prediction,
     load_predictor,
     model_info,
+    prediction_distribution,
     prediction_rows,
     predictor_for,
 )
 
 log = logging.getLogger("frontends.streamlit_app")
 _BLANK = "(blank)"
+#: Records per request when scoring a CSV (the progress bar moves per chunk).
+BATCH_CHUNK = 500
 
 
 @st.cache_resource(show_spinner="Loading the model...")
-def _resources() -> tuple[AppConfig, Predictor, Signature | None]:
+def _resources() -> tuple[AppConfig, Predictor, Signature | None, list[Field]]:
+    import os
+
+    from client._constants import DEMO_MODEL_URI
+
     config = AppConfig.from_env()
     predictor, signature = load_predictor(config)
-    return config, predictor, signature
+    example_uri = config.model_uri or (DEMO_MODEL_URI if config.uses_demo else None)
+    fields = form_fields(signature, load_example_rows(example_uri, config.registry_uri), os.environ)
+    return config, predictor, signature, fields
 
 
 @st.cache_data(show_spinner=False, max_entries=2000, ttl=3600)
@@ -55,15 +67,8 @@ def _headers() -> dict[str, str]:
         return {}
 
 
-def _show_error(err: Exception) -> None:
-    if isinstance(err, SchemaValidationError):
-        st.error("The input does not match the model's signature:\n\n"
-                 + "\n".join(f"- {p}" for p in err.problems))
-    elif isinstance(err, PredictorError):
-        st.error(f"Prediction failed: {err}")
-    else:
-        log.exception("unexpected error")
-        st.error(f"Unexpected error ({type(err).__name__}); see the app logs.")
+def _show_error(err: Exception, as_user: bool = False) -> None:
+    st.error(describe_error(err, as_user=as_user))
 
 
 def _widget(field: Field) -> Any:
@@ -75,7 +80,8 @@ def _widget(field: Field) -> Any:
         if value is not None:
             value = int(value) if is_int else float(value)
         return st.number_input(field.label, value=value, step=1 if is_int else None,
-                               format=None if is_int else "%g", key=key, help=help_text)
+                               format=None if is_int else "%g", key=key, help=help_text,
+                               placeholder="required" if field.required else "optional")
     if field.kind == "bool":
         if field.required:
             return st.checkbox(field.label, value=bool(field.default), key=key, help=help_text)
@@ -86,16 +92,50 @@ def _widget(field: Field) -> Any:
     if field.kind == "choice":
         options = list(field.choices) if field.required else [_BLANK, *field.choices]
         index = options.index(field.default) if field.default in options else 0
-        choice = st.selectbox(field.label, options, index=index, key=key, help=help_text)
+        choice = st.selectbox(field.label, options, index=index, key=key, help=help_text,
+                              accept_new_options=field.open_choices)
         return None if choice == _BLANK else choice
-    placeholder = "2024-01-31T12:00:00" if field.kind == "datetime" else None
+    placeholder = "2024-01-31T12:00:00" if field.kind == "datetime" else ("required" if field.required else None)
     return st.text_input(field.label, value="" if field.default is None else str(field.default),
                          placeholder=placeholder, key=key, help=help_text)
 
 
-def _predict(predictor: Predictor, identity: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+def _predict(predictor: Predictor, identity: str, records: Any) -> dict[str, Any]:
     version = model_info(predictor, _resources()[0]).version
     return _cached_predict(identity, version, json.dumps(records, sort_keys=True, default=str), predictor)
+
+
+def _score_batch(predictor: Predictor, identity: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Score in chunks with a progress bar; one result whose predictions cover every row."""
+    bar = st.progress(0.0, text=f"Scoring {len(records)} rows...")
+    predictions: list[Any] = []
+    result: dict[str, Any] = {}
+    for start in range(0, len(records), BATCH_CHUNK):
+        result = _predict(predictor, identity, records[start:start + BATCH_CHUNK])
+        chunk = result["predictions"]
+        predictions.extend(chunk if isinstance(chunk, list) else [chunk])
+        bar.progress(min(1.0, (start + BATCH_CHUNK) / len(records)), text=f"Scored {len(predictions)} rows")
+    bar.empty()
+    return {**result, "predictions": predictions}
+
+
+def _show_prediction(last: dict[str, Any]) -> None:
+    st.metric("Prediction", format_prediction(last["predictions"]))
+    probs = class_probabilities(single_prediction(last["predictions"]))
+    if probs:
+        st.caption("Class probabilities")
+        st.bar_chart(pd.DataFrame({"class": list(probs), "probability": list(probs.values())}),
+                     x="class", y="probability", height=220)
+    st.caption(f"model {last.get('model_name') or '?'} version {last.get('model_version') or '?'}, "
+               f"{last.get('mode')}" + (f", served by {last['served_model_name']}"
+                                        if last.get("served_model_name") else ""))
+
+
+def _distribution(table: pd.DataFrame) -> None:
+    counts = prediction_distribution(table)
+    if counts is not None:
+        st.caption("Distribution of predictions")
+        st.bar_chart(counts, x="prediction", y="count", height=220)
 
 
 def _model_card(config: AppConfig, predictor: Predictor, signature: Signature | None) -> None:
@@ -114,7 +154,7 @@ def _model_card(config: AppConfig, predictor: Predictor, signature: Signature | 
 def main() -> None:
     st.set_page_config(page_title="Model predictions", layout="wide")
     try:
-        config, base, signature = _resources()
+        config, base, signature, fields = _resources()
     except Exception as e:
         st.title("Model predictions")
         _show_error(e)
@@ -123,11 +163,11 @@ def main() -> None:
     headers = _headers()
     predictor = predictor_for(base, headers, config)
     identity = caller_identity(headers, config)
+    as_user = identity != "app"
     st.title(config.title)
     with st.sidebar:
         _model_card(config, base, signature)
 
-    fields = build_fields(signature)
     history: list[dict[str, Any]] = st.session_state.setdefault("history", [])
 
     single, batch = st.tabs(["Single prediction", "Batch (CSV)"])
@@ -141,7 +181,8 @@ def main() -> None:
         if submitted:
             try:
                 records = [form_to_record(fields, values)] if fields else json.loads(values["__json__"])
-                result = _predict(predictor, identity, records)
+                with st.spinner("Predicting..."):
+                    result = _predict(predictor, identity, records)
                 st.session_state["last"] = result
                 history.insert(0, {
                     "time": datetime.now(UTC).strftime("%H:%M:%S"),
@@ -158,13 +199,9 @@ def main() -> None:
                 st.session_state["error"] = e
                 st.session_state.pop("last", None)
         if "error" in st.session_state:
-            _show_error(st.session_state["error"])
+            _show_error(st.session_state["error"], as_user)
         elif "last" in st.session_state:
-            last = st.session_state["last"]
-            st.metric("Prediction", format_prediction(last["predictions"]))
-            st.caption(f"model {last.get('model_name') or '?'} version {last.get('model_version') or '?'}, "
-                       f"{last.get('mode')}" + (f", served by {last['served_model_name']}"
-                                                if last.get("served_model_name") else ""))
+            _show_prediction(st.session_state["last"])
         if history:
             with st.expander(f"History ({len(history)})"):
                 st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
@@ -178,16 +215,17 @@ def main() -> None:
         if upload is not None:
             try:
                 records = parse_csv_rows(upload.getvalue().decode("utf-8-sig"), signature)
-                result = _predict(predictor, identity, records)
+                result = _score_batch(predictor, identity, records)
                 table = pd.DataFrame(prediction_rows(records, result["predictions"]))
                 st.success(f"Scored {len(records)} rows with version {result.get('model_version') or '?'}.")
                 st.dataframe(table, hide_index=True, width="stretch")
                 st.download_button("Download results", table.to_csv(index=False).encode(),
                                    file_name="predictions.csv", mime="text/csv")
+                _distribution(table)
             except UnicodeDecodeError:
                 st.error("The file is not UTF-8 text.")
             except Exception as e:
-                _show_error(e)
+                _show_error(e, as_user)
 
 
 main()

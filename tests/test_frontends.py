@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from client import PredictionResult, Predictor, Signature
@@ -93,12 +87,12 @@ def test_gradio_handler_with_a_fake_predictor(fake, monkeypatch):
     runtime = Runtime(AppConfig.from_env(), fake, FAKE_SIG)
     build_app(runtime)
     headers = {"X-Forwarded-Access-Token": "user-token"}
-    text, status, history = asyncio.run(predict_values(runtime, dict(IRIS_ROW), headers, []))
-    assert (text, len(history)) == ("0", 1) and "version 1" in status
+    text, status, history, probs = asyncio.run(predict_values(runtime, dict(IRIS_ROW), headers, []))
+    assert (text, len(history), probs) == ("0", 1, None) and "version 1" in status
     assert fake.tokens == ["user-token"]
     asyncio.run(predict_values(runtime, dict(IRIS_ROW), headers, history))
     assert fake.calls == 1  # the second, identical call came from the cache
-    text, status, _ = asyncio.run(predict_values(runtime, {**IRIS_ROW, "sepal width (cm)": "abc"}, headers, []))
+    text, status, _, _ = asyncio.run(predict_values(runtime, {**IRIS_ROW, "sepal width (cm)": "abc"}, headers, []))
     assert text == "" and "sepal width (cm)" in status
 
 
@@ -146,13 +140,15 @@ def test_streamlit_predicts_the_demo_model_in_direct_mode(app_env, expected):
 
 
 @pytest.mark.slow
-def test_streamlit_shows_a_missing_value_as_an_error_not_a_traceback(app_env):
+def test_streamlit_prefills_the_form_from_the_input_example(app_env, expected):
     at = _apptest().run()
-    at.number_input(key="field:sepal length (cm)").set_value(5.0)  # the other three stay blank
-    at.button[0].click().run()
     assert not at.exception, at.exception
-    assert at.error and "sepal width (cm)" in at.error[0].value
-    assert not at.metric
+    # the demo model's input example: first row is IRIS_ROW; every column required
+    assert {n.label: n.value for n in at.number_input} == IRIS_ROW
+    assert all(n.help == "double, required" for n in at.number_input)
+    at.button[0].click().run()  # nothing typed: the defaults are a valid record
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.metric[0].value == expected
 
 
 @pytest.mark.slow
@@ -189,11 +185,12 @@ def test_gradio_handlers(app_env, expected, tmp_path):
     config = AppConfig.from_env()
     runtime = Runtime(config, *load_predictor(config))
     assert build_app(runtime) is not None
-    text, status, history = asyncio.run(predict_values(runtime, dict(IRIS_ROW), {}, []))
+    text, status, history, _ = asyncio.run(predict_values(runtime, dict(IRIS_ROW), {}, []))
     assert text == expected, status
     assert "direct" in status and len(history) == 1 and history[0][2] == expected
 
-    text, status, history = asyncio.run(predict_values(runtime, {**IRIS_ROW, "petal width (cm)": None}, {}, history))
+    text, status, history, _ = asyncio.run(
+        predict_values(runtime, {**IRIS_ROW, "petal width (cm)": None}, {}, history))
     assert text == "" and "petal width (cm)" in status and "Traceback" not in status
     assert len(history) == 1
 
@@ -204,138 +201,6 @@ def test_gradio_handlers(app_env, expected, tmp_path):
     assert len(table) == 2 and "prediction" in table.columns, status
     assert str(table["prediction"].iloc[0]) == expected
     assert out and Path(out).read_text().startswith(",".join(IRIS_ROW))
-
-
-# -- Real browser ----------------------------------------------------------------------------
-
-
-def _batch_csv(tmp_path: Path) -> str:
-    path = tmp_path / "batch.csv"
-    path.write_text(",".join(IRIS_ROW) + "\n" + ",".join(map(str, IRIS_ROW.values())) + "\n6.7,3.0,5.2,2.3\n")
-    return str(path)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _subprocess_env(registry_uri: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTOR_")}
-    home = registry_uri.removeprefix("sqlite:///")
-    env.update({
-        "PREDICTOR_HOME": str(Path(home).parent) if registry_uri.startswith("sqlite:///") else env.get("HOME", "."),
-        "PREDICTOR_REGISTRY_URI": registry_uri,
-        "PREDICTOR_MODEL_URI": IRIS,
-        "MLFLOW_TRACKING_URI": registry_uri,
-        "MLFLOW_REGISTRY_URI": registry_uri,
-        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "PYTHONPATH": str(ROOT),
-    })
-    return env
-
-
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(url)
-
-
-@pytest.fixture
-def server(registry_uri, tmp_path):
-    procs: list[subprocess.Popen] = []
-
-    def start(cmd: list[str], port: int, ready_path: str, extra: dict[str, str] | None = None) -> str:
-        env = _subprocess_env(registry_uri) | (extra or {})
-        log = open(tmp_path / f"server-{port}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        procs.append(proc)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            _wait_http(base + ready_path, proc)
-        except Exception:
-            proc.kill()
-            raise RuntimeError((tmp_path / f"server-{port}.log").read_text()[-3000:]) from None
-        return base
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-@pytest.fixture
-def page():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("no chromium at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser.new_page(viewport={"width": 1400, "height": 1000})
-        finally:
-            browser.close()
-
-
-@pytest.mark.slow
-@pytest.mark.browser
-def test_browser_streamlit(server, page, expected, tmp_path):
-    from playwright.sync_api import expect
-
-    port = _free_port()
-    base = server([sys.executable, "-m", "streamlit", "run", "frontends/streamlit_app.py",
-                   "--server.port", str(port), "--server.headless", "true",
-                   "--server.address", "127.0.0.1"], port, "/_stcore/health")
-    page.goto(base, timeout=60_000)
-    try:
-        for name, value in IRIS_ROW.items():
-            field = page.get_by_label(name, exact=True)
-            field.wait_for(timeout=120_000)
-            field.fill(str(value))
-        page.get_by_role("button", name="Predict").click()
-        metric = page.get_by_test_id("stMetricValue")
-        expect(metric).to_have_text(expected, timeout=60_000)
-        page.get_by_role("tab", name="Batch (CSV)").click()
-        page.locator("input[type=file]").set_input_files(_batch_csv(tmp_path))
-        expect(page.get_by_text("Scored 2 rows")).to_be_visible(timeout=60_000)
-        expect(page.get_by_role("button", name="Download results")).to_be_visible()
-    finally:
-        page.screenshot(path=str(ARTIFACTS / "streamlit.png"), full_page=True)
-
-
-@pytest.mark.slow
-@pytest.mark.browser
-def test_browser_gradio(server, page, expected):
-    from playwright.sync_api import expect
-
-    port = _free_port()
-    base = server([sys.executable, "-m", "frontends.gradio_app"], port, "/",
-                  {"DATABRICKS_APP_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"})
-    page.goto(base, timeout=60_000)
-    try:
-        for name, value in IRIS_ROW.items():
-            field = page.get_by_label(name, exact=True)
-            field.wait_for(timeout=60_000)
-            field.fill(str(value))
-        page.get_by_role("button", name="Predict").click()
-        expect(page.get_by_label("Prediction", exact=True)).to_have_value(expected, timeout=60_000)
-    finally:
-        page.screenshot(path=str(ARTIFACTS / "gradio.png"), full_page=True)
 
 
 @pytest.mark.slow
@@ -359,6 +224,6 @@ def test_gradio_endpoint_mode_as_the_signed_in_user(app_env, scoring_server, exp
         second = await predict_values(runtime, dict(IRIS_ROW), {"X-Forwarded-Access-Token": "bob"}, first[2])
         return first, second
 
-    (text, status, _), (text2, _, history) = asyncio.run(session())
+    (text, status, _, _), (text2, _, history, _) = asyncio.run(session())
     assert text == expected and "endpoint" in status, status
     assert text2 == expected and len(history) == 2
