@@ -1,4 +1,5 @@
-"""The ``predictor`` command line: demo model, local serving, schema and predictions.
+"""The ``predictor`` command line: demo model, local serving, schema, predictions, and
+``predictor endpoints validate|plan|apply|status|promote|bundle`` for serving_configs/.
 
 Imports stay lazy so that ``predictor --help`` is instant.
 """
@@ -115,6 +116,228 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- `predictor endpoints ...` ------------------------------------------------------------------
+
+
+def _load_configs(paths: Sequence[str]) -> list[Any]:
+    from ._serving_config import ServingConfigError, load_config
+
+    configs, problems = [], []
+    for path in paths:
+        try:
+            configs.append(load_config(path))
+        except ServingConfigError as exc:
+            problems.append(exc)
+    if problems:
+        raise _ConfigProblems(problems)
+    return configs
+
+
+class _ConfigProblems(Exception):
+    def __init__(self, errors: list[Any]) -> None:
+        self.errors = errors
+
+
+def _resolve_all(configs: list[Any], registry_uri: str | None) -> list[Any]:
+    from ._serving_config import ServingConfigError, registry_resolver, resolve
+
+    resolver = registry_resolver(registry_uri)
+    desired, problems = [], []
+    for cfg in configs:
+        try:
+            desired.append(resolve(cfg, resolver))
+        except ServingConfigError as exc:
+            problems.append(exc)
+    if problems:
+        raise _ConfigProblems(problems)
+    return desired
+
+
+def _progress() -> Any:
+    """A progress display on stderr: one line whenever the endpoint's state changes."""
+    last: list[Any] = [None]
+
+    def show(ep: Any, elapsed: float) -> None:
+        update = ep.state.config_update.value if ep.state and ep.state.config_update else "?"
+        cfg = ep.pending_config or ep.config
+        entities = [
+            f"{e.name}: {e.state.deployment.value}"
+            for e in (cfg.served_entities if cfg else None) or []
+            if e.state and e.state.deployment
+        ]
+        key = (update, tuple(entities))
+        if key != last[0]:
+            last[0] = key
+            detail = ("  " + ", ".join(entities)) if entities else ""
+            print(f"  [{elapsed:5.1f}s] {ep.name}: {update}{detail}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _cmd_endpoints_validate(args: argparse.Namespace) -> int:
+    configs = _load_configs(args.files)
+    if not args.offline:
+        desired = _resolve_all(configs, args.registry_uri)
+        for d in desired:
+            for model, alias, version in d.aliases.values():
+                print(f"  {model}@{alias} -> version {version}")
+    for path, cfg in zip(args.files, configs, strict=True):
+        print(f"ok: {path} (endpoint {cfg.name}, {len(cfg.served_entities)} served entities)")
+    return 0
+
+
+def _cmd_endpoints_plan(args: argparse.Namespace) -> int:
+    from ._endpoints import plan, workspace_client
+
+    desired = _resolve_all(_load_configs(args.files), args.registry_uri)
+    w = workspace_client(args.host, args.profile)
+    for d in desired:
+        print(plan(w, d).text())
+    return 0
+
+
+def _cmd_endpoints_apply(args: argparse.Namespace) -> int:
+    from ._endpoints import apply, workspace_client
+
+    desired = _resolve_all(_load_configs(args.files), args.registry_uri)
+    w = workspace_client(args.host, args.profile)
+    for d in desired:
+        result = apply(w, d, poll_interval=args.poll_interval, timeout=args.timeout, progress=_progress())
+        if not result.changed:
+            print(f"= endpoint {d.name}: no changes (already matches its config)")
+            continue
+        print(result.plan.text())
+        verb = "created" if result.plan.action == "create" else "updated"
+        print(f"{verb}: endpoint {d.name} is ready")
+    return 0
+
+
+def _cmd_endpoints_status(args: argparse.Namespace) -> int:
+    from ._endpoints import EndpointOperationError, get_endpoint, status_text, workspace_client
+
+    ep = get_endpoint(workspace_client(args.host, args.profile), args.name)
+    if ep is None:
+        raise EndpointOperationError(f"endpoint {args.name} does not exist")
+    print(status_text(ep))
+    return 0
+
+
+def _cmd_endpoints_promote(args: argparse.Namespace) -> int:
+    from ._endpoints import workspace_client
+    from ._promote import promote, registry_alias_setter
+    from ._serving_config import registry_resolver
+
+    done = promote(
+        workspace_client(args.host, args.profile),
+        args.name,
+        alias=args.alias,
+        version=str(args.version),
+        canary=args.canary,
+        hold=args.hold,
+        model=args.model,
+        served_entity=args.served_entity,
+        resolver=registry_resolver(args.registry_uri),
+        set_alias=registry_alias_setter(args.registry_uri),
+        poll_interval=args.poll_interval,
+        timeout=args.timeout,
+        progress=_progress(),
+    )
+    print("\n".join(done))
+    return 0
+
+
+def _cmd_endpoints_bundle(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ._bundle import bundle_resources, check_bundle
+    from ._exceptions import ConfigurationError
+    from ._serving_config import registry_resolver
+
+    configs = _load_configs(args.files)
+    if args.check:
+        try:
+            with open(args.check, encoding="utf-8") as fh:
+                bundle = yaml.safe_load(fh) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigurationError(f"cannot read bundle {args.check!r}: {exc}") from exc
+        problems = check_bundle(bundle, configs)
+        for p in problems:
+            print(f"{args.check}: {p}", file=sys.stderr)
+        if not problems:
+            print(f"{args.check}: model_serving_endpoints match {len(configs)} serving config(s)")
+        return 1 if problems else 0
+    resources, variables = bundle_resources(configs, registry_resolver(args.registry_uri))
+    out = {"variables": variables, "resources": {"model_serving_endpoints": resources}}
+    print(yaml.safe_dump(out, sort_keys=False, width=100), end="")
+    return 0
+
+
+def _run_endpoints(args: argparse.Namespace) -> int:
+    try:
+        return int(args.endpoints_func(args))
+    except _ConfigProblems as exc:
+        for err in exc.errors:
+            for line in str(err).splitlines():
+                print(f"error: {line}", file=sys.stderr)
+        return 1
+
+
+def _add_endpoints_group(sub: Any) -> None:
+    ep = sub.add_parser("endpoints", help="Model Serving endpoints from serving_configs/*.yaml")
+    ep.set_defaults(func=_run_endpoints)
+    esub = ep.add_subparsers(dest="endpoints_command", required=True)
+
+    def common(p: argparse.ArgumentParser, workspace: bool = True) -> None:
+        p.add_argument("--registry-uri", default=None, help="MLflow registry (databricks-uc on a workspace)")
+        if workspace:
+            p.add_argument("--host", default=None, help="workspace URL (else DATABRICKS_HOST / profile)")
+            p.add_argument("--profile", default=None, help="~/.databrickscfg profile")
+
+    def waiting(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--poll-interval", type=float, default=5.0, help="seconds between state polls")
+        p.add_argument("--timeout", type=float, default=1200.0, help="give up waiting after this many seconds")
+
+    p = esub.add_parser("validate", help="check config files (schema, and aliases/versions in the registry)")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--offline", action="store_true", help="schema only: do not look models up in the registry")
+    common(p, workspace=False)
+    p.set_defaults(endpoints_func=_cmd_endpoints_validate)
+
+    p = esub.add_parser("plan", help="show what apply would change on the workspace")
+    p.add_argument("files", nargs="+")
+    common(p)
+    p.set_defaults(endpoints_func=_cmd_endpoints_plan)
+
+    p = esub.add_parser("apply", help="create or update endpoints and wait until they are ready")
+    p.add_argument("files", nargs="+")
+    common(p)
+    waiting(p)
+    p.set_defaults(endpoints_func=_cmd_endpoints_apply)
+
+    p = esub.add_parser("status", help="state, served entities, traffic and answering versions")
+    p.add_argument("name")
+    common(p)
+    p.set_defaults(endpoints_func=_cmd_endpoints_status)
+
+    p = esub.add_parser("promote", help="move an alias to a version and roll the endpoint (optionally canary)")
+    p.add_argument("name", help="endpoint name")
+    p.add_argument("--alias", required=True)
+    p.add_argument("--version", required=True, type=int)
+    p.add_argument("--canary", type=int, default=None, help="percent of the entity's traffic for the new version")
+    p.add_argument("--hold", type=float, default=None, help="with --canary: wait this long, then cut over")
+    p.add_argument("--model", default=None, help="registered model, when the endpoint serves several")
+    p.add_argument("--served-entity", default=None, help="served entity to roll, when ambiguous")
+    common(p)
+    waiting(p)
+    p.set_defaults(endpoints_func=_cmd_endpoints_promote)
+
+    p = esub.add_parser("bundle", help="print databricks.yml's model_serving_endpoints, or --check it")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--check", metavar="DATABRICKS_YML", default=None, help="exit 1 if the bundle is out of date")
+    common(p, workspace=False)
+    p.set_defaults(endpoints_func=_cmd_endpoints_bundle)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="predictor", description="Predictions from MLflow / Model Serving models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,8 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry-uri", default=None)
     p.set_defaults(func=_cmd_predict)
 
-    # --- later: `predictor endpoints ...` subcommand group goes here -------------------
-    # e.g. _add_endpoints_group(sub)
+    _add_endpoints_group(sub)
 
     return parser
 

@@ -6,8 +6,17 @@ Routes (wire format as in /work/shared/reference/wire-formats.md and databricks-
 - ``GET /oidc/.well-known/oauth-authorization-server``: ``token_endpoint`` etc.
 - ``POST /oidc/v1/token``: client-credentials grant with HTTP Basic; counts tokens issued
 - ``GET /api/2.0/serving-endpoints/{name}`` and ``.../{name}/openapi``
-- ``POST /serving-endpoints/{name}/invocations``: checks the bearer token, then proxies to
-  ``upstream`` (e.g. a real MLflow scoring server) or returns a canned answer
+- serving-endpoint management: ``GET``/``POST /api/2.0/serving-endpoints`` (list, create),
+  ``PUT .../{name}/config``, ``PATCH .../{name}/tags``, ``PUT .../{name}/ai-gateway``. A create or
+  config update leaves ``config_update`` at ``IN_PROGRESS`` (the new config under
+  ``pending_config``) for ``update_polls`` GETs, then settles to ``NOT_UPDATING`` (pending becomes
+  ``config``, ``ready`` READY) or, if a served version is in ``broken``, to ``UPDATE_FAILED`` with the
+  reason in the pending served entity's ``state.deployment_state_message``. A second update while
+  one is in progress gets 409 ``RESOURCE_CONFLICT``.
+- ``POST /serving-endpoints/{name}/invocations``: checks the bearer token, picks a served entity by
+  the traffic routes (smooth weighted round robin, so 90/10 is exactly 9 of every 10 calls), then
+  proxies to its upstream (``upstreams["model/version"]``, ``upstreams["model"]`` or the
+  endpoint's ``upstream``; e.g. a real MLflow scoring server) or returns a canned answer
 
 Use the ``workspace`` fixture (a factory)::
 
@@ -49,6 +58,74 @@ class Endpoint:
     canned: Any = field(default_factory=lambda: {"predictions": [0]})
     served_model_name: str | None = None
     state: dict[str, str] = field(default_factory=lambda: {"ready": "READY", "config_update": "NOT_UPDATING"})
+    #: Set for endpoints created through the API: then ``config``/``pending_config`` are the wire
+    #: configs (``served_entities``, ``traffic_config``) and the single entity above is unused.
+    managed: bool = False
+    config: dict[str, Any] | None = None
+    pending_config: dict[str, Any] | None = None
+    tags: list[dict[str, str]] = field(default_factory=list)
+    ai_gateway: dict[str, Any] | None = None
+    polls_left: int = 0
+    config_version: int = 0
+    wrr: dict[str, int] = field(default_factory=dict)
+
+    def active_config(self) -> dict[str, Any] | None:
+        if self.managed:
+            return self.config
+        served = self.served_model_name or f"{self.entity_name.split('.')[-1]}-{self.entity_version}"
+        entity = {"name": served, "entity_name": self.entity_name, "entity_version": self.entity_version,
+                  "workload_size": "Small", "scale_to_zero_enabled": True}
+        return {"served_entities": [entity],
+                "traffic_config": {"routes": [{"served_model_name": served, "traffic_percentage": 100}]}}
+
+    def pick(self) -> dict[str, Any] | None:
+        """The served entity that answers the next call (smooth weighted round robin)."""
+        config = self.active_config() or {}
+        entities = {e["name"]: e for e in config.get("served_entities", [])}
+        routes = [(_route_name(r), int(r.get("traffic_percentage", 0)))
+                  for r in (config.get("traffic_config") or {}).get("routes", [])]
+        routes = [(n, w) for n, w in routes if w > 0 and n in entities]
+        if not routes:
+            return next(iter(entities.values()), None)
+        for n, w in routes:
+            self.wrr[n] = self.wrr.get(n, 0) + w
+        best = max(routes, key=lambda r: self.wrr[r[0]])[0]
+        self.wrr[best] -= sum(w for _, w in routes)
+        return entities[best]
+
+
+def _route_name(route: dict[str, Any]) -> str:
+    return str(route.get("served_entity_name") or route.get("served_model_name") or "")
+
+
+def _config_problem(config: Any) -> str | None:
+    """Why the workspace would refuse this config (400), or None."""
+    if not isinstance(config, dict):
+        return "config must be an object"
+    entities = config.get("served_entities")
+    if not isinstance(entities, list) or not entities:
+        return "served_entities must be a non-empty list"
+    names = []
+    for e in entities:
+        if not e.get("entity_name") or not str(e.get("entity_version", "")).isdigit():
+            return "each served entity needs entity_name and a numeric entity_version"
+        if e.get("workload_size") not in (None, "Small", "Medium", "Large"):
+            return f"invalid workload_size {e.get('workload_size')!r}"
+        e.setdefault("name", f"{e['entity_name'].split('.')[-1]}-{e['entity_version']}")
+        names.append(e["name"])
+    if len(set(names)) != len(names):
+        return "served entity names must be unique"
+    routes = (config.get("traffic_config") or {}).get("routes")
+    if routes is None:
+        if len(names) > 1:
+            return "traffic_config is required with more than one served entity"
+        config["traffic_config"] = {"routes": [{"served_model_name": names[0], "traffic_percentage": 100}]}
+        return None
+    if any(_route_name(r) not in names for r in routes):
+        return "a traffic route names no served entity of this config"
+    if sum(int(r.get("traffic_percentage", 0)) for r in routes) != 100:
+        return "traffic percentages must sum to 100"
+    return None
 
 
 class WorkspaceStandin:
@@ -76,6 +153,16 @@ class WorkspaceStandin:
         #: Tokens the next invocation should refuse with 401 even if valid (forced expiry).
         self.revoked: set[str] = set()
         self.endpoints: dict[str, Endpoint] = {}
+        #: GETs that still see ``IN_PROGRESS`` after a create/update.
+        self.update_polls = 2
+        #: ``"catalog.schema.model/version"`` -> the reason its deployment fails.
+        self.broken: dict[str, str] = {}
+        #: ``"catalog.schema.model/version"`` or ``"catalog.schema.model"`` -> scoring server URL.
+        self.upstreams: dict[str, str] = {}
+        #: ``(endpoint, served entity)`` for every invocation, in order.
+        self.served: list[tuple[str, str]] = []
+        #: ``(method, path, body)`` of every management write (POST/PUT/PATCH).
+        self.writes: list[tuple[str, str, Any]] = []
         self.requests: list[tuple[str, str]] = []
         self.url = ""
         self._lock = threading.Lock()
@@ -86,6 +173,50 @@ class WorkspaceStandin:
     def add_endpoint(self, endpoint: Endpoint) -> Endpoint:
         self.endpoints[endpoint.name] = endpoint
         return endpoint
+
+    def settle(self, ep: Endpoint) -> None:
+        """One GET's worth of progress on an in-progress update."""
+        if ep.state.get("config_update") != "IN_PROGRESS" or ep.pending_config is None:
+            return
+        ep.polls_left -= 1
+        if ep.polls_left > 0:
+            return
+        entities = ep.pending_config["served_entities"]
+        keys = [f"{e['entity_name']}/{e['entity_version']}" for e in entities]
+        failed = [(e, self.broken[k]) for e, k in zip(entities, keys, strict=True) if k in self.broken]
+        if failed:
+            for e in entities:
+                e["state"] = {"deployment": "DEPLOYMENT_ABORTED", "deployment_state_message": "update aborted"}
+            for e, reason in failed:
+                e["state"] = {"deployment": "DEPLOYMENT_FAILED", "deployment_state_message": reason}
+            ep.state = {"ready": "READY" if ep.config else "NOT_READY", "config_update": "UPDATE_FAILED"}
+            return
+        for e in entities:
+            e["state"] = {"deployment": "DEPLOYMENT_READY", "deployment_state_message": ""}
+        ep.config_version += 1
+        ep.config = {**ep.pending_config, "config_version": ep.config_version}
+        ep.pending_config = None
+        ep.wrr.clear()
+        ep.state = {"ready": "READY", "config_update": "NOT_UPDATING"}
+
+    def start_update(self, ep: Endpoint, config: dict[str, Any]) -> None:
+        for e in config["served_entities"]:
+            e["state"] = {"deployment": "DEPLOYMENT_CREATING", "deployment_state_message": "Creating"}
+        ep.pending_config = {**config, "start_time": int(time.time() * 1000)}
+        ep.polls_left = self.update_polls
+        ep.state = {**ep.state, "config_update": "IN_PROGRESS"}
+
+    def detail(self, ep: Endpoint) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": ep.name, "id": "standin-" + ep.name, "state": ep.state, "creator": "standin"}
+        if (config := ep.active_config()) is not None:
+            body["config"] = config
+        if ep.pending_config is not None:
+            body["pending_config"] = ep.pending_config
+        if ep.tags:
+            body["tags"] = ep.tags
+        if ep.ai_gateway:
+            body["ai_gateway"] = ep.ai_gateway
+        return body
 
     def expire_all(self) -> None:
         """Make every OAuth token issued so far answer 401."""
@@ -181,26 +312,72 @@ class WorkspaceStandin:
                 return err(
                     404, "RESOURCE_DOES_NOT_EXIST", f"Serving endpoint {request.path_params['name']!r} does not exist"
                 )
-            served_name = ep.served_model_name or f"{ep.entity_name.split('.')[-1]}-{ep.entity_version}"
-            return JSONResponse(
-                {
-                    "name": ep.name,
-                    "id": "standin-" + ep.name,
-                    "state": ep.state,
-                    "config": {
-                        "served_entities": [
-                            {
-                                "name": served_name,
-                                "entity_name": ep.entity_name,
-                                "entity_version": ep.entity_version,
-                                "workload_size": "Small",
-                                "scale_to_zero_enabled": True,
-                            }
-                        ],
-                        "traffic_config": {"routes": [{"served_model_name": served_name, "traffic_percentage": 100}]},
-                    },
-                }
-            )
+            self.settle(ep)
+            return JSONResponse(self.detail(ep))
+
+        async def list_or_create(request: Request) -> Response:
+            await record(request)
+            if (bad := check(request)) is not None:
+                return bad
+            if request.method == "GET":
+                return JSONResponse({"endpoints": [self.detail(e) for e in self.endpoints.values()]})
+            body = await request.json()
+            self.writes.append(("POST", request.url.path, body))
+            name = body.get("name")
+            if not name:
+                return err(400, "INVALID_PARAMETER_VALUE", "name is required")
+            if name in self.endpoints:
+                return err(409, "RESOURCE_ALREADY_EXISTS", f"Endpoint with name '{name}' already exists")
+            if (problem := _config_problem(body.get("config"))) is not None:
+                return err(400, "INVALID_PARAMETER_VALUE", problem)
+            ep = self.add_endpoint(Endpoint(name=name, managed=True, tags=body.get("tags") or [],
+                                            ai_gateway=body.get("ai_gateway"),
+                                            state={"ready": "NOT_READY", "config_update": "NOT_UPDATING"}))
+            self.start_update(ep, body["config"])
+            return JSONResponse(self.detail(ep))
+
+        async def put_config(request: Request) -> Response:
+            await record(request)
+            if (bad := check(request)) is not None:
+                return bad
+            body = await request.json()
+            self.writes.append(("PUT", request.url.path, body))
+            ep = self.endpoints.get(request.path_params["name"])
+            if ep is None:
+                return err(404, "RESOURCE_DOES_NOT_EXIST", "endpoint does not exist")
+            if ep.state.get("config_update") == "IN_PROGRESS":
+                return err(409, "RESOURCE_CONFLICT", f"Endpoint {ep.name} is currently being updated")
+            if (problem := _config_problem(body)) is not None:
+                return err(400, "INVALID_PARAMETER_VALUE", problem)
+            if not ep.managed:  # a hand-added endpoint becomes an API-managed one
+                ep.config, ep.managed = ep.active_config(), True
+            self.start_update(ep, body)
+            return JSONResponse(self.detail(ep))
+
+        async def patch_tags(request: Request) -> Response:
+            await record(request)
+            if (bad := check(request)) is not None:
+                return bad
+            body = await request.json()
+            self.writes.append(("PATCH", request.url.path, body))
+            ep = self.endpoints.get(request.path_params["name"])
+            if ep is None:
+                return err(404, "RESOURCE_DOES_NOT_EXIST", "endpoint does not exist")
+            drop = set(body.get("delete_tags") or []) | {t["key"] for t in body.get("add_tags") or []}
+            ep.tags = [t for t in ep.tags if t["key"] not in drop] + list(body.get("add_tags") or [])
+            return JSONResponse({"tags": ep.tags})
+
+        async def put_ai_gateway(request: Request) -> Response:
+            await record(request)
+            if (bad := check(request)) is not None:
+                return bad
+            body = await request.json()
+            self.writes.append(("PUT", request.url.path, body))
+            ep = self.endpoints.get(request.path_params["name"])
+            if ep is None:
+                return err(404, "RESOURCE_DOES_NOT_EXIST", "endpoint does not exist")
+            ep.ai_gateway = body or None
+            return JSONResponse(body)
 
         async def get_openapi(request: Request) -> Response:
             await record(request)
@@ -218,13 +395,22 @@ class WorkspaceStandin:
             ep = self.endpoints.get(request.path_params["name"])
             if ep is None:
                 return err(404, "RESOURCE_DOES_NOT_EXIST", "endpoint does not exist")
+            entity = ep.pick()
+            if entity is None:
+                return err(503, "TEMPORARILY_UNAVAILABLE", f"endpoint {ep.name} is not ready")
             self.invocations += 1
-            served = ep.served_model_name or f"{ep.entity_name.split('.')[-1]}-{ep.entity_version}"
+            served = entity["name"]
+            self.served.append((ep.name, served))
             headers = {"served-model-name": served, "x-request-id": secrets.token_hex(8)}
-            if ep.upstream:
+            upstream = (
+                self.upstreams.get(f"{entity['entity_name']}/{entity['entity_version']}")
+                or self.upstreams.get(entity["entity_name"])
+                or ep.upstream
+            )
+            if upstream:
                 async with httpx.AsyncClient(timeout=60) as client:
                     up = await client.post(
-                        f"{ep.upstream.rstrip('/')}/invocations",
+                        f"{upstream.rstrip('/')}/invocations",
                         content=await request.body(),
                         headers={"content-type": request.headers.get("content-type", "application/json")},
                     )
@@ -238,7 +424,11 @@ class WorkspaceStandin:
                 Route("/.well-known/databricks-config", databricks_config),
                 Route("/oidc/.well-known/oauth-authorization-server", oauth_server),
                 Route("/oidc/v1/token", token, methods=["POST"]),
+                Route("/api/2.0/serving-endpoints", list_or_create, methods=["GET", "POST"]),
                 Route("/api/2.0/serving-endpoints/{name}", get_endpoint),
+                Route("/api/2.0/serving-endpoints/{name}/config", put_config, methods=["PUT"]),
+                Route("/api/2.0/serving-endpoints/{name}/tags", patch_tags, methods=["PATCH"]),
+                Route("/api/2.0/serving-endpoints/{name}/ai-gateway", put_ai_gateway, methods=["PUT"]),
                 Route("/api/2.0/serving-endpoints/{name}/openapi", get_openapi),
                 Route("/serving-endpoints/{name}/invocations", invocations, methods=["POST"]),
             ]

@@ -1,0 +1,349 @@
+"""Serving endpoint config files (``serving_configs/*.yaml``): parse, validate, resolve.
+
+A file names one Model Serving endpoint and the Unity Catalog model versions it serves::
+
+    name: iris-classifier
+    served_entities:
+      - name: champion
+        entity_name: main.default.iris
+        alias: champion            # or entity_version: 3
+        workload_size: Small
+        workload_type: CPU
+        scale_to_zero_enabled: true
+        environment_vars:
+          LOG_LEVEL: info
+    traffic:                       # served entity name -> percent; sums to 100
+      champion: 100
+    rate_limits:
+      - {calls: 100, key: user, renewal_period: minute}
+    tags:
+      project: uc-predictor
+
+Errors name the file, the line and the field (``iris.yaml:7: served_entities.0.workload_size:
+...``). Only the CLI imports this module: it pulls in yaml, pydantic models and databricks-sdk.
+
+Example::
+
+    cfg = load_config("serving_configs/iris.yaml")
+    desired = resolve(cfg, registry_resolver("databricks-uc"))
+    desired.entities["champion"].entity_version   # "3"
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ._exceptions import ConfigurationError
+
+__all__ = [
+    "DesiredEndpoint",
+    "EntityState",
+    "ServingConfig",
+    "ServingConfigError",
+    "load_config",
+    "registry_resolver",
+    "resolve",
+]
+
+logger = logging.getLogger(__name__)
+
+_NAME = r"^[A-Za-z0-9_-]{1,63}$"
+_UC_NAME = r"^[A-Za-z0-9_`-]+\.[A-Za-z0-9_`-]+\.[A-Za-z0-9_`-]+$"
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY|CREDENTIAL", re.IGNORECASE)
+_SECRET_REF = re.compile(r"^\{\{secrets/[^/\s{}]+/[^/\s{}]+\}\}$")
+
+
+def _workload_types() -> tuple[str, ...]:
+    from databricks.sdk.service.serving import ServingModelWorkloadType
+
+    return tuple(m.value for m in ServingModelWorkloadType)
+
+
+class ServingConfigError(ConfigurationError):
+    """A config file that does not parse or validate; ``problems`` holds ``(line, field, message)``."""
+
+    def __init__(self, path: str, problems: Sequence[tuple[int, str, str]]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        lines = [f"{path}:{line}: {loc + ': ' if loc else ''}{msg}" for line, loc, msg in self.problems]
+        super().__init__("\n".join(lines))
+
+
+# --- the file model -------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EntitySpec(_Strict):
+    """One served entity: a Unity Catalog model version, by alias or by number."""
+
+    name: str = Field(pattern=_NAME, description="served entity name, unique in the endpoint")
+    entity_name: str = Field(pattern=_UC_NAME, description="catalog.schema.model")
+    alias: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
+    entity_version: int | None = Field(default=None, ge=1)
+    workload_size: Literal["Small", "Medium", "Large"] = "Small"
+    workload_type: str = "CPU"
+    scale_to_zero_enabled: bool = False
+    environment_vars: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("workload_type")
+    @classmethod
+    def _known_workload_type(cls, value: str) -> str:
+        allowed = _workload_types()
+        if value not in allowed:
+            raise ValueError(f"unknown workload type {value!r}; one of {', '.join(allowed)}")
+        return value
+
+    @model_validator(mode="after")
+    def _alias_xor_version(self) -> EntitySpec:
+        if (self.alias is None) == (self.entity_version is None):
+            raise ValueError("give exactly one of 'alias' (e.g. champion) or 'entity_version' (e.g. 3)")
+        return self
+
+
+class RateLimitSpec(_Strict):
+    """An AI Gateway rate limit (``AiGatewayRateLimit``)."""
+
+    calls: int = Field(ge=1)
+    key: Literal["endpoint", "user", "user_group", "service_principal"] = "endpoint"
+    renewal_period: Literal["minute"] = "minute"
+    principal: str | None = None
+
+
+class ServingConfig(_Strict):
+    """The whole file."""
+
+    name: str = Field(pattern=_NAME, description="endpoint name")
+    served_entities: list[EntitySpec] = Field(min_length=1, max_length=10)
+    traffic: dict[str, int] | None = None
+    rate_limits: list[RateLimitSpec] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+# --- loading, with line numbers ---------------------------------------------------------------
+
+
+def _node_at(root: yaml.Node | None, loc: Sequence[Any]) -> yaml.Node | None:
+    """The deepest YAML node along ``loc`` (pydantic's error location)."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            pair = next((kv for kv in node.value if getattr(kv[0], "value", None) == str(part)), None)
+            if pair is None:
+                return node
+            node = pair[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+        else:
+            return node
+    return node
+
+
+def _key_node(root: yaml.Node | None, loc: Sequence[Any]) -> yaml.Node | None:
+    """For ``(..., key, "[key]")`` (a bad mapping key) the key's own node."""
+    parent = _node_at(root, loc[:-2])
+    if isinstance(parent, yaml.MappingNode):
+        return next((k for k, _ in parent.value if getattr(k, "value", None) == str(loc[-2])), parent)
+    return parent
+
+
+def _line(root: yaml.Node | None, loc: Sequence[Any]) -> int:
+    node = _key_node(root, loc) if len(loc) >= 2 and loc[-1] == "[key]" else _node_at(root, loc)
+    return node.start_mark.line + 1 if node is not None else 1
+
+
+def _dotted(loc: Sequence[Any]) -> str:
+    return ".".join(str(p) for p in loc if p != "[key]")
+
+
+def _duplicate_keys(node: yaml.Node | None, path: tuple[Any, ...] = ()) -> list[tuple[int, str, str]]:
+    found: list[tuple[int, str, str]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for k, v in node.value:
+            key = getattr(k, "value", "")
+            if key in seen:
+                found.append((k.start_mark.line + 1, _dotted((*path, key)), "duplicate key"))
+            seen.add(key)
+            found += _duplicate_keys(v, (*path, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            found += _duplicate_keys(v, (*path, i))
+    return found
+
+
+def _cross_checks(cfg: ServingConfig) -> list[tuple[tuple[Any, ...], str]]:
+    """What pydantic's per-field rules cannot see: names, traffic, secrets in env vars."""
+    issues: list[tuple[tuple[Any, ...], str]] = []
+    names = [e.name for e in cfg.served_entities]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            issues.append((("served_entities", i, "name"), f"served entity name {name!r} is used twice"))
+    for i, e in enumerate(cfg.served_entities):
+        for var, value in e.environment_vars.items():
+            if _SECRET_NAME.search(var) and not _SECRET_REF.match(value):
+                issues.append(
+                    (
+                        ("served_entities", i, "environment_vars", var),
+                        f"{var} looks like a secret: store it in a Databricks secret scope and write "
+                        "'{{secrets/<scope>/<key>}}' instead of the value",
+                    )
+                )
+    if cfg.traffic is None:
+        if len(names) > 1:
+            issues.append((("traffic",), f"{len(names)} served entities need a traffic split, e.g. {names[0]}: 100"))
+        return issues
+    for key, pct in cfg.traffic.items():
+        if key not in names:
+            issues.append((("traffic", key), f"no served entity named {key!r} (have: {', '.join(names)})"))
+        if not 0 <= pct <= 100:
+            issues.append((("traffic", key), f"percentage {pct} is not between 0 and 100"))
+    for i, name in enumerate(names):
+        if name not in cfg.traffic:
+            issues.append((("traffic",), f"served entity {name!r} (served_entities.{i}) has no traffic entry"))
+    total = sum(cfg.traffic.values())
+    if total != 100:
+        issues.append((("traffic",), f"percentages sum to {total}, not 100"))
+    return issues
+
+
+def parse_config(text: str, path: str = "<config>") -> ServingConfig:
+    """Validate config ``text``; raise :class:`ServingConfigError` listing every problem."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ServingConfigError(path, [(line, "", f"not valid YAML: {exc.problem}")]) from exc
+    except yaml.YAMLError as exc:
+        raise ServingConfigError(path, [(1, "", f"not valid YAML: {exc}")]) from exc
+    problems = _duplicate_keys(root)
+    if not isinstance(data, dict):
+        raise ServingConfigError(path, [(1, "", "expected a mapping with 'name' and 'served_entities'")])
+    try:
+        cfg = ServingConfig.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            problems.append((_line(root, err["loc"]), _dotted(err["loc"]), msg))
+        raise ServingConfigError(path, sorted(problems)) from None
+    problems += [(_line(root, loc), _dotted(loc), msg) for loc, msg in _cross_checks(cfg)]
+    if problems:
+        raise ServingConfigError(path, sorted(problems))
+    cfg.__dict__["_root"] = root  # frozen model: keep the nodes for reference errors later
+    return cfg
+
+
+def load_config(path: str | Path) -> ServingConfig:
+    """Read and validate one config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read serving config {str(p)!r}: {exc.strerror or exc}") from exc
+    cfg = parse_config(text, str(p))
+    cfg.__dict__["_path"] = str(p)
+    return cfg
+
+
+# --- resolution: aliases to versions ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntityState:
+    """One served entity as the workspace sees it: everything pinned, defaults filled in."""
+
+    name: str
+    entity_name: str
+    entity_version: str
+    workload_size: str = "Small"
+    workload_type: str = "CPU"
+    scale_to_zero_enabled: bool = False
+    environment_vars: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class DesiredEndpoint:
+    """An endpoint's config in comparable form; ``aliases`` says where versions came from."""
+
+    name: str
+    entities: dict[str, EntityState]
+    traffic: dict[str, int]
+    tags: dict[str, str] = field(default_factory=dict)
+    rate_limits: tuple[tuple[int, str, str, str | None], ...] = ()
+    #: served entity name -> (model, alias, version) for the entities given by alias
+    aliases: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+
+
+#: ``(model name, alias or None, version or None) -> version``; raises when it does not exist.
+Resolver = Callable[[str, "str | None", "str | None"], str]
+
+
+def registry_resolver(registry_uri: str | None = None) -> Resolver:
+    """A :data:`Resolver` over the MLflow registry (``databricks-uc`` on a workspace)."""
+    from ._registry import activate, resolve_registry_uri
+    from ._signatures import _mlflow_error
+
+    uri = resolve_registry_uri(registry_uri)
+
+    def resolve_one(model: str, alias: str | None, version: str | None) -> str:
+        from mlflow import MlflowClient
+
+        activate(uri)
+        client = MlflowClient(registry_uri=uri)
+        what = f"{model}@{alias}" if alias else f"{model} version {version}"
+        try:
+            if alias:
+                mv = client.get_model_version_by_alias(model, alias)
+            else:
+                mv = client.get_model_version(model, str(version))
+        except Exception as exc:
+            raise _mlflow_error(exc, f"{what} in registry {uri}") from exc
+        return str(mv.version)
+
+    return resolve_one
+
+
+def resolve(cfg: ServingConfig, resolver: Resolver | None) -> DesiredEndpoint:
+    """Pin every served entity to a version (``resolver=None``: aliases stay unresolved as ``"@alias"``)."""
+    root = cfg.__dict__.get("_root")
+    path = cfg.__dict__.get("_path", "<config>")
+    entities: dict[str, EntityState] = {}
+    aliases: dict[str, tuple[str, str, str]] = {}
+    problems: list[tuple[int, str, str]] = []
+    for i, e in enumerate(cfg.served_entities):
+        version = str(e.entity_version) if e.entity_version is not None else f"@{e.alias}"
+        if resolver is not None:
+            loc = ("served_entities", i, "alias" if e.alias else "entity_version")
+            try:
+                version = resolver(e.entity_name, e.alias, None if e.alias else version)
+            except Exception as exc:  # NotFoundError, ConfigurationError, a dead registry
+                problems.append((_line(root, loc), _dotted(loc), str(exc)))
+                continue
+        if e.alias:
+            aliases[e.name] = (e.entity_name, e.alias, version)
+        entities[e.name] = EntityState(
+            name=e.name,
+            entity_name=e.entity_name,
+            entity_version=version,
+            workload_size=e.workload_size,
+            workload_type=e.workload_type,
+            scale_to_zero_enabled=e.scale_to_zero_enabled,
+            environment_vars=tuple(sorted(e.environment_vars.items())),
+        )
+    if problems:
+        raise ServingConfigError(path, problems)
+    traffic = dict(cfg.traffic) if cfg.traffic is not None else {cfg.served_entities[0].name: 100}
+    limits = tuple((r.calls, r.key, r.renewal_period, r.principal) for r in cfg.rate_limits)
+    return DesiredEndpoint(cfg.name, entities, traffic, dict(cfg.tags), limits, aliases)
