@@ -30,6 +30,7 @@ Use the ``workspace`` fixture (a factory)::
 from __future__ import annotations
 
 import base64
+import copy
 import secrets
 import socket
 import threading
@@ -322,7 +323,7 @@ class WorkspaceStandin:
             if request.method == "GET":
                 return JSONResponse({"endpoints": [self.detail(e) for e in self.endpoints.values()]})
             body = await request.json()
-            self.writes.append(("POST", request.url.path, body))
+            self.writes.append(("POST", request.url.path, copy.deepcopy(body)))
             name = body.get("name")
             if not name:
                 return err(400, "INVALID_PARAMETER_VALUE", "name is required")
@@ -341,7 +342,7 @@ class WorkspaceStandin:
             if (bad := check(request)) is not None:
                 return bad
             body = await request.json()
-            self.writes.append(("PUT", request.url.path, body))
+            self.writes.append(("PUT", request.url.path, copy.deepcopy(body)))
             ep = self.endpoints.get(request.path_params["name"])
             if ep is None:
                 return err(404, "RESOURCE_DOES_NOT_EXIST", "endpoint does not exist")
@@ -359,7 +360,7 @@ class WorkspaceStandin:
             if (bad := check(request)) is not None:
                 return bad
             body = await request.json()
-            self.writes.append(("PATCH", request.url.path, body))
+            self.writes.append(("PATCH", request.url.path, copy.deepcopy(body)))
             ep = self.endpoints.get(request.path_params["name"])
             if ep is None:
                 return err(404, "RESOURCE_DOES_NOT_EXIST", "endpoint does not exist")
@@ -372,7 +373,7 @@ class WorkspaceStandin:
             if (bad := check(request)) is not None:
                 return bad
             body = await request.json()
-            self.writes.append(("PUT", request.url.path, body))
+            self.writes.append(("PUT", request.url.path, copy.deepcopy(body)))
             ep = self.endpoints.get(request.path_params["name"])
             if ep is None:
                 return err(404, "RESOURCE_DOES_NOT_EXIST", "endpoint does not exist")
