@@ -113,9 +113,10 @@ def _component(field: Field) -> gr.components.Component:
         options = list(field.choices) if field.required else [_BLANK, *field.choices]
         value = field.default if field.default in options else options[0]
         return gr.Dropdown(options, label=field.label, value=value, info=info, allow_custom_value=field.open_choices)
-    placeholder = "2024-01-31T12:00:00" if field.kind == "datetime" else ("required" if field.required else None)
+    # No `info` here: inside a textbox's <label> it would become part of the accessible name.
+    placeholder = f"2024-01-31T12:00:00 ({field.help})" if field.kind == "datetime" else field.help
     return gr.Textbox(label=field.label, value="" if field.default is None else str(field.default),
-                      placeholder=placeholder, info=info)
+                      placeholder=placeholder)
 
 
 async def predict_values(runtime: Runtime, values: dict[str, Any], headers: dict[str, str] | None = None,
@@ -186,7 +187,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                     probabilities = gr.Label(label="Class probabilities", visible=False)
                     status = gr.Markdown()
                     history_state = gr.State([])
-                    with gr.Accordion("History", open=False):
+                    with gr.Accordion("History (0)", open=False) as history_box:
                         history_table = gr.Dataframe(headers=_HISTORY_COLUMNS, interactive=False)
                     names = {c: n for n, c in components.items()}
 
@@ -196,10 +197,12 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                         values = {names[c]: v for c, v in data.items() if c in names}
                         text, st, new, probs = await predict_values(runtime, values, _headers(request), history)
                         chart = gr.Label(value=probs, visible=bool(probs))
-                        return text, chart, st, new, pd.DataFrame(new, columns=_HISTORY_COLUMNS)
+                        return (text, chart, st, new, pd.DataFrame(new, columns=_HISTORY_COLUMNS),
+                                gr.Accordion(label=f"History ({len(new)})"))
 
                     button.click(on_predict, inputs={*components.values()} | {history_state},
-                                 outputs=[prediction, probabilities, status, history_state, history_table],
+                                 outputs=[prediction, probabilities, status, history_state, history_table,
+                                          history_box],
                                  api_name="predict")
                 with gr.Tab("Batch (CSV)"):
                     upload = gr.File(label="CSV file", file_types=[".csv"], type="filepath")

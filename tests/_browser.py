@@ -1,0 +1,150 @@
+"""Helpers for the browser tests: start an app as a real server, and a recording upstream.
+
+``start_app("streamlit", env)`` runs the command from ``app.yaml`` with the variables Databricks
+Apps preset; ``start_app("gradio", env)`` runs ``python -m frontends.gradio_app``.
+``Recorder`` is a loopback proxy in front of a scoring server that records each call's bearer
+token and answers 401 to tokens starting with ``expired``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def app_yaml() -> tuple[list[str], dict[str, str]]:
+    """``app.yaml``'s command and its literal ``env`` values (``valueFrom`` ones are the caller's)."""
+    spec = yaml.safe_load((ROOT / "app.yaml").read_text())
+    env = {e["name"]: str(e["value"]) for e in spec.get("env", []) if "value" in e}
+    return list(spec["command"]), env
+
+
+@dataclass
+class AppServer:
+    kind: str
+    url: str
+    proc: subprocess.Popen
+    log: IO[bytes]
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def start_app(kind: str, env: dict[str, str], log_path: Path, timeout: float = 90) -> AppServer:
+    """Start the Streamlit (as ``app.yaml`` says) or Gradio app on a free loopback port."""
+    port = free_port()
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("PREDICTOR_", "STREAMLIT_", "GRADIO_"))}
+    full.update({"DATABRICKS_APP_PORT": str(port), "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"})
+    if kind == "streamlit":
+        command, yaml_env = app_yaml()
+        full.update(yaml_env)
+        # What Databricks Apps preset for Streamlit (address on loopback here, not 0.0.0.0).
+        full.update({"STREAMLIT_SERVER_PORT": str(port), "STREAMLIT_SERVER_ADDRESS": "127.0.0.1",
+                     "STREAMLIT_SERVER_HEADLESS": "true"})
+        command = [str(Path(sys.executable).parent / command[0]), *command[1:]]
+        ready = "/_stcore/health"
+    else:
+        command = [sys.executable, "-m", "frontends.gradio_app"]
+        full["GRADIO_SERVER_NAME"] = "127.0.0.1"
+        ready = "/"
+    full.update(env)
+    log = open(log_path, "wb")  # noqa: SIM115 - closed by AppServer.stop
+    proc = subprocess.Popen(command, cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT)
+    server = AppServer(kind, f"http://127.0.0.1:{port}", proc, log, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            server.stop()
+            raise RuntimeError(f"{kind} app exited with {proc.returncode}:\n{server.output()}")
+        try:
+            if httpx.get(server.url + ready, timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    server.stop()
+    raise TimeoutError(f"{kind} app not up after {timeout}s:\n{server.output()}")
+
+
+@dataclass
+class Recorder:
+    """A loopback proxy to ``upstream`` (a scoring server) recording who called.
+
+    ``tokens`` counts calls per bearer token (``None``: no Authorization header).
+    """
+
+    upstream: str
+    tokens: Counter = field(default_factory=Counter)
+    url: str = ""
+    _server: Any = None
+
+    def start(self) -> Recorder:
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                auth = self.headers.get("Authorization")
+                token = auth.removeprefix("Bearer ") if auth else None
+                recorder.tokens[token] += 1
+                if token and token.startswith("expired"):
+                    status, content = 401, json.dumps({"error_code": "UNAUTHENTICATED",
+                                                       "message": "Token expired."}).encode()
+                else:
+                    r = httpx.post(recorder.upstream + "/invocations", content=body, timeout=30,
+                                   headers={"Content-Type": self.headers.get("Content-Type", "application/json")})
+                    status, content = r.status_code, r.content
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

@@ -1,0 +1,176 @@
+"""One browser test for both apps, in both modes, on the mixed-type model (Playwright + Debian's Chromium).
+
+Each app runs as a real server (Streamlit with ``app.yaml``'s command, Gradio with
+``python -m frontends.gradio_app``), started once per (frontend, mode). Endpoint mode calls
+the real MLflow scoring server (``mixed_server``) through a loopback ``Recorder`` that notes
+each call's bearer token; direct mode loads the model in the app. One Chromium per module.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Recorder, start_app
+from _models import MIXED_MODEL_URI, mixed_expected
+
+from frontends._session import format_prediction
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+ROW: dict[str, Any] = {"x": 1.5, "f": 2.25, "n": 3, "s": "abc", "b": True, "t": "2024-05-17T10:00:00", "note": "hi"}
+ROW2: dict[str, Any] = {**ROW, "n": 40, "s": "isolation"}
+CSV_ROWS: list[dict[str, Any]] = [ROW, {"x": -1.0, "f": 0.5, "n": 7, "s": "z", "b": False,
+                                        "t": "2024-02-01T00:00:00", "note": ""}]
+TIMEOUT = 30_000
+
+
+def expected(row: dict[str, Any]) -> str:
+    return format_prediction([mixed_expected({k: v for k, v in row.items() if v != ""})])
+
+
+# -- fixtures: one browser, one recorder, one app server per (frontend, mode) ------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no chromium at /usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def recorder(mixed_server):
+    r = Recorder(mixed_server).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module", params=["streamlit-endpoint", "streamlit-direct", "gradio-endpoint", "gradio-direct"])
+def app(request, registry_uri, recorder, tmp_path_factory):
+    kind, mode = request.param.split("-")
+    env = {"PREDICTOR_MODEL_URI": MIXED_MODEL_URI, "PREDICTOR_REGISTRY_URI": registry_uri,
+           "MLFLOW_TRACKING_URI": registry_uri, "MLFLOW_REGISTRY_URI": registry_uri,
+           "PREDICTOR_ON_BEHALF_OF_USER": "1"}
+    if mode == "endpoint":
+        env["PREDICTOR_ENDPOINT_URL"] = f"{recorder.url}/invocations"
+    server = start_app(kind, env, tmp_path_factory.mktemp("app") / f"{request.param}.log")
+    server.mode = mode  # type: ignore[attr-defined]
+    server.name = request.param  # type: ignore[attr-defined]
+    yield server
+    server.stop()
+
+
+# -- the two frontends behind one interface ---------------------------------------------------
+
+
+class Driver:
+    """What a user does on either app, by accessible label and visible text."""
+
+    def __init__(self, page, kind: str) -> None:
+        self.page, self.kind = page, kind
+
+    def open(self, url: str) -> Driver:
+        self.page.goto(url, timeout=60_000)
+        self.page.get_by_label("x", exact=True).wait_for(timeout=60_000)
+        return self
+
+    def fill(self, row: dict[str, Any]) -> None:
+        for name, value in row.items():
+            field = self.page.get_by_label(name, exact=True)
+            if isinstance(value, bool):
+                field.set_checked(value, force=True)
+            else:
+                field.fill(str(value))
+
+    def predict(self) -> None:
+        self.page.get_by_role("button", name="Predict").click()
+
+    def expect_prediction(self, text: str) -> None:
+        from playwright.sync_api import expect
+
+        if self.kind == "streamlit":
+            expect(self.page.get_by_test_id("stMetricLabel")).to_have_text("Prediction", timeout=TIMEOUT)
+            expect(self.page.get_by_test_id("stMetricValue")).to_have_text(text, timeout=TIMEOUT)
+        else:
+            expect(self.page.get_by_label("Prediction", exact=True)).to_have_value(text, timeout=TIMEOUT)
+
+    def expect_text(self, pattern: str) -> None:
+        from playwright.sync_api import expect
+
+        expect(self.page.get_by_text(re.compile(pattern)).first).to_be_visible(timeout=TIMEOUT)
+
+    def score_csv(self, path: Path) -> list[dict[str, str]]:
+        """Upload a CSV on the batch tab; the results table's rows as read from the page."""
+        page = self.page
+        page.get_by_role("tab", name="Batch (CSV)").click()
+        page.locator("input[type=file]").first.set_input_files(str(path))
+        if self.kind == "gradio":
+            page.get_by_role("button", name="Score CSV").click()
+        self.expect_text(r"Scored \d+ rows")
+        # Both render an ARIA grid (Streamlit's is a hidden accessibility copy of its canvas).
+        hidden = self.kind == "streamlit"
+        boxes = page.get_by_test_id("stDataFrame") if hidden else page.get_by_label("Results")
+        grid = boxes.filter(has=page.get_by_role("columnheader", name="prediction", include_hidden=hidden)).first
+        grid.get_by_role("gridcell", include_hidden=hidden).first.wait_for(state="attached", timeout=TIMEOUT)
+
+        def text(cell) -> str:
+            return (cell.text_content() or "").replace("\u22ee", "").strip()  # Gradio's cell-menu button
+
+        header = [text(c) for c in grid.get_by_role("columnheader", include_hidden=hidden).all()]
+        rows = [[text(c) for c in r.get_by_role("gridcell", include_hidden=hidden).all()]
+                for r in grid.get_by_role("row", include_hidden=hidden).all()]
+        return [dict(zip(header, r, strict=False)) for r in rows if any(r)]
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows([{k: (str(v).lower() if isinstance(v, bool) else v) for k, v in r.items()} for r in rows])
+    return path
+
+
+# -- the tests ---------------------------------------------------------------------------------
+
+
+def test_form_batch_and_errors(app, browser, tmp_path):
+    """Fill every field by its label, predict, see a readable error for a bad value, score a CSV."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    ui = Driver(page, app.kind)
+    try:
+        ui.open(app.url)
+        ui.fill({**ROW, "t": "yesterday"})
+        ui.predict()
+        ui.expect_text(r"column 't': expected a date/time")
+        ui.shot(f"{app.name}-error")
+        assert "Traceback" not in page.content()
+
+        ui.fill({"t": ROW["t"]})
+        ui.predict()
+        ui.expect_prediction(expected(ROW))
+        ui.shot(f"{app.name}-form")
+        assert "Traceback" not in page.content()
+
+        rows = ui.score_csv(_write_csv(tmp_path / "batch.csv", CSV_ROWS))
+        ui.shot(f"{app.name}-batch")
+        assert [r.get("s") for r in rows] == [r["s"] for r in CSV_ROWS]
+        got = [float(r["prediction"]) for r in rows]
+        assert got == pytest.approx([float(expected(r)) for r in CSV_ROWS])
+    except Exception:
+        ui.shot(f"{app.name}-failure")
+        raise
+    finally:
+        page.close()
