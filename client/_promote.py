@@ -127,6 +127,8 @@ def promote(
         return wait_until_settled(w, endpoint, poll_interval=poll_interval, timeout=timeout, progress=progress)
 
     if canary is not None:
+        if share == 0:
+            raise EndpointOperationError(f"{target} gets no traffic on {endpoint}: nothing to canary")
         if cur.entities[target].entity_version == version:
             raise EndpointOperationError(f"{target} already serves {model} version {version}: nothing to canary")
         slice_ = max(1, round(share * canary / 100))

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ._exceptions import ConfigurationError
 
@@ -128,6 +128,9 @@ class ServingConfig(_Strict):
     traffic: dict[str, int] | None = None
     rate_limits: list[RateLimitSpec] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)
+    #: Where it came from, for errors found later (registry lookups): file name and YAML nodes.
+    _path: str = PrivateAttr("<config>")
+    _root: Any = PrivateAttr(None)
 
 
 # --- loading, with line numbers ---------------------------------------------------------------
@@ -241,7 +244,7 @@ def parse_config(text: str, path: str = "<config>") -> ServingConfig:
     problems += [(_line(root, loc), _dotted(loc), msg) for loc, msg in _cross_checks(cfg)]
     if problems:
         raise ServingConfigError(path, sorted(problems))
-    cfg.__dict__["_root"] = root  # frozen model: keep the nodes for reference errors later
+    cfg._path, cfg._root = path, root
     return cfg
 
 
@@ -253,7 +256,6 @@ def load_config(path: str | Path) -> ServingConfig:
     except OSError as exc:
         raise ConfigurationError(f"cannot read serving config {str(p)!r}: {exc.strerror or exc}") from exc
     cfg = parse_config(text, str(p))
-    cfg.__dict__["_path"] = str(p)
     return cfg
 
 
@@ -317,8 +319,7 @@ def registry_resolver(registry_uri: str | None = None) -> Resolver:
 
 def resolve(cfg: ServingConfig, resolver: Resolver | None) -> DesiredEndpoint:
     """Pin every served entity to a version (``resolver=None``: aliases stay unresolved as ``"@alias"``)."""
-    root = cfg.__dict__.get("_root")
-    path = cfg.__dict__.get("_path", "<config>")
+    root, path = cfg._root, cfg._path
     entities: dict[str, EntityState] = {}
     aliases: dict[str, tuple[str, str, str]] = {}
     problems: list[tuple[int, str, str]] = []
@@ -329,7 +330,7 @@ def resolve(cfg: ServingConfig, resolver: Resolver | None) -> DesiredEndpoint:
             try:
                 version = resolver(e.entity_name, e.alias, None if e.alias else version)
             except Exception as exc:  # NotFoundError, ConfigurationError, a dead registry
-                problems.append((_line(root, loc), _dotted(loc), str(exc)))
+                problems.append((_line(root, loc), _dotted(loc), getattr(exc, "message", None) or str(exc)))
                 continue
         if e.alias:
             aliases[e.name] = (e.entity_name, e.alias, version)

@@ -77,6 +77,7 @@ class Cli:
         self.capsys.readouterr()
         rc = main(["endpoints", *args, *extra])
         out, err = self.capsys.readouterr()
+        assert PAT not in out + err  # the token never reaches the output
         return rc, out, err
 
 
@@ -89,6 +90,20 @@ def write(tmp_path: Path, text: str) -> str:
     f = tmp_path / "endpoint.yaml"
     f.write_text(text)
     return str(f)
+
+
+def test_validate_checks_aliases_and_versions_in_the_registry(model, cli, tmp_path) -> None:
+    good = CONFIG.format(endpoint="ep-v", model=model)
+    rc, out, _ = cli("validate", write(tmp_path, good))
+    assert rc == 0 and f"  {model}@champion -> version 1" in out
+    f = write(tmp_path, (
+        f"name: ep-v\nserved_entities:\n  - name: champion\n    entity_name: {model}\n    alias: nope\n"
+        f"  - name: old\n    entity_name: {model}\n    entity_version: 7\ntraffic: {{champion: 100, old: 0}}\n"
+    ))
+    rc, _, err = cli("validate", f)
+    assert rc == 1
+    assert f"error: {f}:5: served_entities.0.alias: {model}@nope in registry" in err
+    assert f"error: {f}:8: served_entities.1.entity_version: {model} version 7 in registry" in err
 
 
 def test_plan_apply_status_and_idempotent_reapply(ws, model, cli, tmp_path) -> None:
