@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import re
 import time
 from collections.abc import Callable
 
@@ -24,6 +25,18 @@ from ._exceptions import (
     RateLimitError,
 )
 from ._wire import error_fields
+
+#: Longest server message an error relays. The scoring server quotes the input in its errors
+#: (``Failed to predict data '<the DataFrame>'``); we drop those quotes and cut the rest here.
+MAX_SERVER_MESSAGE = 300
+_MAX_ERROR_CODE = 64
+#: MLflow's scoring server: ``Failed to predict data '<df>'. \nError: ...`` and
+#: ``Failed to enforce schema of data '<df>' with schema '<schema>'``.
+_ECHOED_INPUT = (
+    re.compile(r"(Failed to predict data )'.*?'(?=\. ?\n?Error:)", re.DOTALL),
+    re.compile(r"(Failed to enforce schema of data )'.*?'(?= with schema ')", re.DOTALL),
+)
+_OMITTED = "<input omitted>"
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
@@ -77,9 +90,25 @@ def is_retryable(error: BaseException) -> bool:
     return isinstance(error, APIConnectionError)
 
 
+def server_message(text: str, limit: int = MAX_SERVER_MESSAGE) -> str:
+    """A server's error text fit to relay: input data it quotes left out, at most ``limit`` chars."""
+    for pattern in _ECHOED_INPUT:
+        text = pattern.sub(lambda m: m.group(1) + _OMITTED, text)
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def status_error(response: httpx.Response) -> APIStatusError:
-    """Map an error answer to the typed error for its status."""
+    """Map an error answer to the typed error for its status.
+
+    The message is the server's, minus any input it quotes and cut to ``MAX_SERVER_MESSAGE``:
+    error texts end up in logs and on app pages, and must not carry whole rows of user data.
+    """
     message, code = error_fields(response)
+    message = server_message(message) or response.reason_phrase or f"HTTP {response.status_code}"
+    if code is not None:
+        code = code[:_MAX_ERROR_CODE]
+    request_id = response.headers.get("x-request-id")
     status = response.status_code
     cls = _STATUS_ERRORS.get(status)
     if cls is None:  # other 4xx (413, 415, 422, ...) are the caller's to fix; 3xx is unexpected here
@@ -88,7 +117,7 @@ def status_error(response: httpx.Response) -> APIStatusError:
         message,
         status_code=status,
         error_code=code,
-        request_id=response.headers.get("x-request-id"),
+        request_id=request_id[:_MAX_ERROR_CODE] if request_id else None,
         request=response.request,
         response=response,
         retry_after=parse_retry_after(response.headers.get("retry-after")),

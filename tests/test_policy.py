@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 
 import httpx
 import pytest
@@ -18,7 +19,15 @@ from client import (
     RateLimitError,
 )
 from client._constants import MAX_RETRY_AFTER, MAX_RETRY_DELAY
-from client._policy import backoff_delay, is_retryable, next_wait, parse_retry_after, status_error
+from client._policy import (
+    MAX_SERVER_MESSAGE,
+    backoff_delay,
+    is_retryable,
+    next_wait,
+    parse_retry_after,
+    server_message,
+    status_error,
+)
 
 NOW = 1_700_000_000.0
 
@@ -99,3 +108,41 @@ def test_connection_errors_are_retryable():
     assert is_retryable(APIConnectionError())
     assert is_retryable(APITimeoutError())
     assert not is_retryable(ValueError("no"))
+
+
+ROW_SENTINEL = "ROW-SENTINEL-4c1f"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        # What MLflow's scoring server answers for input its schema enforcement refuses.
+        f"Failed to predict data '   x  s\n0  a  {ROW_SENTINEL}'. \nError: Failed to enforce schema of data "
+        f"'   x  s\n0  a  {ROW_SENTINEL}' with schema '['x': double (required)]'. Error: Incompatible input types "
+        "for column x. Can not safely convert object to float64.",
+        f"Failed to enforce schema of data '{ROW_SENTINEL}' with schema '['s': string]'. Error: boom",
+        f"Failed to predict data '{{'s': '{ROW_SENTINEL}', 'q': \"it's\"}}'. \nError: the model raised",
+    ],
+)
+def test_server_errors_quoting_the_input_are_relayed_without_it(message):
+    body = json.dumps({"error_code": "BAD_REQUEST", "message": message}).encode()
+    error = status_error(_response(400, body))
+    assert ROW_SENTINEL not in str(error) and ROW_SENTINEL not in error.message
+    assert "<input omitted>" in error.message
+    assert "Error:" in error.message  # the reason stays
+
+
+def test_server_message_is_cut_to_a_few_hundred_characters():
+    rows = ", ".join(f"{{'s': '{ROW_SENTINEL}-{i}'}}" for i in range(200))
+    error = status_error(_response(500, json.dumps({"message": f"model failed on {rows}"}).encode()))
+    assert len(error.message) <= MAX_SERVER_MESSAGE
+    assert f"{ROW_SENTINEL}-199" not in str(error)
+    assert len(str(error)) < MAX_SERVER_MESSAGE + 100
+    error = status_error(_response(502, b"x" * 10_000, {"x-request-id": "r" * 1000}))
+    assert len(str(error)) < MAX_SERVER_MESSAGE + 200
+
+
+def test_server_message_keeps_short_messages_whole():
+    assert server_message("  endpoint is scaling up \n") == "endpoint is scaling up"
+    assert server_message("") == ""
+    assert status_error(_response(503, b"")).message == "Service Unavailable"
