@@ -1,9 +1,20 @@
-"""Side-by-side request-path benchmark, reported as ratios to raw httpx (one run, one machine).
+"""Side-by-side benchmark of the request path, reported as ratios to raw httpx (one run, one machine).
 
-Starts MLflow's scoring server for the demo model on loopback, then times, in one run:
-raw httpx (sync, sequential), the Predictor (sync and async, sequential), and direct mode.
+Starts MLflow's scoring server for the demo model on loopback (``predictor serve``, the same
+URL shape as a workspace), then measures in one run:
 
-    .venv/bin/python benchmarks/bench.py [--n 300]
+- raw httpx: sync sequential, and async at concurrency c;
+- databricks-sdk ``serving_endpoints.query`` (sequential, and from 16 threads);
+- ``mlflow.deployments`` ``predict`` (sequential);
+- the Predictor: sequential (sync and async), concurrent at c = 1, 8, 32, 128 with and
+  without micro-batching, and direct mode;
+- validation + encoding of 10,000 rows against ``json.dumps`` of the same records;
+- ``import client`` time (fresh processes) and peak RSS.
+
+Sequential figures are taken in interleaved rounds (raw, Predictor, raw, ...) and the ratio is
+the median of the per-round ratios, because these machines are shared and noisy.
+
+    .venv/bin/python benchmarks/bench.py [--n 400] [--quick]
 """
 
 from __future__ import annotations
@@ -12,16 +23,24 @@ import argparse
 import asyncio
 import json
 import os
+import platform
+import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 ROW = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
 URI = "models:/main.default.iris@champion"
+BODY = json.dumps({"dataframe_records": [ROW]})
+HEADERS = {"Content-Type": "application/json"}
 
 
 def free_port() -> int:
@@ -30,80 +49,246 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def timed(fn, n: int) -> list[float]:
-    out = []
+def pct(lat: list[float], q: float) -> float:
+    lat = sorted(lat)
+    return lat[min(len(lat) - 1, int(len(lat) * q))] * 1000
+
+
+class Table:
+    def __init__(self) -> None:
+        self.base_rps: float | None = None
+        print(f"{'what':<46} {'calls/s':>8} {'rows/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'vs raw':>7}")
+
+    def row(self, name: str, calls: int, rows_per_call: int, wall: float, lat: list[float], note: str = "") -> float:
+        rps = calls / wall
+        if self.base_rps is None:
+            self.base_rps = rps
+        ratio = rps / self.base_rps
+        print(f"{name:<46} {rps:8.0f} {rps * rows_per_call:8.0f} {pct(lat, .5):7.2f} {pct(lat, .99):7.2f} "
+              f"{ratio:6.2f}x {note}")
+        return rps
+
+
+def sequential(fn: Callable[[], object], n: int) -> tuple[float, list[float]]:
+    lat = []
+    start = time.perf_counter()
     for _ in range(n):
         t = time.perf_counter()
         fn()
-        out.append(time.perf_counter() - t)
-    return out
+        lat.append(time.perf_counter() - t)
+    return time.perf_counter() - start, lat
 
 
-def report(name: str, lat: list[float], base: float) -> None:
-    lat = sorted(lat)
-    rps = len(lat) / sum(lat)
-    p50, p99 = lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99) - 1] * 1000
-    ratio = base / rps
-    print(f"{name:<38} {rps:7.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  time vs raw httpx {ratio:5.2f}x")
+async def concurrent(fn: Callable[[], Awaitable[object]], total: int, c: int) -> tuple[float, list[float]]:
+    lat: list[float] = []
+    left = total
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            t = time.perf_counter()
+            await fn()
+            lat.append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(c)))
+    return time.perf_counter() - start, lat
+
+
+def threaded(fn: Callable[[], object], total: int, threads: int) -> tuple[float, list[float]]:
+    lat: list[float] = []
+    lock = threading.Lock()
+
+    def one(_: int) -> None:
+        t = time.perf_counter()
+        fn()
+        with lock:
+            lat.append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(total)))
+    return time.perf_counter() - start, lat
+
+
+def interleaved_ratio(a: Callable[[], object], b: Callable[[], object], n: int, rounds: int = 8) -> tuple:
+    """Time per call of ``b`` over ``a``, median of per-round ratios; also all latencies."""
+    ratios, lat_a, lat_b = [], [], []
+    for _ in range(rounds):
+        wa, la = sequential(a, n // rounds)
+        wb, lb = sequential(b, n // rounds)
+        ratios.append(wb / wa)
+        lat_a += la
+        lat_b += lb
+    return statistics.median(ratios), lat_a, lat_b
+
+
+def import_time(runs: int = 7) -> tuple[float, list[str]]:
+    code = ("import sys, time; t = time.perf_counter(); import client; d = time.perf_counter() - t;"
+            "heavy = [m for m in ('mlflow', 'pandas', 'gradio', 'streamlit', 'databricks.sdk') if m in sys.modules];"
+            "print(d, ','.join(heavy))")
+    out = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+           for _ in range(runs)]
+    return statistics.median(float(o[0]) for o in out), sorted({m for o in out for m in o[1:]})
+
+
+def encoding_ratio() -> tuple[float, float, float]:
+    import random
+
+    from client import Predictor
+    from client._schema import validate
+    from client._wire import encode_body
+
+    sig = Predictor.from_model(URI).get_signature()
+    rows = [{k: random.random() * 8 for k in ROW} for _ in range(10_000)]
+    best = lambda f: min(sequential(f, 1)[0] for _ in range(15))  # noqa: E731
+    dumps = best(lambda: json.dumps(rows))
+    ours = best(lambda: encode_body(validate(sig, rows).to_wire()))
+    return dumps, ours, ours / dumps
+
+
+def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "client", "serve", URI, "--name", "iris", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(900):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ping").status_code == 200:
+                return server, port
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit("scoring server did not start")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--n", type=int, default=400, help="calls per sequential measurement")
+    parser.add_argument("--quick", action="store_true", help="fewer calls, for a smoke run")
     args = parser.parse_args()
+    n = 80 if args.quick else args.n
     home = tempfile.mkdtemp(prefix="bench-")
-    env = {**os.environ, "PREDICTOR_HOME": home}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("MLFLOW_REGISTRY_URI", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DATABRICKS_"))}
+    env["PREDICTOR_HOME"] = home
+    env["MLFLOW_REGISTRY_URI"] = f"sqlite:///{home}/mlflow.db"  # the demo registry, even with DATABRICKS_HOST set
+    os.environ.clear()
     os.environ.update(env)
     subprocess.run([sys.executable, "-m", "client", "demo"], check=True, env=env, capture_output=True)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "client", "serve", URI, "--name", "iris", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/serving-endpoints/iris/invocations"
+    server, port = start_server(env)
+    host = f"http://127.0.0.1:{port}"
+    url = f"{host}/serving-endpoints/iris/invocations"
+    # The SDK and mlflow.deployments find the "workspace" through the usual variables.
+    os.environ.update(DATABRICKS_HOST=host, DATABRICKS_TOKEN="bench-not-a-secret")
     try:
-        for _ in range(900):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ping").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        body = json.dumps({"dataframe_records": [ROW]})
-        from client import Predictor
-
-        raw = httpx.Client()
-        ep = Predictor.from_endpoint(url=url, model_uri=URI)
-        direct = Predictor.from_model(URI)
-        for warm in (lambda: raw.post(url, content=body, headers={"Content-Type": "application/json"}),
-                     lambda: ep.predict([ROW]), lambda: direct.predict([ROW])):
-            for _ in range(20):
-                warm()
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import client"], check=True)
-        import_s = time.perf_counter() - t
-        raw_lat = timed(lambda: raw.post(url, content=body, headers={"Content-Type": "application/json"}), args.n)
-        pred_lat = timed(lambda: ep.predict([ROW]), args.n)
-
-        async def async_seq() -> list[float]:
-            out = []
-            for _ in range(args.n):
-                t = time.perf_counter()
-                await ep.apredict([ROW])
-                out.append(time.perf_counter() - t)
-            return out
-
-        apred_lat = asyncio.run(async_seq())
-        direct_lat = timed(lambda: direct.predict([ROW]), args.n)
-        base = args.n / sum(raw_lat)
-        print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, n={args.n} 1-row requests")
-        report("raw httpx.Client, sequential", raw_lat, base)
-        report("Predictor.predict (sync), sequential", pred_lat, base)
-        report("Predictor.apredict, sequential", apred_lat, base)
-        report("Predictor.from_model (direct)", direct_lat, base)
-        print(f"python -c 'import client' (whole process): {import_s:.3f} s")
+        run(url, n)
     finally:
         server.terminate()
         server.wait(10)
+
+
+def run(url: str, n: int) -> None:
+    from client import Batching, Predictor
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+          f"python {platform.python_version()}; server: MLflow scoring server (1 worker) on loopback; 1-row calls")
+    raw = httpx.Client()
+    raw_post = lambda: raw.post(url, content=BODY, headers=HEADERS).raise_for_status()  # noqa: E731
+    ep = Predictor.from_endpoint(url=url, model_uri=URI)
+    for fn in (raw_post, lambda: ep.predict([ROW])):
+        sequential(fn, 30)
+
+    print("\n-- lone request, sequential (interleaved rounds; ratio = time per call / raw httpx) --")
+    ratio, lat_raw, lat_pred = interleaved_ratio(raw_post, lambda: ep.predict([ROW]), n)
+    print(f"raw httpx.Client p50 {pct(lat_raw, .5):.2f} ms | Predictor.predict p50 {pct(lat_pred, .5):.2f} ms "
+          f"| time ratio {ratio:.3f}x (target <= 1.05x)")
+
+    async def apredict_seq() -> None:
+        for _ in range(n // 4):
+            await ep.apredict([ROW])
+
+    def apredict_round() -> None:
+        asyncio.run(apredict_seq())
+
+    a_ratio, _, _ = interleaved_ratio(lambda: [raw_post() for _ in range(n // 4)], apredict_round, 4 * n, rounds=4)
+    print(f"Predictor.apredict (own event loop) time ratio {a_ratio:.3f}x")
+
+    print("\n-- throughput (vs raw = calls/s over raw httpx sync sequential) --")
+    table = Table()
+    wall, lat = sequential(raw_post, n)
+    table.row("raw httpx.Client, sequential", n, 1, wall, lat)
+    wall, lat = sequential(lambda: ep.predict([ROW]), n)
+    table.row("Predictor.predict, sequential", n, 1, wall, lat)
+
+    import logging
+
+    from databricks.sdk import WorkspaceClient
+
+    logging.getLogger("databricks.sdk").setLevel(logging.ERROR)  # "no host metadata" on every call
+
+    w = WorkspaceClient()
+    sdk_query = lambda: w.serving_endpoints.query("iris", dataframe_records=[ROW])  # noqa: E731
+    sequential(sdk_query, 10)
+    wall, lat = sequential(sdk_query, n)
+    table.row("databricks-sdk serving_endpoints.query, seq", n, 1, wall, lat)
+    wall, lat = threaded(sdk_query, n, 16)
+    table.row("databricks-sdk query, 16 threads", n, 1, wall, lat)
+
+    from mlflow.deployments import get_deploy_client
+
+    deploy = get_deploy_client("databricks")
+    mlflow_predict = lambda: deploy.predict(endpoint="iris", inputs={"dataframe_records": [ROW]})  # noqa: E731
+    sequential(mlflow_predict, 10)
+    wall, lat = sequential(mlflow_predict, n)
+    table.row("mlflow.deployments predict, seq", n, 1, wall, lat)
+
+    wall, lat = threaded(lambda: ep.predict([ROW]), n, 16)
+    table.row("Predictor.predict, 16 threads (batching)", n, 1, wall, lat)
+
+    async def concurrency_rows() -> None:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=200)) as http:
+            batched = Predictor.from_endpoint(url=url, model_uri=URI)
+            alone = Predictor.from_endpoint(url=url, model_uri=URI, batching=False)
+            for p in (batched, alone):
+                await p.apredict([ROW])
+            for c in (1, 8, 32, 128):
+                total = max(n, 8 * c)
+
+                async def raw_async() -> None:
+                    (await http.post(url, content=BODY, headers=HEADERS)).raise_for_status()
+
+                wall, lat = await concurrent(raw_async, total, c)
+                raw_rps = table.row(f"raw httpx.AsyncClient, c={c}", total, 1, wall, lat)
+                raw_p99 = pct(lat, .99)
+                for label, p in (("no batching", alone), ("batching", batched)):
+                    wall, lat = await concurrent(lambda p=p: p.apredict([ROW]), total, c)
+                    table.row(f"Predictor.apredict, c={c}, {label}", total, 1, wall, lat,
+                              note=f"{total / wall / raw_rps:5.1f}x raw@c, p99 {pct(lat, .99) / raw_p99:.2f}x raw@c")
+            big = Predictor.from_endpoint(url=url, model_uri=URI, batching=Batching(max_rows=32))
+            wall, lat = await concurrent(lambda: big.apredict([ROW] * 32), n // 4, 1)
+            table.row("Predictor.apredict, 32-row calls, c=1", n // 4, 32, wall, lat)
+            for p in (batched, alone, big):
+                await p.aclose()
+
+    asyncio.run(concurrency_rows())
+    rss_endpoint = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    direct = Predictor.from_model(URI)
+    sequential(lambda: direct.predict([ROW]), 20)
+    wall, lat = sequential(lambda: direct.predict([ROW]), n)
+    table.row("Predictor.from_model (direct), sequential", n, 1, wall, lat)
+    wall, lat = threaded(lambda: direct.predict([ROW]), n, 32)
+    table.row("Predictor.from_model (direct), 32 threads", n, 1, wall, lat)
+
+    print("\n-- encoding, import, memory --")
+    dumps, ours, enc = encoding_ratio()
+    print(f"validate + encode 10,000 rows: {ours * 1000:.1f} ms; json.dumps(records): {dumps * 1000:.1f} ms; "
+          f"ratio {enc:.2f}x (target <= 1.5x)")
+    imp, heavy = import_time()
+    print(f"import client: {imp:.3f} s, median of 7 fresh processes (target <= 0.25 s); "
+          f"heavy modules: {heavy or 'none'}")
+    print(f"peak RSS: {rss_endpoint:.0f} MB after the endpoint runs (this process also imported mlflow for the "
+          f"signature and the SDK/mlflow baselines); {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
+          " MB after direct mode")
 
 
 if __name__ == "__main__":

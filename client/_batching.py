@@ -155,14 +155,7 @@ class Batcher(Generic[T, R]):
             self.batches_sent += 1
             task = asyncio.get_running_loop().create_task(self._answer(batch))
             self._tasks.add(task)
-            task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._in_flight -= 1
-        for key, queue in list(self._queues.items()):
-            if queue.timer is None:
-                queue.timer = asyncio.get_running_loop().call_soon(self._flush, key)
+            task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, batch: list[_Pending[T]]) -> None:
         try:
@@ -171,6 +164,13 @@ class Batcher(Generic[T, R]):
             for p in batch:
                 p.future.cancel()
             raise
+        finally:
+            # Free the slot before waking the callers: one that calls again at once finds
+            # nothing in flight and is sent on the next tick, not after max_wait.
+            self._in_flight -= 1
+            for key, queue in list(self._queues.items()):
+                if queue.timer is None:
+                    queue.timer = asyncio.get_running_loop().call_soon(self._flush, key)
         for p, outcome in zip(batch, outcomes, strict=True):
             if p.future.done():
                 continue
