@@ -7,29 +7,39 @@ Example::
     p = Predictor.from_model("models:/main.default.iris@champion")
     p.predict([{"sepal length (cm)": 5.1, "sepal width (cm)": 3.5,
                 "petal length (cm)": 1.4, "petal width (cm)": 0.2}]).predictions
+
+The whole public API is below. Names load on first use, so ``import client`` costs almost
+nothing; httpx, pydantic and asyncio arrive with the Predictor, MLflow and pandas only on
+the code paths that need them.
 """
 
-from ._batching import Batching
-from ._exceptions import (
-    APIConnectionError,
-    APIError,
-    APIResponseValidationError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    ConfigurationError,
-    InternalServerError,
-    ModelError,
-    NotFoundError,
-    PermissionDeniedError,
-    PredictorError,
-    RateLimitError,
-    SchemaProblem,
-    SchemaValidationError,
-)
-from ._predictor import NOT_GIVEN, Predictor
-from ._types import ColumnSpec, ParamSpec, PredictionResult, Signature, TensorSpec
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._batching import Batching
+    from ._exceptions import (
+        APIConnectionError,
+        APIError,
+        APIResponseValidationError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        ConfigurationError,
+        InternalServerError,
+        ModelError,
+        NotFoundError,
+        PermissionDeniedError,
+        PredictorError,
+        RateLimitError,
+        SchemaProblem,
+        SchemaValidationError,
+    )
+    from ._predictor import NOT_GIVEN, Predictor
+    from ._types import ColumnSpec, ParamSpec, PredictionResult, Signature, TensorSpec
 
 __all__ = [
     "APIConnectionError",
@@ -57,3 +67,27 @@ __all__ = [
     "Signature",
     "TensorSpec",
 ]
+
+#: The private module each public name lives in; names not listed come from ``_exceptions``.
+_MODULE_OF = {
+    "Batching": "_batching",
+    "NOT_GIVEN": "_predictor",
+    "Predictor": "_predictor",
+    "ColumnSpec": "_types",
+    "ParamSpec": "_types",
+    "PredictionResult": "_types",
+    "Signature": "_types",
+    "TensorSpec": "_types",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'client' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_MODULE_OF.get(name, '_exceptions')}", __name__), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

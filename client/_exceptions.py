@@ -25,8 +25,10 @@ user data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:  # only in annotations: the error tree imports without httpx
+    import httpx
 
 __all__ = [
     "APIConnectionError",

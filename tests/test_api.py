@@ -30,13 +30,25 @@ def test_error_tree():
         assert issubclass(cls, client.APIStatusError)
 
 
+def loaded_after(statement: str, modules: tuple[str, ...]) -> list[str]:
+    code = f"import sys; {statement}; print([m for m in {modules!r} if m in sys.modules])"
+    return eval(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
 def test_import_loads_no_heavy_module():
-    code = (
-        "import sys, client; heavy = ('mlflow', 'pandas', 'gradio', 'streamlit', 'databricks.sdk');"
-        "print([m for m in heavy if m in sys.modules])"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    heavy = ("mlflow", "pandas", "numpy", "gradio", "streamlit", "databricks.sdk")
+    assert loaded_after("from client import Predictor, PredictionResult, Batching", heavy) == []
+    # The facade loads names on first use: the bare import does not even bring httpx.
+    assert loaded_after("import client", ("httpx", "pydantic", *heavy)) == []
+    assert loaded_after("from client import PredictorError", ("httpx", "pydantic")) == []
+
+
+def test_unknown_names_are_attribute_errors_and_dir_is_the_api():
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        client.Nope  # noqa: B018
+    assert dir(client) == client.__all__
 
 
 def test_predictor_needs_exactly_one_target():
