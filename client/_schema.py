@@ -16,6 +16,7 @@ import base64
 import datetime
 import logging
 import math
+import reprlib
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -37,7 +38,7 @@ class _Bad(Exception):
 
 
 def _short(v: Any) -> str:
-    r = repr(v)
+    r = reprlib.repr(v)  # bounded in depth and length: a hostile value cannot blow the stack
     return r if len(r) <= _MAX_REPR else r[: _MAX_REPR - 1] + "…"
 
 
@@ -143,7 +144,14 @@ def _to_datetime(v: Any) -> datetime.datetime:
     # server rejects offsets.
     if out.tzinfo is not None:
         raise _Bad(f"expected a timezone-naive datetime, got {_short(v)}")
+    if not _DATETIME64_MIN <= out <= _DATETIME64_MAX:
+        raise _Bad(f"datetime {_short(v)} is outside what the server's datetime64[ns] holds (years 1677 to 2262)")
     return out
+
+
+# The range of pandas' datetime64[ns] (pd.Timestamp.min/max, to the microsecond inside it).
+_DATETIME64_MIN = datetime.datetime(1677, 9, 21, 0, 12, 43, 145225)
+_DATETIME64_MAX = datetime.datetime(2262, 4, 11, 23, 47, 16, 854775)
 
 
 _CONVERT = {
@@ -164,7 +172,8 @@ _NULLABLE = {"boolean", "float", "double", "string", "datetime"}
 
 
 def _check_value(v: Any, spec_type: str, detail: dict[str, Any] | None, required: bool) -> Any:
-    if v is None:
+    if v is None or (isinstance(v, float) and v != v and spec_type != "any"):
+        # NaN is pandas' missing value, so it is missing here too, as it is in a DataFrame.
         if spec_type == "any":
             return None
         if required:
@@ -212,6 +221,12 @@ class ValidatedInput:
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON-ready Model Serving request body."""
+        try:
+            return self._to_wire()
+        except RecursionError as err:  # an 'any' column or unvalidated input nested without end
+            raise SchemaValidationError([SchemaProblem("a value is nested too deeply to send as JSON")]) from err
+
+    def _to_wire(self) -> dict[str, Any]:
         body: dict[str, Any]
         if self.table is not None:
             names = list(self.table.columns)
@@ -408,7 +423,7 @@ def _check_columns(specs: tuple[ColumnSpec, ...], table: Table, problems: list[S
         # Fast path: a value already of the canonical python type needs no conversion.
         fast = _FAST_TYPE.get(spec.type)
         for i, v in enumerate(values):
-            if type(v) is fast:
+            if type(v) is fast and v == v:  # NaN (!= itself) is a missing value: checked below
                 new.append(v)
                 continue
             try:

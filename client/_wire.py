@@ -29,6 +29,10 @@ def encode_body(body: dict[str, Any], *, max_bytes: int = MAX_PAYLOAD_BYTES) -> 
         data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     except ValueError as err:  # NaN/inf: not JSON, and serving would reject it anyway
         raise SchemaValidationError([SchemaProblem("NaN or infinite numbers cannot be sent as JSON")]) from err
+    except TypeError as err:  # e.g. bytes or an arbitrary object in an 'any' column
+        raise SchemaValidationError([SchemaProblem(f"a value cannot be sent as JSON: {err}")]) from err
+    except RecursionError as err:
+        raise SchemaValidationError([SchemaProblem("a value is nested too deeply to send as JSON")]) from err
     if len(data) > max_bytes:
         raise PayloadTooLarge(
             [SchemaProblem(f"request body is {len(data):,} bytes; Model Serving accepts at most {max_bytes:,}")]
