@@ -58,3 +58,14 @@ def test_predictor_needs_exactly_one_target():
         client.Predictor.from_endpoint()
     with pytest.raises(client.ConfigurationError):
         client.Predictor.from_endpoint("a", url="http://127.0.0.1/invocations")
+
+
+def test_the_endpoint_request_path_imports_no_pandas_numpy_or_mlflow():
+    statement = (
+        "import httpx; from client import Predictor;"
+        "answer = lambda r: httpx.Response(200, json={'predictions': [0, 1]});"
+        "p = Predictor.from_endpoint(url='http://127.0.0.1:9/invocations', validate=False,"
+        " http_transport=httpx.MockTransport(answer));"
+        "assert p.predict([{'x': 1.0}, {'x': 2.0}]).predictions == [0, 1]"
+    )
+    assert loaded_after(statement, ("pandas", "numpy", "mlflow", "databricks.sdk")) == []
