@@ -65,6 +65,8 @@ Progress = Callable[[ServingEndpointDetailed, float], None]
 
 DEFAULT_POLL_INTERVAL = 5.0
 DEFAULT_TIMEOUT = 20 * 60.0
+#: Seconds databricks-sdk keeps retrying one call.
+SDK_RETRY_BUDGET = 30
 
 
 class EndpointOperationError(PredictorError):
@@ -80,17 +82,27 @@ class EndpointUpdateFailed(EndpointOperationError):
 
 
 def workspace_client(host: str | None = None, profile: str | None = None) -> WorkspaceClient:
-    """databricks-sdk's client; credentials resolve as the SDK does (env, profile, ...)."""
+    """databricks-sdk's client; credentials resolve as the SDK does (env, profile, ...).
+
+    Each call retries (429, 503, connection errors) for :data:`SDK_RETRY_BUDGET` seconds, not
+    the SDK's default five minutes, so a dead host fails in about a minute, not ten.
+    """
+    from databricks.sdk.core import Config
+
     try:
-        return WorkspaceClient(host=host, profile=profile)
+        return WorkspaceClient(config=Config(host=host, profile=profile, retry_timeout_seconds=SDK_RETRY_BUDGET))
     except ValueError as exc:  # no host, several auth methods, unknown profile
         raise EndpointOperationError(f"no usable Databricks workspace configuration: {exc}") from exc
+
+
+#: What databricks-sdk raises: API errors, and (after its retry budget) timeouts and connection errors.
+_SDK_ERRORS = (DatabricksError, TimeoutError, OSError)
 
 
 def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
-    except DatabricksError as exc:
+    except _SDK_ERRORS as exc:
         raise EndpointOperationError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
@@ -100,7 +112,7 @@ def get_endpoint(w: WorkspaceClient, name: str) -> ServingEndpointDetailed | Non
         return w.serving_endpoints.get(name)
     except NotFound:
         return None
-    except DatabricksError as exc:
+    except _SDK_ERRORS as exc:
         raise EndpointOperationError(f"reading endpoint {name}: {type(exc).__name__}: {exc}") from exc
 
 

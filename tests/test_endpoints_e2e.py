@@ -282,3 +282,22 @@ def test_predictor_finds_the_signature_through_the_served_entity(
     assert result.predictions == Predictor.from_model("models:/main.default.iris/1").predict([ROW]).predictions
     assert (result.model_name, result.model_version, result.served_model_name) == ("main.default.iris", "1", "champion")
     assert ("GET", "/api/2.0/serving-endpoints/iris") in ws.requests
+
+
+def test_dead_workspace_fails_cleanly_and_quickly(monkeypatch, capsys) -> None:
+    import socket
+
+    import client._endpoints as endpoints
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    monkeypatch.setattr(endpoints, "SDK_RETRY_BUDGET", 1)
+    monkeypatch.setenv("DATABRICKS_HOST", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("DATABRICKS_TOKEN", PAT)
+    for var in ("CLIENT_ID", "CLIENT_SECRET", "CONFIG_PROFILE", "AUTH_TYPE"):
+        monkeypatch.delenv(f"DATABRICKS_{var}", raising=False)
+    assert main(["endpoints", "status", "iris"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: EndpointOperationError: reading endpoint iris:") and "Traceback" not in err
+    assert PAT not in err
