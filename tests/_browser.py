@@ -66,8 +66,8 @@ class AppServer:
         self.log.close()
 
 
-def start_app(kind: str, env: dict[str, str], log_path: Path, timeout: float = 90) -> AppServer:
-    """Start the Streamlit (as ``app.yaml`` says) or Gradio app on a free loopback port."""
+def launch_app(kind: str, env: dict[str, str], log_path: Path) -> AppServer:
+    """Start the Streamlit (as ``app.yaml`` says) or Gradio app on a free loopback port; don't wait."""
     port = free_port()
     full = {k: v for k, v in os.environ.items() if not k.startswith(("PREDICTOR_", "STREAMLIT_", "GRADIO_"))}
     full.update({"DATABRICKS_APP_PORT": str(port), "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"})
@@ -78,20 +78,23 @@ def start_app(kind: str, env: dict[str, str], log_path: Path, timeout: float = 9
         full.update({"STREAMLIT_SERVER_PORT": str(port), "STREAMLIT_SERVER_ADDRESS": "127.0.0.1",
                      "STREAMLIT_SERVER_HEADLESS": "true"})
         command = [str(Path(sys.executable).parent / command[0]), *command[1:]]
-        ready = "/_stcore/health"
     else:
         command = [sys.executable, "-m", "frontends.gradio_app"]
         full["GRADIO_SERVER_NAME"] = "127.0.0.1"
-        ready = "/"
     full.update(env)
     log = open(log_path, "wb")  # noqa: SIM115 - closed by AppServer.stop
     proc = subprocess.Popen(command, cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT)
-    server = AppServer(kind, f"http://127.0.0.1:{port}", proc, log, log_path)
+    return AppServer(kind, f"http://127.0.0.1:{port}", proc, log, log_path)
+
+
+def wait_ready(server: AppServer, timeout: float = 120) -> AppServer:
+    """Wait until the server answers its health route; stop it and raise with its log if not."""
+    ready = "/_stcore/health" if server.kind == "streamlit" else "/"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if server.proc.poll() is not None:
             server.stop()
-            raise RuntimeError(f"{kind} app exited with {proc.returncode}:\n{server.output()}")
+            raise RuntimeError(f"{server.kind} app exited with {server.proc.returncode}:\n{server.output()}")
         try:
             if httpx.get(server.url + ready, timeout=2).status_code == 200:
                 return server
@@ -99,7 +102,11 @@ def start_app(kind: str, env: dict[str, str], log_path: Path, timeout: float = 9
             pass
         time.sleep(0.3)
     server.stop()
-    raise TimeoutError(f"{kind} app not up after {timeout}s:\n{server.output()}")
+    raise TimeoutError(f"{server.kind} app not up after {timeout}s:\n{server.output()}")
+
+
+def start_app(kind: str, env: dict[str, str], log_path: Path, timeout: float = 120) -> AppServer:
+    return wait_ready(launch_app(kind, env, log_path), timeout)
 
 
 @dataclass

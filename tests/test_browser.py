@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Recorder, start_app
+from _browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Recorder, launch_app, wait_ready
 from _models import MIXED_MODEL_URI, mixed_expected
 
 from frontends._session import format_prediction
@@ -25,7 +25,7 @@ ROW: dict[str, Any] = {"x": 1.5, "f": 2.25, "n": 3, "s": "abc", "b": True, "t": 
 ROW2: dict[str, Any] = {**ROW, "n": 40, "s": "isolation"}
 CSV_ROWS: list[dict[str, Any]] = [ROW, {"x": -1.0, "f": 0.5, "n": 7, "s": "z", "b": False,
                                         "t": "2024-02-01T00:00:00", "note": ""}]
-TIMEOUT = 30_000
+TIMEOUT = 45_000  # generous: the CI machine has 2 cores shared with other jobs
 
 
 def expected(row: dict[str, Any]) -> str:
@@ -48,26 +48,51 @@ def browser():
         b.close()
 
 
+APPS = ["streamlit-endpoint", "streamlit-direct", "gradio-endpoint", "gradio-direct"]
+
+
 @pytest.fixture(scope="module")
-def recorder(mixed_server):
-    r = Recorder(mixed_server).start()
-    yield r
-    r.stop()
+def apps(request, registry_uri, browser, tmp_path_factory):
+    """All four app servers, started together (and the scoring server meanwhile), then warmed up
+    with one page each, so that their start-up costs overlap instead of adding up."""
+    recorder = Recorder(upstream="").start()
+    logs = tmp_path_factory.mktemp("apps")
+    servers: dict[str, Any] = {}
+    try:
+        for name in APPS:
+            kind, mode = name.split("-")
+            env = {"PREDICTOR_MODEL_URI": MIXED_MODEL_URI, "PREDICTOR_REGISTRY_URI": registry_uri,
+                   "MLFLOW_TRACKING_URI": registry_uri, "MLFLOW_REGISTRY_URI": registry_uri,
+                   "PREDICTOR_ON_BEHALF_OF_USER": "1"}
+            if mode == "endpoint":
+                env["PREDICTOR_ENDPOINT_URL"] = f"{recorder.url}/invocations"
+            servers[name] = launch_app(kind, env, logs / f"{name}.log")
+            servers[name].mode, servers[name].name = mode, name
+        recorder.upstream = request.getfixturevalue("mixed_server")
+        pages = []
+        for server in servers.values():
+            wait_ready(server)
+            page = browser.new_page()
+            page.goto(server.url, timeout=60_000)
+            pages.append(page)
+        for page in pages:  # the first session loads the model (Streamlit) and fetches the signature
+            page.get_by_label("x", exact=True).wait_for(timeout=120_000)
+            page.close()
+        yield servers, recorder
+    finally:
+        for server in servers.values():
+            server.stop()
+        recorder.stop()
 
 
-@pytest.fixture(scope="module", params=["streamlit-endpoint", "streamlit-direct", "gradio-endpoint", "gradio-direct"])
-def app(request, registry_uri, recorder, tmp_path_factory):
-    kind, mode = request.param.split("-")
-    env = {"PREDICTOR_MODEL_URI": MIXED_MODEL_URI, "PREDICTOR_REGISTRY_URI": registry_uri,
-           "MLFLOW_TRACKING_URI": registry_uri, "MLFLOW_REGISTRY_URI": registry_uri,
-           "PREDICTOR_ON_BEHALF_OF_USER": "1"}
-    if mode == "endpoint":
-        env["PREDICTOR_ENDPOINT_URL"] = f"{recorder.url}/invocations"
-    server = start_app(kind, env, tmp_path_factory.mktemp("app") / f"{request.param}.log")
-    server.mode = mode  # type: ignore[attr-defined]
-    server.name = request.param  # type: ignore[attr-defined]
-    yield server
-    server.stop()
+@pytest.fixture(scope="module")
+def recorder(apps):
+    return apps[1]
+
+
+@pytest.fixture(params=APPS)
+def app(request, apps):
+    return apps[0][request.param]
 
 
 # -- the two frontends behind one interface ---------------------------------------------------
@@ -174,3 +199,54 @@ def test_form_batch_and_errors(app, browser, tmp_path):
         raise
     finally:
         page.close()
+
+
+def test_sessions_keep_their_own_token_cache_and_history(app, browser, recorder):
+    """Two signed-in users (forwarded tokens): each call carries its caller's token, a cached
+    prediction is never served to the other user, and each history is its own."""
+    from collections import Counter
+
+    before = recorder.tokens.copy()
+    contexts = []
+    drivers: dict[str, Driver] = {}
+
+    def session(token: str) -> Driver:
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                  extra_http_headers={"X-Forwarded-Access-Token": token})
+        contexts.append(ctx)
+        drivers[token] = Driver(ctx.new_page(), app.kind)
+        return drivers[token].open(app.url)
+
+    try:
+        alice, bob = session("alice-token"), session("bob-token")
+        for ui in (alice, bob, alice):  # the same input three times; alice's second one is cached
+            ui.fill(ROW2)
+            ui.predict()
+            ui.expect_prediction(expected(ROW2))
+        alice.expect_text(r"^History \(2\)$")
+        bob.expect_text(r"^History \(1\)$")
+        bob.shot(f"{app.name}-second-user")
+        for ui in (alice, bob):
+            html = ui.page.content()
+            assert "alice-token" not in html and "bob-token" not in html
+        calls = recorder.tokens - before
+        if app.mode == "direct":
+            assert calls == Counter()  # in process: nothing sent anywhere
+            return
+        assert calls == Counter({"alice-token": 1, "bob-token": 1})
+
+        carol = session("expired-carol")  # her token has expired: the upstream answers 401
+        carol.fill(ROW2)
+        carol.predict()
+        carol.expect_text(r"Your sign-in has expired.*Reload the page")
+        carol.shot(f"{app.name}-expired-sign-in")
+        html = carol.page.content()
+        assert "Traceback" not in html and "expired-carol" not in html
+        assert (recorder.tokens - before)["expired-carol"] == 1  # a user token is not refreshed or retried
+    except Exception:
+        for i, ui in enumerate(drivers.values()):
+            ui.shot(f"{app.name}-sessions-failure-{i}")
+        raise
+    finally:
+        for ctx in contexts:
+            ctx.close()
