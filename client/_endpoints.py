@@ -173,10 +173,12 @@ class Plan:
     def changed(self) -> bool:
         return self.action != "none"
 
-    def text(self) -> str:
+    def text(self, applied: bool = False) -> str:
+        """The diff; ``applied=True`` words it as done (after ``apply``)."""
+        will = "" if applied else "will be "
         head = {
-            "create": f"+ endpoint {self.name} will be created",
-            "update": f"~ endpoint {self.name} will be updated",
+            "create": f"+ endpoint {self.name} {will}created",
+            "update": f"~ endpoint {self.name} {will}updated",
             "none": f"= endpoint {self.name}: no changes",
         }[self.action]
         return "\n".join([head, *("  " + n for n in self.notes), *("  " + ln for ln in self.lines)])
@@ -185,8 +187,16 @@ class Plan:
 def diff(current: DesiredEndpoint | None, desired: DesiredEndpoint) -> Plan:
     """Compare the workspace's ``current`` config (``None``: no endpoint) with ``desired``."""
     notes = [f"{m}@{a} resolves to version {v}" for m, a, v in desired.aliases.values()]
-    cur = current or DesiredEndpoint(desired.name, {}, {})
-    lines: list[str] = []
+    if current is None:
+        lines = [f"+ served entity {n}: {_describe(e)}" for n, e in desired.entities.items()]
+        lines.append("+ traffic: " + ", ".join(f"{n} {p}%" for n, p in desired.traffic.items()))
+        if desired.tags:
+            lines.append("+ tags: " + ", ".join(f"{k}={v}" for k, v in desired.tags.items()))
+        if desired.rate_limits:
+            lines.append("+ rate limits: " + ", ".join(_limit(r) for r in desired.rate_limits))
+        return Plan(desired.name, "create", lines, notes, True, bool(desired.tags), bool(desired.rate_limits))
+    cur = current
+    lines = []
     for name, want in desired.entities.items():
         have = cur.entities.get(name)
         if have is None:
@@ -227,8 +237,7 @@ def diff(current: DesiredEndpoint | None, desired: DesiredEndpoint) -> Plan:
         before = ", ".join(_limit(r) for r in cur.rate_limits) or "none"
         after = ", ".join(_limit(r) for r in desired.rate_limits) or "none"
         lines.append(f"~ rate limits: {before} -> {after}")
-    action = "create" if current is None else ("update" if lines else "none")
-    return Plan(desired.name, action, lines, notes, core or current is None, tags, limits)
+    return Plan(desired.name, "update" if lines else "none", lines, notes, core, tags, limits)
 
 
 def plan(w: WorkspaceClient, desired: DesiredEndpoint) -> Plan:

@@ -206,9 +206,10 @@ def _cmd_endpoints_apply(args: argparse.Namespace) -> int:
         if not result.changed:
             print(f"= endpoint {d.name}: no changes (already matches its config)")
             continue
-        print(result.plan.text())
-        verb = "created" if result.plan.action == "create" else "updated"
-        print(f"{verb}: endpoint {d.name} is ready")
+        print(result.plan.text(applied=True))
+        state = result.endpoint.state if result.endpoint else None
+        ready = state.ready.value if state and state.ready else "in an unknown state"
+        print(f"endpoint {d.name} is {'ready' if ready == 'READY' else ready}")
     return 0
 
 

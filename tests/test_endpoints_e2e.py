@@ -116,7 +116,7 @@ def test_plan_apply_status_and_idempotent_reapply(ws, model, cli, tmp_path) -> N
     assert ws.writes == []  # plan only reads
 
     rc, out, err = cli("apply", f)
-    assert rc == 0 and "created: endpoint ep-a is ready" in out
+    assert rc == 0 and out.splitlines()[0] == "+ endpoint ep-a created" and "endpoint ep-a is ready" in out
     assert "ep-a: IN_PROGRESS" in err and "ep-a: NOT_UPDATING" in err  # the progress display
     [(method, path, body)] = ws.writes
     assert (method, path) == ("POST", "/api/2.0/serving-endpoints")
@@ -163,7 +163,7 @@ def test_plan_diff_then_update(ws, model, cli, tmp_path) -> None:
         "  ~ rate limits: 50 calls/minute per user -> none",
     ]
     rc, out, _ = cli("apply", f)
-    assert rc == 0 and "updated: endpoint ep-b is ready" in out
+    assert rc == 0 and out.splitlines()[0] == "~ endpoint ep-b updated" and "endpoint ep-b is ready" in out
     assert [(m, p) for m, p, _ in ws.writes[1:]] == [
         ("PATCH", "/api/2.0/serving-endpoints/ep-b/tags"),
         ("PUT", "/api/2.0/serving-endpoints/ep-b/ai-gateway"),

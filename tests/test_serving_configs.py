@@ -148,7 +148,12 @@ def test_wire_form_is_built_from_sdk_types() -> None:
 def test_diff_reads_like_a_plan() -> None:
     desired = resolve(parse_config(GOOD), lambda m, a, v: "4" if a else str(v))
     created = diff(None, desired)
-    assert created.action == "create" and "+ served entity champion: main.default.iris version 4" in created.text()
+    assert created.action == "create" and created.lines == [
+        "+ served entity champion: main.default.iris version 4, Small CPU, scale to zero",
+        "+ served entity challenger: main.default.iris version 2, Small CPU",
+        "+ traffic: champion 90%, challenger 10%",
+        "+ tags: team=ml",
+    ]
     assert "main.default.iris@champion resolves to version 4" in created.text()
     assert diff(desired, desired).action == "none" and not diff(desired, desired).lines
     older = dict(desired.entities)
