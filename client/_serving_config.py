@@ -293,26 +293,26 @@ Resolver = Callable[[str, "str | None", "str | None"], str]
 
 
 def registry_resolver(registry_uri: str | None = None) -> Resolver:
-    """A :data:`Resolver` over the MLflow registry (``databricks-uc`` on a workspace)."""
+    """A :data:`Resolver` over the MLflow registry (``databricks-uc`` on a workspace).
+
+    Aliases resolve through ``_signatures``' own lookup; versions are checked to exist.
+    """
     from ._registry import activate, resolve_registry_uri
-    from ._signatures import _mlflow_error
+    from ._signatures import _mlflow_error, _mlflow_lock, _resolve_alias_sync
 
     uri = resolve_registry_uri(registry_uri)
 
     def resolve_one(model: str, alias: str | None, version: str | None) -> str:
+        if alias:
+            return _resolve_alias_sync(uri, model, alias)
         from mlflow import MlflowClient
 
-        activate(uri)
-        client = MlflowClient(registry_uri=uri)
-        what = f"{model}@{alias}" if alias else f"{model} version {version}"
-        try:
-            if alias:
-                mv = client.get_model_version_by_alias(model, alias)
-            else:
-                mv = client.get_model_version(model, str(version))
-        except Exception as exc:
-            raise _mlflow_error(exc, f"{what} in registry {uri}") from exc
-        return str(mv.version)
+        with _mlflow_lock:
+            activate(uri)
+            try:
+                return str(MlflowClient(registry_uri=uri).get_model_version(model, str(version)).version)
+            except Exception as exc:
+                raise _mlflow_error(exc, f"{model} version {version} in registry {uri}") from exc
 
     return resolve_one
 

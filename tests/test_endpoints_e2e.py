@@ -102,7 +102,7 @@ def test_validate_checks_aliases_and_versions_in_the_registry(model, cli, tmp_pa
     ))
     rc, _, err = cli("validate", f)
     assert rc == 1
-    assert f"error: {f}:5: served_entities.0.alias: {model}@nope in registry" in err
+    assert f"error: {f}:5: served_entities.0.alias: resolving alias {model}@nope in sqlite:" in err
     assert f"error: {f}:8: served_entities.1.entity_version: {model} version 7 in registry" in err
 
 
