@@ -204,13 +204,14 @@ def format_prediction(predictions: Any) -> str:
 
 
 def prediction_distribution(table: Any) -> Any:
-    """Counts per predicted value of a results table (numbers binned when there are many):
-    a DataFrame with columns ``prediction`` and ``count``, or ``None`` when there is nothing to plot."""
+    """Counts per predicted value (the ``prediction`` or ``label`` column; numbers binned when there
+    are many): a DataFrame with columns ``prediction`` and ``count``, or ``None`` when nothing to plot."""
     import pandas as pd
 
-    if "prediction" not in table.columns or table["prediction"].isna().all():
+    name = next((c for c in ("prediction", "label", "predicted_label", "class") if c in table.columns), None)
+    if name is None or table[name].isna().all():
         return None
-    col = table["prediction"]
+    col = table[name]
     if pd.api.types.is_float_dtype(col) and col.nunique() > 10:
         counts = pd.cut(col, bins=10).value_counts(sort=False)
     else:

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from client import SchemaValidationError, Signature
+from client import AuthenticationError, PredictorError, RateLimitError, SchemaProblem, SchemaValidationError, Signature
 from client._types import ColumnSpec, TensorSpec
+from frontends._example import _records, choices_hint, form_fields, suggestions_from_example
 from frontends._form import build_fields, convert_value, csv_template, form_to_record, parse_csv_rows, signature_rows
-from frontends._session import AppConfig, caller_identity, format_prediction, prediction_rows, user_token_from_headers
+from frontends._proba import class_probabilities, prediction_label
+from frontends._session import (
+    SESSION_EXPIRED,
+    AppConfig,
+    caller_identity,
+    describe_error,
+    format_prediction,
+    prediction_distribution,
+    prediction_rows,
+    user_token_from_headers,
+)
 
 MIXED = Signature(columns=(
     ColumnSpec(name="x", type="double"),
@@ -122,3 +133,102 @@ def test_format_prediction_and_rows():
     assert format_prediction([0.123456789]) == "0.123457"
     rows = prediction_rows([{"a": 1}, {"a": 2}], [0, 1])
     assert rows == [{"a": 1, "prediction": 0}, {"a": 2, "prediction": 1}]
+
+
+# -- class probabilities ----------------------------------------------------------------------
+
+
+
+@pytest.mark.parametrize(("pred", "want"), [
+    ({"cat": 0.7, "dog": 0.3}, {"cat": 0.7, "dog": 0.3}),
+    ({"label": "cat", "probability_cat": 0.6, "probability_dog": 0.2}, {"cat": 0.6, "dog": 0.2}),
+    ({"label": "cat", "probabilities": {"cat": 0.9, "dog": 0.1}}, {"cat": 0.9, "dog": 0.1}),
+    ({"label": 1, "probabilities": [0.25, 0.75]}, {"0": 0.25, "1": 0.75}),
+    ([0.1, 0.2, 0.7], {"0": 0.1, "1": 0.2, "2": 0.7}),
+])
+def test_class_probabilities_shapes(pred, want):
+    assert class_probabilities(pred) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("pred", [
+    0.7, "cat", 3, {"label": 2}, {"a": 2.0, "b": 5.0}, {"a": 0.2, "b": 0.3}, [0.5, 0.7], [1.0, 2.0, "x"],
+    {"probabilities": {"cat": 1.5, "dog": -0.5}}, [True, False], {"cat": float("nan"), "dog": 0.5},
+])
+def test_no_probabilities_for_other_outputs(pred):
+    assert class_probabilities(pred) is None
+
+
+def test_prediction_label_and_format():
+    assert prediction_label({"label": "cat", "probability_cat": 0.6, "probability_dog": 0.4}) == "cat"
+    assert prediction_label({"cat": 0.3, "dog": 0.7}) == "dog"
+    assert prediction_label([0.1, 0.9]) == "1"
+    assert format_prediction([{"label": "dog", "probabilities": {"cat": 0.2, "dog": 0.8}}]) == "dog"
+    assert format_prediction([[0.2, 0.8]]) == "1"
+
+
+# -- input example, hints, open and closed choices -----------------------------------------------
+
+
+ROWS = [{"x": 1.0, "s": "red", "note": "a"}, {"x": 2.0, "s": "blue", "note": "b"}, {"x": 3.0, "s": "red"}]
+
+
+def test_suggestions_from_a_multi_row_example_only_for_string_columns():
+    assert suggestions_from_example(MIXED, ROWS) == {"s": ["red", "blue"], "note": ["a", "b"]}
+    assert suggestions_from_example(MIXED, ROWS[:1]) == {}  # one row: nothing to choose from
+    assert suggestions_from_example(None, ROWS) == {}
+
+
+def test_choices_hint_parsing():
+    assert choices_hint({"PREDICTOR_FIELD_CHOICES": '{"s": ["a", 1]}'}) == {"s": ["a", "1"]}
+    assert choices_hint({"PREDICTOR_FIELD_CHOICES": "not json"}) == {}
+    assert choices_hint({"PREDICTOR_FIELD_CHOICES": '["a"]'}) == {}
+    assert choices_hint({}) == {}
+
+
+def test_form_fields_defaults_suggestions_and_hints():
+    fields = {f.name: f for f in form_fields(MIXED, ROWS, {"PREDICTOR_FIELD_CHOICES": '{"note": ["a", "z"]}'})}
+    assert fields["x"].default == 1.0 and fields["s"].default == "red"
+    assert (fields["s"].kind, fields["s"].choices, fields["s"].open_choices) == ("choice", ("red", "blue"), True)
+    assert (fields["note"].choices, fields["note"].open_choices) == (("a", "z"), False)
+    assert fields["x"].choices == () and fields["x"].kind == "float"  # hints never turn numbers into text
+    base = {"x": 1, "f": 1, "n": 1, "b": True, "t": "2024-01-01"}
+    assert form_to_record(list(fields.values()), {**base, "s": "green", "note": "z"})["s"] == "green"
+    with pytest.raises(SchemaValidationError) as e:
+        form_to_record(list(fields.values()), {**base, "s": "red", "note": "b"})
+    assert [p.column for p in e.value.problems] == ["note"]
+
+
+def test_example_records_from_mlflow_shapes():
+    import pandas as pd
+
+    df = pd.DataFrame({"x": [1.5, float("nan")], "t": pd.to_datetime(["2024-01-02", "2024-01-03"])})
+    assert _records(df) == [{"x": 1.5, "t": "2024-01-02T00:00:00"}, {"x": None, "t": "2024-01-03T00:00:00"}]
+    assert _records({"x": [1, 2], "s": ["a", "b"]}) == [{"x": 1, "s": "a"}, {"x": 2, "s": "b"}]
+    assert _records({"x": 1}) == [{"x": 1}]
+    assert _records([[1, 2]]) == []
+
+
+# -- errors and the batch distribution ---------------------------------------------------------
+
+
+
+def test_describe_error():
+    auth = AuthenticationError("Token expired.", status_code=401, error_code="UNAUTHENTICATED")
+    assert describe_error(auth, as_user=True) == SESSION_EXPIRED
+    assert "Reload" not in describe_error(auth) and "401" in describe_error(auth)
+    assert "busy" in describe_error(RateLimitError("slow down", status_code=429))
+    problems = SchemaValidationError([SchemaProblem("expected a number", column="x")])
+    assert "column 'x': expected a number" in describe_error(problems)
+    assert describe_error(PredictorError("boom")) == "**Prediction failed:** boom"
+    text = describe_error(KeyError("secret-token-value"))
+    assert "KeyError" in text and "secret-token-value" not in text and "Traceback" not in text
+
+
+def test_prediction_distribution():
+    import pandas as pd
+
+    counts = prediction_distribution(pd.DataFrame({"label": ["cat", "dog", "cat"]}))
+    assert counts.to_dict("records") == [{"prediction": "cat", "count": 2}, {"prediction": "dog", "count": 1}]
+    binned = prediction_distribution(pd.DataFrame({"prediction": [i / 7 for i in range(40)]}))
+    assert len(binned) == 10 and binned["count"].sum() == 40
+    assert prediction_distribution(pd.DataFrame({"x": [1]})) is None
