@@ -160,8 +160,6 @@ class WorkspaceStandin:
         self.broken: dict[str, str] = {}
         #: ``"catalog.schema.model/version"`` or ``"catalog.schema.model"`` -> scoring server URL.
         self.upstreams: dict[str, str] = {}
-        #: ``(endpoint, served entity)`` for every invocation, in order.
-        self.served: list[tuple[str, str]] = []
         #: ``(method, path, body)`` of every management write (POST/PUT/PATCH).
         self.writes: list[tuple[str, str, Any]] = []
         self.requests: list[tuple[str, str]] = []
@@ -337,15 +335,23 @@ class WorkspaceStandin:
             self.start_update(ep, body["config"])
             return JSONResponse(self.detail(ep))
 
-        async def put_config(request: Request) -> Response:
+        async def begin_write(request: Request) -> tuple[Any, Endpoint] | Response:
+            """Record a management write; the body and the endpoint it names, or an error answer."""
             await record(request)
             if (bad := check(request)) is not None:
                 return bad
             body = await request.json()
-            self.writes.append(("PUT", request.url.path, copy.deepcopy(body)))
+            self.writes.append((request.method, request.url.path, copy.deepcopy(body)))
             ep = self.endpoints.get(request.path_params["name"])
             if ep is None:
-                return err(404, "RESOURCE_DOES_NOT_EXIST", "endpoint does not exist")
+                return err(404, "RESOURCE_DOES_NOT_EXIST", f"endpoint {request.path_params['name']} does not exist")
+            return body, ep
+
+        async def put_config(request: Request) -> Response:
+            got = await begin_write(request)
+            if isinstance(got, Response):
+                return got
+            body, ep = got
             if ep.state.get("config_update") == "IN_PROGRESS":
                 return err(409, "RESOURCE_CONFLICT", f"Endpoint {ep.name} is currently being updated")
             if (problem := _config_problem(body)) is not None:
@@ -356,27 +362,19 @@ class WorkspaceStandin:
             return JSONResponse(self.detail(ep))
 
         async def patch_tags(request: Request) -> Response:
-            await record(request)
-            if (bad := check(request)) is not None:
-                return bad
-            body = await request.json()
-            self.writes.append(("PATCH", request.url.path, copy.deepcopy(body)))
-            ep = self.endpoints.get(request.path_params["name"])
-            if ep is None:
-                return err(404, "RESOURCE_DOES_NOT_EXIST", "endpoint does not exist")
+            got = await begin_write(request)
+            if isinstance(got, Response):
+                return got
+            body, ep = got
             drop = set(body.get("delete_tags") or []) | {t["key"] for t in body.get("add_tags") or []}
             ep.tags = [t for t in ep.tags if t["key"] not in drop] + list(body.get("add_tags") or [])
             return JSONResponse({"tags": ep.tags})
 
         async def put_ai_gateway(request: Request) -> Response:
-            await record(request)
-            if (bad := check(request)) is not None:
-                return bad
-            body = await request.json()
-            self.writes.append(("PUT", request.url.path, copy.deepcopy(body)))
-            ep = self.endpoints.get(request.path_params["name"])
-            if ep is None:
-                return err(404, "RESOURCE_DOES_NOT_EXIST", "endpoint does not exist")
+            got = await begin_write(request)
+            if isinstance(got, Response):
+                return got
+            body, ep = got
             ep.ai_gateway = body or None
             return JSONResponse(body)
 
@@ -401,7 +399,6 @@ class WorkspaceStandin:
                 return err(503, "TEMPORARILY_UNAVAILABLE", f"endpoint {ep.name} is not ready")
             self.invocations += 1
             served = entity["name"]
-            self.served.append((ep.name, served))
             headers = {"served-model-name": served, "x-request-id": secrets.token_hex(8)}
             upstream = (
                 self.upstreams.get(f"{entity['entity_name']}/{entity['entity_version']}")
