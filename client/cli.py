@@ -119,6 +119,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 # --- `predictor endpoints ...` ------------------------------------------------------------------
 
 
+class _ConfigProblems(Exception):
+    """Invalid config files: each error's lines are printed as they are (file:line: field: message)."""
+
+    def __init__(self, errors: list[Any]) -> None:
+        self.errors = errors
+
+
 def _load_configs(paths: Sequence[str]) -> list[Any]:
     from ._serving_config import ServingConfigError, load_config
 
@@ -131,11 +138,6 @@ def _load_configs(paths: Sequence[str]) -> list[Any]:
     if problems:
         raise _ConfigProblems(problems)
     return configs
-
-
-class _ConfigProblems(Exception):
-    def __init__(self, errors: list[Any]) -> None:
-        self.errors = errors
 
 
 def _resolve_all(configs: list[Any], registry_uri: str | None) -> list[Any]:
