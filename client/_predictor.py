@@ -274,7 +274,7 @@ class Predictor:
             sig, ref = await _signatures.from_registry(self.model_uri, self.registry_uri)
         elif self.endpoint is not None and self.host is not None:
             sig, ref = await _signatures.from_endpoint(
-                self._transport.client(), self.host, self.endpoint, self._auth
+                self._transport.client(), self.host, self.endpoint, self._auth, self.registry_uri
             )
         else:
             log.warning("no model_uri for %s: predictions are sent unvalidated", self.url)

@@ -267,12 +267,14 @@ def signature_from_openapi(doc: dict[str, Any]) -> Signature | None:
     return None
 
 
-async def from_endpoint(http: httpx.AsyncClient, host: str, name: str, auth: Any) -> tuple[Signature | None, ModelRef]:
+async def from_endpoint(
+    http: httpx.AsyncClient, host: str, name: str, auth: Any, registry_uri: str | None = None
+) -> tuple[Signature | None, ModelRef]:
     """The signature of serving endpoint ``name``.
 
     1. ``GET /api/2.0/serving-endpoints/{name}/openapi`` (needs only endpoint access);
     2. else the endpoint's served entity (``entity_name``/``entity_version``), read from
-       ``databricks-uc``;
+       ``registry_uri`` (default ``databricks-uc``, where a workspace's served entities live);
     3. else ``(None, ModelRef(None, None))`` with a warning: predictions go unvalidated.
     """
     base = host.rstrip("/")
@@ -294,7 +296,7 @@ async def from_endpoint(http: httpx.AsyncClient, host: str, name: str, auth: Any
         logger.debug("openapi for serving endpoint %s unavailable: %s", name, _short(str(exc)))
     if entity:
         try:
-            return await from_registry(f"models:/{entity[0]}/{entity[1]}", "databricks-uc")
+            return await from_registry(f"models:/{entity[0]}/{entity[1]}", registry_uri or "databricks-uc")
         except Exception as exc:
             logger.warning(
                 "could not read the signature of %s version %s (served by endpoint %s): %s; "

@@ -205,10 +205,7 @@ def test_timeout_then_refusal_while_an_update_runs(ws, model, cli, tmp_path) -> 
     assert len(ws.writes) == 1
 
 
-def test_promote_with_canary_then_cut_over(ws, model, cli, tmp_path, registry_uri, scoring_server, monkeypatch) -> None:
-    import client._signatures as sigs
-
-    monkeypatch.setattr(sigs, "resolve_registry_uri", lambda explicit=None: registry_uri)  # stands in for UC
+def test_promote_with_canary_then_cut_over(ws, model, cli, tmp_path, registry_uri, scoring_server) -> None:
     ws.upstreams[model] = scoring_server
     f = write(tmp_path, CONFIG.format(endpoint="ep-e", model=model))
     assert cli("apply", f)[0] == 0
@@ -219,7 +216,7 @@ def test_promote_with_canary_then_cut_over(ws, model, cli, tmp_path, registry_ur
             "champion keeps version 1 with 90%") in out
     assert f"alias {model}@champion not moved yet" in out
     assert f"{model}@champion resolves to version 1" in cli("plan", f)[1]  # the alias has not moved
-    with Predictor.from_endpoint("ep-e") as p:
+    with Predictor.from_endpoint("ep-e", registry_uri=registry_uri) as p:  # the local registry stands in for UC
         results = [p.predict([ROW]) for _ in range(10)]
     assert Counter(r.served_model_name for r in results) == {"champion": 9, "champion-canary": 1}
     assert {tuple(r.predictions) for r in results} == {(0,)}  # both versions answer (same iris weights)
@@ -233,7 +230,7 @@ def test_promote_with_canary_then_cut_over(ws, model, cli, tmp_path, registry_ur
     status = cli("status", "ep-e")[1]
     assert f"answering: {model} v2 (100%)" in status and "canary" not in status
     assert cli("apply", f)[1].strip() == "= endpoint ep-e: no changes (already matches its config)"  # alias -> 2 now
-    with Predictor.from_endpoint("ep-e") as p:
+    with Predictor.from_endpoint("ep-e", registry_uri=registry_uri) as p:
         result = p.predict([ROW])
     assert (result.model_name, result.model_version, result.served_model_name) == (model, "2", "champion")
 
