@@ -152,7 +152,9 @@ class Predictor:
         (``DATABRICKS_HOST`` + a PAT, OAuth M2M, a ``~/.databrickscfg`` profile, an App's
         service principal); ``user_token`` (an App's ``X-Forwarded-Access-Token``) wins over
         all of them. By URL, ``token``/``user_token`` are sent as a bearer token if given.
-        The signature comes from ``model_uri`` in the registry, else from the endpoint.
+        The signature comes from ``model_uri`` in the registry, else from the endpoint (its
+        ``/openapi`` document, or its served entity read from ``registry_uri``, by default
+        ``databricks-uc``).
         Concurrent calls are micro-batched (see :class:`Batching`; ``batching=False`` turns it
         off). A credential is never sent over plain ``http://`` to a host other than loopback
         unless ``allow_insecure_http=True``.
