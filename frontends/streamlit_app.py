@@ -218,6 +218,7 @@ def main() -> None:
                 result = _score_batch(predictor, identity, records)
                 table = pd.DataFrame(prediction_rows(records, result["predictions"]))
                 st.success(f"Scored {len(records)} rows with version {result.get('model_version') or '?'}.")
+                st.toast(f"Scored {len(records)} rows")
                 st.dataframe(table, hide_index=True, width="stretch")
                 st.download_button("Download results", table.to_csv(index=False).encode(),
                                    file_name="predictions.csv", mime="text/csv")

@@ -57,10 +57,12 @@ FAKE_SIG = Signature(columns=tuple(ColumnSpec(name=n, type="double") for n in IR
 
 @pytest.fixture
 def fake(monkeypatch):
+    import frontends._example as example
     import frontends._session as session
 
     predictor = FakePredictor()
     monkeypatch.setattr(session, "load_predictor", lambda config=None: (predictor, FAKE_SIG))
+    monkeypatch.setattr(example, "load_example_rows", lambda *a, **k: [])  # no defaults: blank fields
     return predictor
 
 
