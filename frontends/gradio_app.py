@@ -210,8 +210,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                     batch_status = gr.Markdown()
                     results = gr.Dataframe(label="Results", interactive=False)
                     download = gr.File(label="Download results", interactive=False)
-                    distribution = gr.BarPlot(x="prediction", y="count", label="Distribution of predictions",
-                                              visible=False)
+                    distribution = gr.BarPlot(x="prediction", y="count", y_lim=[0, None], visible=False,
+                                              label="Distribution of predictions")
 
                     async def on_score(path: str | None, request: gr.Request):
                         table, out, st = await score_csv(runtime, path, _headers(request))
