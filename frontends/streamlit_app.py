@@ -174,6 +174,9 @@ def main() -> None:
     with single:
         with st.form("predict-form"):
             if fields:
+                optional = [f.name for f in fields if not f.required]
+                st.caption(f"Optional: {', '.join(optional)}; every other field is required." if optional
+                           else "Every field is required.")
                 values = {f.name: _widget(f) for f in fields}
             else:
                 values = {"__json__": st.text_area("JSON input", value="[]", key="field:__json__")}
