@@ -183,6 +183,16 @@ class ModelInfo:
     version: str | None
     mode: str
     source: str
+    #: The registry alias the model URI names (``champion`` in ``models:/m@champion``), if any.
+    alias: str | None = None
+
+    def card(self) -> str:
+        """The model card's text (markdown), the same in both frontends."""
+        version = self.version or "unknown"
+        if self.alias:
+            version += f" (alias @{self.alias})"
+        return (f"**Name:** {self.name or 'unknown'}  \n**Version:** {version}  \n"
+                f"**Mode:** {self.mode}  \n**Source:** {self.source}")
 
 
 def model_info(predictor: Predictor, config: AppConfig, result: PredictionResult | None = None) -> ModelInfo:
@@ -190,7 +200,11 @@ def model_info(predictor: Predictor, config: AppConfig, result: PredictionResult
     name = (result.model_name if result else None) or predictor.model_name
     version = (result.model_version if result else None) or predictor.model_version
     mode = result.mode if result else str(getattr(predictor, "mode", "endpoint"))
-    return ModelInfo(name=name, version=version, mode=mode, source=config.source)
+    from client._constants import DEMO_MODEL_URI
+
+    uri = config.model_uri or (DEMO_MODEL_URI if config.uses_demo else None)
+    alias = uri.rpartition("@")[2] if uri and "@" in uri else None
+    return ModelInfo(name=name, version=version, mode=mode, source=config.source, alias=alias)
 
 
 def format_prediction(predictions: Any) -> str:

@@ -86,8 +86,7 @@ class Runtime:
 
     def model_card(self) -> str:
         info = model_info(self._serving or self._startup, self.config)
-        return (f"**Name:** {info.name or 'unknown'}  \n**Version:** {info.version or 'unknown'}  \n"
-                f"**Mode:** {info.mode}  \n**Source:** {info.source}")
+        return info.card()
 
 
 def _headers(request: gr.Request | None) -> dict[str, str]:

@@ -141,8 +141,7 @@ def _distribution(table: pd.DataFrame) -> None:
 def _model_card(config: AppConfig, predictor: Predictor, signature: Signature | None) -> None:
     info = model_info(predictor, config)
     st.header("Model")
-    st.markdown(f"**Name:** {info.name or 'unknown'}  \n**Version:** {info.version or 'unknown'}  \n"
-                f"**Mode:** {info.mode}  \n**Source:** {info.source}")
+    st.markdown(info.card())
     rows = signature_rows(signature)
     if rows:
         st.subheader("Signature")

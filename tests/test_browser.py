@@ -237,6 +237,8 @@ def test_sessions_keep_their_own_token_cache_and_history(app, browser, recorder)
         for ui in (alice, bob):
             html = ui.page.content()
             assert "alice-token" not in html and "bob-token" not in html
+        logged = app.log_path.read_text(errors="replace")
+        assert "alice-token" not in logged and "bob-token" not in logged  # nor in the app's logs
         calls = recorder.tokens - before
         if app.mode == "direct":
             assert calls == Counter()  # in process: nothing sent anywhere

@@ -15,6 +15,7 @@ from frontends._session import (
     caller_identity,
     describe_error,
     format_prediction,
+    model_info,
     prediction_distribution,
     prediction_rows,
     user_token_from_headers,
@@ -232,3 +233,13 @@ def test_prediction_distribution():
     binned = prediction_distribution(pd.DataFrame({"prediction": [i / 7 for i in range(40)]}))
     assert len(binned) == 10 and binned["count"].sum() == 40
     assert prediction_distribution(pd.DataFrame({"x": [1]})) is None
+
+
+def test_model_card_names_the_alias():
+    from client import Predictor
+
+    config = AppConfig(model_uri="models:/main.default.mixed@champion")
+    predictor = Predictor.from_endpoint(url="http://127.0.0.1:9/invocations")
+    card = model_info(predictor, config).card()
+    assert "**Version:** unknown (alias @champion)" in card and "**Mode:** endpoint" in card
+    assert model_info(predictor, AppConfig(endpoint_url="http://x/invocations")).alias is None
