@@ -208,8 +208,12 @@ def parse_csv_rows(text: str, signature: Signature | None) -> list[dict[str, Any
     """
     if text.startswith("\ufeff"):
         text = text[1:]
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    # newline="": a bare \r ends a row, as the csv module expects of files it reads
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except csv.Error as e:
+        raise SchemaValidationError([SchemaProblem(f"the header row is not valid CSV ({e})")]) from None
     if not header:
         raise SchemaValidationError([SchemaProblem("the CSV file has no header row")])
     fields = {f.name: f for f in build_fields(signature)}
@@ -218,7 +222,15 @@ def parse_csv_rows(text: str, signature: Signature | None) -> list[dict[str, Any
         if field.required and name not in header:
             problems.append(SchemaProblem("required column missing from the CSV header", column=name))
     records: list[dict[str, Any]] = []
-    for row_no, row in enumerate(reader):
+    rows = enumerate(reader)
+    while True:
+        try:
+            row_no, row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as e:  # e.g. a field over the csv module's 131,072-character limit
+            problems.append(SchemaProblem(f"the file is not valid CSV from here on ({e})", row=len(records)))
+            break
         record: dict[str, Any] = {}
         for raw_key, raw in row.items():
             if raw_key is None:

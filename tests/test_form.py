@@ -243,3 +243,11 @@ def test_model_card_names_the_alias():
     card = model_info(predictor, config).card()
     assert "**Version:** unknown (alias @champion)" in card and "**Mode:** endpoint" in card
     assert model_info(predictor, AppConfig(endpoint_url="http://x/invocations")).alias is None
+
+
+def test_parse_csv_rows_unreadable_csv_is_a_schema_error():
+    sig = Signature(columns=(ColumnSpec(name="x", type="double"),))
+    assert parse_csv_rows("x\r1\r2\r", sig) == [{"x": 1.0}, {"x": 2.0}]  # old Mac line ends
+    with pytest.raises(SchemaValidationError) as e:
+        parse_csv_rows("x\n1\n" + "9" * 200_000 + "\n", sig)
+    assert e.value.problems[-1].row == 1 and "not valid CSV" in e.value.problems[-1].message
