@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
@@ -78,8 +79,8 @@ class Field:
 def build_fields(
     signature: Signature | None,
     example: dict[str, Any] | None = None,
-    choices: dict[str, list[str] | tuple[str, ...]] | None = None,
-    suggestions: dict[str, list[str] | tuple[str, ...]] | None = None,
+    choices: Mapping[str, Sequence[str]] | None = None,
+    suggestions: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Field]:
     """The form for a column signature; ``[]`` when there is none (tensor or no signature).
 
@@ -237,14 +238,14 @@ def parse_csv_rows(text: str, signature: Signature | None) -> list[dict[str, Any
                 problems.append(SchemaProblem("more cells than header columns", row=row_no))
                 continue
             key = raw_key.strip()
-            field = fields.get(key)
+            spec = fields.get(key)
             try:
-                value = convert_value(field.kind if field else "text", raw)
+                value = convert_value(spec.kind if spec else "text", raw)
             except ValueError as e:
                 problems.append(SchemaProblem(str(e), column=key, row=row_no))
                 continue
             if value is None:
-                if field is not None and field.required:
+                if spec is not None and spec.required:
                     problems.append(SchemaProblem("a value is required", column=key, row=row_no))
                 continue
             record[key] = value

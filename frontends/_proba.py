@@ -65,17 +65,17 @@ def class_probabilities(pred: Any) -> dict[str, float] | None:
         if key in pred and isinstance(pred[key], (dict, list, tuple)):
             nested = pred[key]
             if isinstance(nested, dict):
-                values = {str(k): _number(v) for k, v in nested.items()}
-                clean = {k: v for k, v in values.items() if v is not None}
-                if len(clean) == len(values) and len(clean) >= 2 and all(0 <= v <= 1 for v in clean.values()):
+                clean = {str(k): n for k, v in nested.items() if (n := _number(v)) is not None}
+                if len(clean) == len(nested) and len(clean) >= 2 and all(0 <= v <= 1 for v in clean.values()):
                     return clean
                 return None
             return class_probabilities(list(nested))
-    prefixed = {}
+    prefixed: dict[str, float] = {}
     for key, value in pred.items():
+        number = _number(value)
         for prefix in _PREFIXES:
-            if str(key).startswith(prefix) and _number(value) is not None:
-                prefixed[str(key)[len(prefix):]] = _number(value)
+            if str(key).startswith(prefix) and number is not None:
+                prefixed[str(key)[len(prefix):]] = number
     if len(prefixed) >= 2 and all(0 <= v <= 1 for v in prefixed.values()):
         return prefixed
     numeric = {str(k): n for k, v in pred.items() if (n := _number(v)) is not None}

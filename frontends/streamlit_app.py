@@ -92,10 +92,12 @@ def _widget(field: Field) -> Any:
     if field.kind == "choice":
         options = list(field.choices) if field.required else [_BLANK, *field.choices]
         index = options.index(field.default) if field.default in options else 0
-        choice = st.selectbox(field.label, options, index=index, key=key, help=help_text,
+        picked = st.selectbox(field.label, options, index=index, key=key, help=help_text,
                               accept_new_options=field.open_choices)
-        return None if choice == _BLANK else choice
-    placeholder = "2024-01-31T12:00:00" if field.kind == "datetime" else ("required" if field.required else None)
+        return None if picked == _BLANK else picked
+    placeholder: str | None = "required" if field.required else None
+    if field.kind == "datetime":
+        placeholder = "2024-01-31T12:00:00"
     return st.text_input(field.label, value="" if field.default is None else str(field.default),
                          placeholder=placeholder, key=key, help=help_text)
 
