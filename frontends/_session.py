@@ -47,6 +47,7 @@ __all__ = [
     "prediction_distribution",
     "prediction_rows",
     "predictor_for",
+    "result_caption",
     "user_token_from_headers",
 ]
 
@@ -251,6 +252,18 @@ def prediction_rows(records: list[dict[str, Any]], predictions: Any) -> list[dic
             row["prediction"] = pred
         rows.append(row)
     return rows
+
+
+def result_caption(result: Mapping[str, Any]) -> str:
+    """Which model answered, how, and whether the endpoint was busy (a result's ``model_dump``)."""
+    text = (f"model {result.get('model_name') or '?'} version {result.get('model_version') or '?'}, "
+            f"{result.get('mode')}")
+    if result.get("served_model_name"):
+        text += f", served by {result['served_model_name']}"
+    retries = int(result.get("retries") or 0)
+    if retries:
+        text += f"; the endpoint was busy or failing: answered after {retries} retr{'y' if retries == 1 else 'ies'}"
+    return text
 
 
 def describe_error(err: BaseException, *, as_user: bool = False) -> str:

@@ -30,6 +30,7 @@ from frontends._session import (
     prediction_distribution,
     prediction_rows,
     predictor_for,
+    result_caption,
 )
 
 log = logging.getLogger("frontends.gradio_app")
@@ -140,10 +141,7 @@ async def predict_values(runtime: Runtime, values: dict[str, Any], headers: dict
     except Exception as e:
         return "", error_text(e, as_user), history, None
     text = format_prediction(result["predictions"])
-    status = (f"model {result.get('model_name') or '?'} version {result.get('model_version') or '?'}, "
-              f"{result.get('mode')}")
-    if result.get("served_model_name"):
-        status += f", served by {result['served_model_name']}"
+    status = result_caption(result)
     row = [datetime.now(UTC).strftime("%H:%M:%S"),
            json.dumps(records[0] if runtime.fields else records, default=str), text, result.get("model_version")]
     probs = class_probabilities(single_prediction(result["predictions"]))

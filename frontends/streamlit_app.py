@@ -32,6 +32,7 @@ from frontends._session import (
     prediction_distribution,
     prediction_rows,
     predictor_for,
+    result_caption,
 )
 
 log = logging.getLogger("frontends.streamlit_app")
@@ -128,9 +129,7 @@ def _show_prediction(last: dict[str, Any]) -> None:
         st.caption("Class probabilities")
         st.bar_chart(pd.DataFrame({"class": list(probs), "probability": list(probs.values())}),
                      x="class", y="probability", height=220)
-    st.caption(f"model {last.get('model_name') or '?'} version {last.get('model_version') or '?'}, "
-               f"{last.get('mode')}" + (f", served by {last['served_model_name']}"
-                                        if last.get("served_model_name") else ""))
+    st.caption(result_caption(last))
 
 
 def _distribution(table: pd.DataFrame) -> None:

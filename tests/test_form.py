@@ -251,3 +251,12 @@ def test_parse_csv_rows_unreadable_csv_is_a_schema_error():
     with pytest.raises(SchemaValidationError) as e:
         parse_csv_rows("x\n1\n" + "9" * 200_000 + "\n", sig)
     assert e.value.problems[-1].row == 1 and "not valid CSV" in e.value.problems[-1].message
+
+
+def test_result_caption_says_when_the_endpoint_needed_retries():
+    from frontends._session import result_caption
+
+    base = {"model_name": "m", "model_version": "3", "mode": "endpoint"}
+    assert result_caption(base) == "model m version 3, endpoint"
+    assert result_caption({**base, "served_model_name": "m-3", "retries": 2}) == (
+        "model m version 3, endpoint, served by m-3; the endpoint was busy or failing: answered after 2 retries")
