@@ -8,8 +8,11 @@ always runs in ``asyncio.to_thread``. Secrets never appear in ``repr``/``str`` h
 from __future__ import annotations
 
 import asyncio
+import datetime
 import ipaddress
+import math
 import os
+import time
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -80,6 +83,9 @@ class WorkspaceAuth:
         self._lock = asyncio.Lock()
         self._generation = 0
         self.refresh_count = 0
+        self._headers_lock = asyncio.Lock()
+        self._cached: dict[str, str] | None = None
+        self._cached_until = 0.0
 
     @property
     def config(self) -> Any:
@@ -87,7 +93,20 @@ class WorkspaceAuth:
         return self._config
 
     async def headers(self) -> dict[str, str]:
-        return dict(await asyncio.to_thread(self._config.authenticate))
+        # Why a cache of our own: ``Config.authenticate()`` blocks, so each call costs a thread
+        # hop, and the SDK counts a token as expired 40 s early, so one that lives less than
+        # that would be fetched again for every request. Half the token's remaining life is safe.
+        if self._cached is not None and time.monotonic() < self._cached_until:
+            return dict(self._cached)
+        # Single-flight: callers that find the cache stale together share one fetch.
+        async with self._headers_lock:
+            if self._cached is not None and time.monotonic() < self._cached_until:
+                return dict(self._cached)
+            headers = dict(await asyncio.to_thread(self._config.authenticate))
+            lifetime = _remaining_lifetime(self._config)
+            if lifetime is not None and lifetime > 0:
+                self._cached, self._cached_until = headers, time.monotonic() + lifetime / 2
+            return dict(headers)
 
     async def headers_with_generation(self) -> tuple[dict[str, str], int]:
         """Headers plus the refresh generation they belong to; pass it to ``refresh(seen_generation=)``
@@ -105,6 +124,7 @@ class WorkspaceAuth:
         async with self._lock:
             if self._generation != gen:
                 return True  # someone refreshed while we waited
+            self._cached = None
             done = await asyncio.to_thread(_force_refresh, self._config)
             if done:
                 self._generation += 1
@@ -131,6 +151,17 @@ def _force_refresh(config: Any) -> bool:
     with token_source._lock:
         token_source._update_token(token_source.refresh())
     return True
+
+
+def _remaining_lifetime(config: Any) -> float | None:
+    """Seconds the current credential stays valid: ``inf`` for a PAT, ``None`` if unknown."""
+    if (config.auth_type or "") == "pat":
+        return math.inf
+    source = _find_token_source(getattr(config, "_header_factory", None))
+    expiry = getattr(getattr(source, "_token", None), "expiry", None)
+    if expiry is None:
+        return None
+    return (expiry - datetime.datetime.now(tz=expiry.tzinfo)).total_seconds()
 
 
 def _find_token_source(provider: Any) -> Any | None:
@@ -208,7 +239,7 @@ def check_secure_url(url: str) -> None:
     >>> check_secure_url("http://127.0.0.1:5000/invocations")   # loopback: fine
     """
     parts = urlsplit(url)
-    if parts.scheme == "https":
+    if parts.scheme.lower() != "http":  # https, or a bare host name that the SDK makes https
         return
     host = (parts.hostname or "").lower()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
@@ -172,6 +173,9 @@ class Predictor:
         if name is not None:
             from ._auth import workspace_auth
 
+            explicit_host = host or os.environ.get("DATABRICKS_HOST")
+            if explicit_host and not allow_insecure_http:
+                check_secure_url(explicit_host)  # before the SDK's first (metadata) request goes out
             wauth = workspace_auth(host=host, token=token, profile=profile, user_token=user_token)
             host = wauth.host.rstrip("/")
             url = f"{host}/serving-endpoints/{name}/invocations"

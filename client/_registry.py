@@ -47,5 +47,13 @@ def activate(registry_uri: str) -> None:
     if registry_uri.startswith("sqlite:///"):
         Path(registry_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     with _lock:
+        # MLflow also writes these into os.environ (for subprocesses); a library must not
+        # change its caller's environment, or the next resolve_registry_uri() would see it.
+        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
         mlflow.set_tracking_uri(tracking)
         mlflow.set_registry_uri(registry_uri)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -297,6 +297,19 @@ def test_switching_to_a_user_token_on_a_plain_http_host_is_refused() -> None:
     assert sent.requests == []
 
 
+@pytest.mark.timeout(20)  # without the check first, the SDK would try the host for minutes
+@pytest.mark.parametrize("where", ["argument", "environment"])
+def test_a_plain_http_workspace_host_is_refused_before_anything_is_sent(where: str, monkeypatch) -> None:
+    host = "http://10.255.255.1"  # not routable: any attempt to reach it would hang, not fail
+    monkeypatch.setenv("DATABRICKS_TOKEN", SENTINEL_TOKEN)
+    kwargs = {"host": host} if where == "argument" else {}
+    if where == "environment":
+        monkeypatch.setenv("DATABRICKS_HOST", host)
+    with pytest.raises(ConfigurationError, match=r"10\.255\.255\.1") as info:
+        Predictor.from_endpoint("iris", **kwargs)
+    assert SENTINEL_TOKEN not in str(info.value)
+
+
 # --------------------------------------------------------------------------- input rows in error texts
 
 ROW_SENTINEL = "ROWSENTINEL-private-note-93d1"

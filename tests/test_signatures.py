@@ -284,3 +284,13 @@ async def test_from_endpoint_refreshes_once_on_401(ws: WorkspaceStandin) -> None
 
 def test_home_is_untouched(tmp_path: Path) -> None:
     assert not (tmp_path / ".predictor").exists()
+
+
+def test_reading_a_registry_leaves_the_callers_environment_alone(monkeypatch, tmp_path):
+    from client._registry import activate
+
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    activate(f"sqlite:///{tmp_path / 'r.db'}")  # MLflow itself would export both variables
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db"

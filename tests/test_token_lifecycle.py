@@ -111,11 +111,6 @@ async def test_tokens_that_expire_on_the_server_every_2s(workspace, scoring_serv
     assert ws.tokens_issued <= _bound(elapsed) < calls / 5  # no refresh per call (no thundering herd)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "databricks-sdk treats an OAuth token as expired 40 s before its expiry (oauth.Token.expired), so a "
-    "2-second token is refreshed on every Config.authenticate(): one token per HTTP request (88 tokens "
-    "for ~90 batched requests in 10 s). client/_auth.py WorkspaceAuth.headers() calls authenticate() "
-    "per request with no cache of its own that would bound this by the token's real lifetime."))
 async def test_2s_tokens_as_advertised_by_the_token_endpoint(workspace, scoring_server, registry_uri,  # noqa: F811
                                                               monkeypatch):
     """The token endpoint itself says ``expires_in: 2``."""
