@@ -114,9 +114,22 @@ class Driver:
         for name, value in row.items():
             field = self.page.get_by_label(name, exact=True)
             if isinstance(value, bool):
-                field.set_checked(value, force=True)
+                self._set_checked(field, value)
             else:
                 field.fill(str(value))
+
+    def _set_checked(self, field, value: bool) -> None:
+        """Tick or untick; once more if the page re-rendered under the click (a page still starting up)."""
+        from playwright.sync_api import Error
+
+        for attempt in range(3):
+            try:  # Streamlit hides the <input> under its own styled box: no visibility check there
+                field.set_checked(value, force=self.kind == "streamlit", timeout=10_000)
+                return
+            except Error:
+                if attempt == 2:
+                    raise
+                self.page.wait_for_timeout(500)
 
     def predict(self) -> None:
         self.page.get_by_role("button", name="Predict").click()
