@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -221,15 +222,16 @@ def test_cli_predict_and_schema_output_keeps_secrets_out(ws, registry_uri, tmp_p
                               capture_output=True, text=True, timeout=120)
 
     row = json.dumps([ROW])
-    runs = [
-        cli("predict", "--endpoint", "iris", "--model-uri", IRIS, "--registry-uri", registry_uri, "--json", row),
-        cli("predict", "--endpoint", "iris", "--model-uri", IRIS, "--registry-uri", registry_uri, "--json", row,
-            extra_env={"DATABRICKS_CLIENT_SECRET": SENTINEL_SECRET + "-wrong"}),
-        cli("predict", "--endpoint", "missing", "--model-uri", IRIS, "--registry-uri", registry_uri, "--json", row),
-        cli("predict", "--endpoint", "iris", "--model-uri", IRIS, "--registry-uri", registry_uri, "--json", row,
-            extra_env={"DATABRICKS_CLIENT_ID": "", "DATABRICKS_CLIENT_SECRET": "", "DATABRICKS_TOKEN": SENTINEL_TOKEN}),
-        cli("schema", IRIS, "--registry-uri", registry_uri),
+    predict = ("predict", "--endpoint", "iris", "--model-uri", IRIS, "--registry-uri", registry_uri, "--json", row)
+    invocations: list[tuple[tuple[str, ...], dict[str, str] | None]] = [
+        (predict, None),
+        (predict, {"DATABRICKS_CLIENT_SECRET": SENTINEL_SECRET + "-wrong"}),
+        (("predict", "--endpoint", "missing", *predict[3:]), None),
+        (predict, {"DATABRICKS_CLIENT_ID": "", "DATABRICKS_CLIENT_SECRET": "", "DATABRICKS_TOKEN": SENTINEL_TOKEN}),
+        (("schema", IRIS, "--registry-uri", registry_uri), None),
     ]
+    with ThreadPoolExecutor(len(invocations)) as pool:  # independent processes: run them side by side
+        runs = list(pool.map(lambda inv: cli(*inv[0], extra_env=inv[1]), invocations))
     ok, wrong_secret, missing, pat, schema = runs
     assert ok.returncode == 0 and '"predictions"' in ok.stdout, ok.stderr[-2000:]
     assert wrong_secret.returncode != 0 and missing.returncode == 1
