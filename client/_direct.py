@@ -26,6 +26,7 @@ class DirectModel:
         self.name: str | None = None
         self.version: str | None = None
         self.signature: Signature | None = None
+        self.run_id: str | None = None
         self._model: Any = None
         self._lock = asyncio.Lock()
 
@@ -53,6 +54,7 @@ class DirectModel:
         except MlflowException as err:
             raise ConfigurationError(f"cannot load {self.model_uri} from {registry}: {err.message}") from err
         self.name, self.version = name, str(version)
+        self.run_id = model.metadata.run_id
         sig = model.metadata.signature
         self.signature = Signature.from_mlflow(sig.to_dict()) if sig is not None else None
         self._model = model

@@ -124,6 +124,7 @@ class Predictor:
         self._signature_lock = asyncio.Lock()
         self._model_name: str | None = None
         self._model_version: str | None = None
+        self._model_run_id: str | None = None
 
     # -- constructors ------------------------------------------------------------------
 
@@ -252,6 +253,31 @@ class Predictor:
         return self._model_version
 
     @property
+    def model_run_id(self) -> str | None:
+        """The MLflow run that logged the model version, once known (as for :attr:`model_name`)."""
+        return self._model_run_id
+
+    async def aendpoint_state(self) -> dict[str, str] | None:
+        """The serving endpoint's state as the workspace reports it, e.g.
+        ``{"ready": "READY", "config_update": "NOT_UPDATING"}``; ``None`` for a URL or direct mode.
+
+        Example::
+
+            (await p.aendpoint_state())["ready"]   # "READY"
+        """
+        if self.endpoint is None or self.host is None:
+            return None
+        from ._signatures import get_endpoint
+
+        detail = await get_endpoint(self._transport.client(), self.host, self.endpoint, self._auth)
+        state = detail.get("state")
+        return {str(k): str(v) for k, v in state.items()} if isinstance(state, dict) else None
+
+    def endpoint_state(self) -> dict[str, str] | None:
+        """Sync :meth:`aendpoint_state`."""
+        return _sync.run(self.aendpoint_state())
+
+    @property
     def mode(self) -> Literal["endpoint", "direct"]:
         return "direct" if self._direct is not None else "endpoint"
 
@@ -273,6 +299,7 @@ class Predictor:
             await self._direct.load()
             self._signature = self._direct.signature
             self._model_name, self._model_version = self._direct.name, self._direct.version
+            self._model_run_id = self._direct.run_id
             return
         from . import _signatures
 
@@ -287,7 +314,7 @@ class Predictor:
             sig, ref = None, None
         self._signature = sig
         if ref is not None:
-            self._model_name, self._model_version = ref.name, ref.version
+            self._model_name, self._model_version, self._model_run_id = ref.name, ref.version, ref.run_id
 
     # -- prediction ---------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from ._exceptions import ConfigurationError, NotFoundError, PredictorError
 from ._registry import activate, resolve_registry_uri
 from ._types import ColumnSpec, Signature
 
-__all__ = ["ModelRef", "from_endpoint", "from_registry", "parse_model_uri", "signature_from_openapi"]
+__all__ = ["ModelRef", "from_endpoint", "from_registry", "get_endpoint", "parse_model_uri", "signature_from_openapi"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ class ModelRef:
 
     name: str | None
     version: str | None
+    #: The MLflow run that logged the model version, when the registry said.
+    run_id: str | None = None
 
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_\-.`]+$")
@@ -83,7 +85,7 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
 # --- registry --------------------------------------------------------------------------
 
 _cache_lock = threading.Lock()
-_signature_cache: dict[tuple[str, str, str], Signature | None] = {}
+_signature_cache: dict[tuple[str, str, str], tuple[Signature | None, str | None]] = {}
 _alias_cache: dict[tuple[str, str, str], tuple[str, float]] = {}
 #: Serializes MLflow calls: activate() switches process-global MLflow state.
 _mlflow_lock = threading.Lock()
@@ -124,7 +126,8 @@ def _resolve_alias_sync(registry: str, name: str, alias: str) -> str:
     return str(mv.version)
 
 
-def _load_signature_sync(registry: str, name: str, version: str) -> Signature | None:
+def _load_signature_sync(registry: str, name: str, version: str) -> tuple[Signature | None, str | None]:
+    """The signature of a model version, and the run that logged it."""
     import mlflow
 
     with _mlflow_lock:
@@ -134,9 +137,7 @@ def _load_signature_sync(registry: str, name: str, version: str) -> Signature | 
         except Exception as exc:
             raise _mlflow_error(exc, f"reading model {name} version {version} from {registry}") from exc
     sig = info.signature
-    if sig is None:
-        return None
-    return Signature.from_mlflow(sig.to_dict())
+    return (Signature.from_mlflow(sig.to_dict()) if sig is not None else None), info.run_id
 
 
 async def from_registry(model_uri: str, registry_uri: str | None = None) -> tuple[Signature | None, ModelRef]:
@@ -161,12 +162,13 @@ async def from_registry(model_uri: str, registry_uri: str | None = None) -> tupl
                 _alias_cache[key] = (version, now + SIGNATURE_ALIAS_TTL)
     skey = (registry, name, version)
     with _cache_lock:
-        if skey in _signature_cache:
-            return _signature_cache[skey], ModelRef(name, version)
-    sig = await asyncio.to_thread(_load_signature_sync, registry, name, version)
-    with _cache_lock:
-        _signature_cache[skey] = sig
-    return sig, ModelRef(name, version)
+        hit_sig = _signature_cache.get(skey)
+    if hit_sig is None:
+        hit_sig = await asyncio.to_thread(_load_signature_sync, registry, name, version)
+        with _cache_lock:
+            _signature_cache[skey] = hit_sig
+    sig, run_id = hit_sig
+    return sig, ModelRef(name, version, run_id)
 
 
 # --- endpoint ---------------------------------------------------------------------------
@@ -281,7 +283,7 @@ async def from_endpoint(
     ref = ModelRef(None, None)
     entity: tuple[str, str] | None = None
     try:
-        detail = await _get_json(http, f"{base}/api/2.0/serving-endpoints/{name}", auth)
+        detail = await get_endpoint(http, base, name, auth)
         entity = _served_entity(detail)
         if entity:
             ref = ModelRef(entity[0], entity[1])
@@ -326,6 +328,11 @@ def _served_entity(detail: dict[str, Any]) -> tuple[str, str] | None:
         if name and version:
             return str(name), str(version)
     return None
+
+
+async def get_endpoint(http: httpx.AsyncClient, host: str, name: str, auth: Any) -> dict[str, Any]:
+    """``GET /api/2.0/serving-endpoints/{name}``: the endpoint's detail (state, config, ...)."""
+    return await _get_json(http, f"{host.rstrip('/')}/api/2.0/serving-endpoints/{name}", auth)
 
 
 async def _get_json(http: httpx.AsyncClient, url: str, auth: Any) -> dict[str, Any]:

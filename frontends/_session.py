@@ -186,17 +186,31 @@ class ModelInfo:
     source: str
     #: The registry alias the model URI names (``champion`` in ``models:/m@champion``), if any.
     alias: str | None = None
+    #: The MLflow run that logged this version, when the registry said.
+    run_id: str | None = None
+    #: A serving endpoint's state (``{"ready": ..., "config_update": ...}``), when there is one.
+    endpoint_state: Mapping[str, str] | None = None
 
     def card(self) -> str:
         """The model card's text (markdown), the same in both frontends."""
         version = self.version or "unknown"
         if self.alias:
             version += f" (alias @{self.alias})"
-        return (f"**Name:** {self.name or 'unknown'}  \n**Version:** {version}  \n"
-                f"**Mode:** {self.mode}  \n**Source:** {self.source}")
+        lines = [f"**Name:** {self.name or 'unknown'}", f"**Version:** {version}", f"**Mode:** {self.mode}",
+                 f"**Source:** {self.source}"]
+        if self.endpoint_state:
+            lines.append("**Endpoint state:** " + ", ".join(f"{k} {v}" for k, v in sorted(self.endpoint_state.items())))
+        if self.run_id:
+            lines.append(f"**Run:** `{self.run_id}`")
+        return "  \n".join(lines)
 
 
-def model_info(predictor: Predictor, config: AppConfig, result: PredictionResult | None = None) -> ModelInfo:
+def model_info(
+    predictor: Predictor,
+    config: AppConfig,
+    result: PredictionResult | None = None,
+    endpoint_state: Mapping[str, str] | None = None,
+) -> ModelInfo:
     """Name, version and mode of the model, from the last result or what the Predictor knows."""
     name = (result.model_name if result else None) or predictor.model_name
     version = (result.model_version if result else None) or predictor.model_version
@@ -205,7 +219,8 @@ def model_info(predictor: Predictor, config: AppConfig, result: PredictionResult
 
     uri = config.model_uri or (DEMO_MODEL_URI if config.uses_demo else None)
     alias = uri.rpartition("@")[2] if uri and "@" in uri else None
-    return ModelInfo(name=name, version=version, mode=mode, source=config.source, alias=alias)
+    return ModelInfo(name=name, version=version, mode=mode, source=config.source, alias=alias,
+                     run_id=predictor.model_run_id, endpoint_state=endpoint_state)
 
 
 def format_prediction(predictions: Any) -> str:

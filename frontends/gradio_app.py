@@ -85,9 +85,14 @@ class Runtime:
         self._cache[key] = out
         return out
 
-    def model_card(self) -> str:
-        info = model_info(self._serving or self._startup, self.config)
-        return info.card()
+    async def model_card(self) -> str:
+        predictor = self._serving or self._startup
+        try:
+            state = await predictor.aendpoint_state()
+        except PredictorError as e:
+            log.info("endpoint state of %s unavailable: %s", predictor.endpoint, type(e).__name__)
+            state = None
+        return model_info(predictor, self.config, endpoint_state=state).card()
 
 
 def _headers(request: gr.Request | None) -> dict[str, str]:
@@ -220,7 +225,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                                 api_name="score_csv")
             with gr.Column(scale=2):
                 gr.Markdown("## Model")
-                gr.Markdown(runtime.model_card())
+                card = gr.Markdown()
+                demo.load(runtime.model_card, outputs=card)  # on each page load: the endpoint's current state
                 rows = signature_rows(runtime.signature)
                 if rows:
                     gr.Dataframe(pd.DataFrame(rows), label="Signature", interactive=False)

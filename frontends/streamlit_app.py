@@ -139,8 +139,18 @@ def _distribution(table: pd.DataFrame) -> None:
         st.bar_chart(counts, x="prediction", y="count", height=220)
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def _endpoint_state(_predictor: Predictor, endpoint: str | None) -> dict[str, str] | None:
+    """The endpoint's state, looked up at most every 30 s (``None`` if it cannot be read)."""
+    try:
+        return _predictor.endpoint_state()
+    except PredictorError as e:
+        log.info("endpoint state of %s unavailable: %s", endpoint, type(e).__name__)
+        return None
+
+
 def _model_card(config: AppConfig, predictor: Predictor, signature: Signature | None) -> None:
-    info = model_info(predictor, config)
+    info = model_info(predictor, config, endpoint_state=_endpoint_state(predictor, predictor.endpoint))
     st.header("Model")
     st.markdown(info.card())
     rows = signature_rows(signature)

@@ -260,3 +260,14 @@ def test_result_caption_says_when_the_endpoint_needed_retries():
     assert result_caption(base) == "model m version 3, endpoint"
     assert result_caption({**base, "served_model_name": "m-3", "retries": 2}) == (
         "model m version 3, endpoint, served by m-3; the endpoint was busy or failing: answered after 2 retries")
+
+
+def test_model_card_shows_the_endpoint_state_and_the_run():
+    from frontends._session import ModelInfo
+
+    info = ModelInfo(name="main.default.iris", version="3", mode="endpoint", source="endpoint iris",
+                     run_id="0123abcd", endpoint_state={"ready": "READY", "config_update": "NOT_UPDATING"})
+    card = info.card()
+    assert "**Endpoint state:** config_update NOT_UPDATING, ready READY" in card
+    assert "**Run:** `0123abcd`" in card
+    assert "Endpoint state" not in ModelInfo(name="m", version="1", mode="direct", source="model").card()

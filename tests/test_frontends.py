@@ -28,6 +28,8 @@ class FakePredictor:
     mode = "direct"
     model_name = "main.default.iris"
     model_version = "1"
+    model_run_id = None
+    endpoint = None
 
     def __init__(self) -> None:
         self.calls = 0
@@ -50,6 +52,12 @@ class FakePredictor:
 
     async def apredict(self, inputs, params=None):
         return self.predict(inputs, params)
+
+    def endpoint_state(self):
+        return None
+
+    async def aendpoint_state(self):
+        return None
 
 
 FAKE_SIG = Signature(columns=tuple(ColumnSpec(name=n, type="double") for n in IRIS_ROW))

@@ -104,12 +104,13 @@ def test_parse_model_uri_errors(uri: str, needle: str) -> None:
 
 async def test_from_registry_alias_and_version(registry: str) -> None:
     sig, ref = await from_registry("models:/main.default.tiny@champion")
-    assert ref == ModelRef("main.default.tiny", "1")
+    assert (ref.name, ref.version) == ("main.default.tiny", "1")
+    assert ref.run_id and len(ref.run_id) == 32  # the MLflow run that logged the version
     assert sig is not None
     assert [(c.name, c.type) for c in sig.columns] == [("x", "double"), ("name", "string")]
 
     sig2, ref2 = await from_registry("models:/main.default.tiny/2", registry)
-    assert ref2 == ModelRef("main.default.tiny", "2")
+    assert (ref2.name, ref2.version) == ("main.default.tiny", "2") and ref2.run_id not in (None, ref.run_id)
     assert sig2 is not None and [c.name for c in sig2.columns] == ["x", "name", "n"]
 
 
@@ -244,7 +245,7 @@ async def test_from_endpoint_via_served_entity(
     async with httpx.AsyncClient() as http:
         sig, ref = await from_endpoint(http, ws.url, "tiny", TokenAuth(PAT))
     assert seen == ["databricks-uc"]
-    assert ref == ModelRef("main.default.tiny", "2")
+    assert (ref.name, ref.version) == ("main.default.tiny", "2") and ref.run_id
     assert sig is not None and [c.name for c in sig.columns] == ["x", "name", "n"]
 
 

@@ -32,7 +32,11 @@ def test_oauth_m2m_by_endpoint_name_matches_direct_mode(ws, registry_uri, caplog
     caplog.set_level(logging.DEBUG)
     with Predictor.from_endpoint("iris", model_uri=IRIS, registry_uri=registry_uri) as p:
         result = p.predict([ROW])
-    assert result.predictions == Predictor.from_model(IRIS).predict([ROW]).predictions
+        state = p.endpoint_state()
+    direct = Predictor.from_model(IRIS)
+    assert result.predictions == direct.predict([ROW]).predictions
+    assert state == {"ready": "READY", "config_update": "NOT_UPDATING"}
+    assert p.model_run_id is not None and p.model_run_id == direct.model_run_id  # the run that logged version 1
     assert result.endpoint == "iris" and result.served_model_name == "iris-1"
     assert result.model_version == "1"
     assert ws.tokens_issued == 1 and ws.invocations == 1
