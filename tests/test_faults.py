@@ -211,7 +211,9 @@ CALLS = 2000
 CONCURRENCY = 32
 FAULT_RATE = 0.2
 MAX_RETRIES = 3
-READ_TIMEOUT = 2.0
+#: Well above what 32 unbatched callers queue for at a one-worker server on a loaded 2-core CI
+#: machine (p99 ~1.7 s measured), so that a slow "ok" is rare; the judge still allows for it.
+READ_TIMEOUT = 5.0
 
 
 @pytest.mark.slow
