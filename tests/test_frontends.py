@@ -12,6 +12,10 @@ from client._types import ColumnSpec
 from frontends._form import build_fields
 from frontends._session import AppConfig, format_prediction, load_predictor
 
+# Imported here, before any test patches frontends._session.load_predictor: the app binds the
+# name at import, and a first import under a patch would keep the fake for the whole session.
+import frontends.gradio_app  # noqa: F401  isort: skip
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 IRIS = "models:/main.default.iris@champion"
