@@ -112,7 +112,6 @@ class Batcher(Generic[T, R]):
         self._queues: dict[Hashable, _Queue[T]] = {}
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self.batches_sent = 0
 
     async def submit(self, key: Hashable, item: T, rows: int) -> R:
         loop = asyncio.get_running_loop()
@@ -152,7 +151,6 @@ class Batcher(Generic[T, R]):
             queue.timer = asyncio.get_running_loop().call_soon(self._flush, key)
         if batch:
             self._in_flight += 1
-            self.batches_sent += 1
             task = asyncio.get_running_loop().create_task(self._answer(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

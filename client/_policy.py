@@ -23,6 +23,7 @@ from ._exceptions import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    _truncate,
 )
 from ._wire import error_fields
 
@@ -94,8 +95,7 @@ def server_message(text: str, limit: int = MAX_SERVER_MESSAGE) -> str:
     """A server's error text fit to relay: input data it quotes left out, at most ``limit`` chars."""
     for pattern in _ECHOED_INPUT:
         text = pattern.sub(lambda m: m.group(1) + _OMITTED, text)
-    text = text.strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return _truncate(text.strip(), limit)
 
 
 def status_error(response: httpx.Response) -> APIStatusError:

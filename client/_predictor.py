@@ -349,10 +349,9 @@ class Predictor:
             self._retry if max_retries is NOT_GIVEN else RetryConfig(max_retries, self._retry.total_timeout),
             self._timeout if timeout is NOT_GIVEN else _as_timeout(timeout),
         )
-        key = self._batch_key(call)
         if self._direct is None and validated.table is not None and validated.n_rows > DEFAULT_CHUNK_ROWS:
             share = await self._answer_in_chunks(call, on_progress)
-        elif key is not None:
+        elif (key := self._batch_key(call)) is not None:
             share = await self._batcher().submit(key, call, validated.n_rows)
         else:
             (share,) = await self._answer([call])
