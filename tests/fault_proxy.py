@@ -88,6 +88,8 @@ class FaultProxy:
         self.injected: Counter[str] = Counter()
         #: Requests forwarded and answered unchanged.
         self.forwarded = 0
+        #: Requests the proxy's own hop to the upstream failed twice on (relayed as "reset").
+        self.upstream_failures = 0
         #: Every POST, in arrival order.
         self.log: list[Request] = []
         self.url = ""
@@ -131,7 +133,10 @@ class FaultProxy:
             loop.close()
 
     async def _startup(self) -> None:
-        self._http = httpx.AsyncClient(timeout=60.0, limits=httpx.Limits(max_connections=64))
+        # Idle upstream connections are dropped after 1 s, well before the scoring server's own
+        # keep-alive timeout (uvicorn: 5 s), so the proxy rarely reuses one the server is closing.
+        limits = httpx.Limits(max_connections=64, keepalive_expiry=1.0)
+        self._http = httpx.AsyncClient(timeout=60.0, limits=limits)
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         port = self._server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
@@ -193,12 +198,21 @@ class FaultProxy:
         record = Request(_rows(body), outcome)
         if method == "POST":
             self.log.append(record)
+        if outcome in ("ok", "truncated"):
+            started = time.monotonic()
+            try:
+                status, content, ctype = await self._forward(method, target, headers, body)
+            except httpx.TransportError:
+                # The proxy's own hop failed: the client sees a dropped connection, so that
+                # is what this request is judged as, not as the planned outcome.
+                self.upstream_failures += 1
+                record.outcome = "reset"
+                _abort(writer)
+                return False
+            record.seconds = time.monotonic() - started
         if outcome == "ok":
             self.forwarded += 1
-            started = time.monotonic()
-            status, content, ctype = await self._forward(method, target, headers, body)
             await _write(writer, status, content, ctype)
-            record.seconds = time.monotonic() - started
             return True
         self.injected[outcome] += 1
         if outcome in ("429_retry_after", "429"):
@@ -212,29 +226,39 @@ class FaultProxy:
             await _write(writer, 200, b"<html><body>upstream hiccup</body></html>", "text/html")
             return True
         if outcome == "reset":
-            sock = writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
+            _abort(writer)
             return False
         if outcome == "stall":
             await asyncio.sleep(self.stall_seconds)
             writer.transport.abort()
             return False
         assert outcome == "truncated"
-        status, content, ctype = await self._forward(method, target, headers, body)
         await _write(writer, status, content[: len(content) // 2], ctype, length=len(content))
         writer.transport.abort()
         return False
 
     async def _forward(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes, str]:
         assert self._http is not None
-        up = await self._http.request(
+        request = self._http.build_request(
             method,
             self.upstream + target,
             content=body,
             headers={"content-type": headers.get("content-type", "application/json")},
         )
+        try:
+            up = await self._http.send(request)
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+            # A pooled connection the upstream closed while idle: once more on a fresh one,
+            # as reverse proxies do. The scoring server's answers depend only on the rows.
+            up = await self._http.send(request)
         return up.status_code, up.content, up.headers.get("content-type", "application/json")
+
+
+def _abort(writer: asyncio.StreamWriter) -> None:
+    """Drop the connection with a TCP reset (SO_LINGER 0), not an orderly close."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 def _error(code: str, message: str) -> bytes:

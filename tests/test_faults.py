@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
+import socket
 import time
 from typing import Any
 
@@ -205,6 +206,27 @@ async def test_a_fault_then_an_answer_is_a_right_prediction(scoring_server, regi
     assert sum(o.retries for o in outcomes) == proxy.requests - len(rows) > 0  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
+async def test_a_failed_upstream_hop_is_judged_as_the_reset_the_client_saw(registry_uri, direct_predictions):
+    # The proxy's own hop can fail (a keep-alive connection the scoring server closed): the
+    # client then sees a dropped connection, and the log must say so, or the judge would call
+    # the client's retry of a planned "ok" wrong.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    rows = make_rows(2)
+    with FaultProxy(dead, fault_rate=0.0) as proxy:
+        p = predictor(proxy.url, registry_uri, timeout=2.0, max_retries=1, batching=False)
+        await p.aget_signature()
+        outcomes, lost = await run_calls(p, rows, concurrency=2, hang_guard=30)
+        await p.aclose()
+    assert lost == 0
+    assert [type(o) for o in outcomes] == [APIConnectionError, APIConnectionError]
+    assert [r.outcome for r in proxy.log] == ["reset"] * 4 and proxy.upstream_failures == 4
+    assert [judge(r, o, direct_predictions[key(r)], proxy, 1, 2.0)  # type: ignore[arg-type]
+            for r, o in zip(rows, outcomes, strict=True)] == [None, None]
+
+
 # --------------------------------------------------------------------------- 20 % faults, 2,000 calls
 
 CALLS = 2000
@@ -247,7 +269,7 @@ async def test_2000_calls_at_20_percent_faults(batching, scoring_server, registr
     print(
         f"\nfaults batching={batching}: calls={CALLS} ok={ok} typed_errors={errors} "
         f"requests={proxy.requests} faults_injected={injected} {dict(sorted(proxy.injected.items()))} "
-        f"retries={retries} "
+        f"retries={retries} upstream_failures={proxy.upstream_failures} "
         f"slow_upstream_answers={late} lost={lost} wrong={len(wrong)} elapsed={elapsed:.1f}s"
     )
     assert lost == 0
