@@ -96,11 +96,12 @@ def _widget(field: Field) -> Any:
         picked = st.selectbox(field.label, options, index=index, key=key, help=help_text,
                               accept_new_options=field.open_choices)
         return None if picked == _BLANK else picked
-    placeholder: str | None = "required" if field.required else None
-    if field.kind == "datetime":
-        placeholder = "2024-01-31T12:00:00"
+    if field.kind == "datetime":  # a date and time picker, to the minute (Streamlit's finest step)
+        default = None if field.default is None else datetime.fromisoformat(str(field.default))
+        return st.datetime_input(field.label, value=default, key=key, help=help_text, step=60,
+                                 format="YYYY-MM-DD")
     return st.text_input(field.label, value="" if field.default is None else str(field.default),
-                         placeholder=placeholder, key=key, help=help_text)
+                         placeholder="required" if field.required else None, key=key, help=help_text)
 
 
 def _predict(predictor: Predictor, identity: str, records: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def streamlit_session(env):
         at.number_input(key="field:f").set_value(ROW["f"])
         at.number_input(key="field:n").set_value(ROW["n"])
         at.text_input(key="field:s").input(ROW["s"])
-        at.text_input(key="field:t").input(ROW["t"])
+        at.datetime_input(key="field:t").set_value(datetime.fromisoformat(ROW["t"]))
         at.button[0].click().run()
         assert not at.exception, at.exception
         return at
