@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import httpx
 
 from . import _sync
 from ._auth import Auth, NoAuth, TokenAuth, check_secure_url
-from ._batching import Batcher, Batching, NotRowAligned, expect_rows, split_rows
-from ._constants import (
-    DEFAULT_CHUNK_CONCURRENCY,
-    DEFAULT_CHUNK_ROWS,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT,
-    DEFAULT_TOTAL_TIMEOUT,
-)
+from ._batching import Batching
+from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
 from ._exceptions import ConfigurationError
+from ._sending import Call, ProgressCallback, Sender
 from ._transport import RetryConfig, Transport
 from ._types import PredictionResult, Signature
-from ._wire import PayloadTooLarge, decode_answer, encode_body
-
-if TYPE_CHECKING:
-    from ._schema import ValidatedInput
 
 log = logging.getLogger(__name__)
 
@@ -45,30 +33,6 @@ class _NotGiven:
 
 
 NOT_GIVEN: Any = _NotGiven()
-
-#: ``on_progress(rows_done, rows_total)``, called on the event loop that runs the call.
-ProgressCallback = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One validated call and the settings it is sent with."""
-
-    validated: ValidatedInput
-    retry: RetryConfig
-    timeout: httpx.Timeout
-
-
-@dataclass(frozen=True)
-class _Share:
-    """One call's part of an answer, and who answered it."""
-
-    predictions: Any
-    served_model_name: str | None = None
-    request_id: str | None = None
-    retries: int = 0
-    batch_size: int = 1
-
 
 class Predictor:
     """Typed predictions from a Unity Catalog model, validated against its signature.
@@ -117,8 +81,8 @@ class Predictor:
         self._retry = RetryConfig(max_retries=max_retries, total_timeout=total_timeout)
         self._transport = transport or Transport(timeout=self._timeout)
         self._allow_insecure_http = allow_insecure_http
-        self._batching = _as_batching(batching)
-        self._batchers: dict[asyncio.AbstractEventLoop, Batcher[_Call, _Share]] = {}
+        self._sender = Sender(url=url, auth=self._auth, transport=self._transport, direct=direct,
+                              batching=_as_batching(batching))
         self._signature: Signature | None = None
         self._signature_loaded = False
         self._signature_lock = asyncio.Lock()
@@ -237,7 +201,7 @@ class Predictor:
         clone = object.__new__(Predictor)
         clone.__dict__.update(self.__dict__)
         clone._auth = auth
-        clone._batchers = {}  # a batch is sent with one token: never mix two users' calls
+        clone._sender = self._sender.with_auth(auth)  # never one batch for two users' calls
         return clone
 
     # -- signature ----------------------------------------------------------------------
@@ -344,17 +308,12 @@ class Predictor:
         started = time.perf_counter()
         signature = await self.aget_signature() if self.validate else None
         validated = validate(signature, inputs, params)
-        call = _Call(
+        call = Call(
             validated,
             self._retry if max_retries is NOT_GIVEN else RetryConfig(max_retries, self._retry.total_timeout),
             self._timeout if timeout is NOT_GIVEN else _as_timeout(timeout),
         )
-        if self._direct is None and validated.table is not None and validated.n_rows > DEFAULT_CHUNK_ROWS:
-            share = await self._answer_in_chunks(call, on_progress)
-        elif (key := self._batch_key(call)) is not None:
-            share = await self._batcher().submit(key, call, validated.n_rows)
-        else:
-            (share,) = await self._answer([call])
+        share = await self._sender.send(call, on_progress)
         if on_progress is not None:
             on_progress(validated.n_rows, validated.n_rows)
         return PredictionResult(
@@ -368,84 +327,6 @@ class Predictor:
             elapsed_ms=(time.perf_counter() - started) * 1000,
             retries=share.retries,
             batch_size=share.batch_size,
-        )
-
-    def _batch_key(self, call: _Call) -> Hashable | None:
-        """Calls with equal keys may share a request; ``None``: this one goes alone."""
-        v = call.validated
-        if self._batching is None or v.table is None or v.n_rows >= self._batching.max_rows:
-            return None
-        params = json.dumps(v.params, sort_keys=True, default=str) if v.params else ""
-        timeout = tuple(sorted(call.timeout.as_dict().items()))
-        return tuple(v.table.columns), params, call.retry, timeout
-
-    def _batcher(self) -> Batcher[_Call, _Share]:
-        loop = asyncio.get_running_loop()
-        batcher = self._batchers.get(loop)
-        if batcher is None:
-            assert self._batching is not None
-            for old in [lp for lp in self._batchers if lp.is_closed()]:
-                del self._batchers[old]
-            batcher = self._batchers[loop] = Batcher(self._answer, self._batching)
-        return batcher
-
-    async def _answer(self, calls: list[_Call]) -> list[_Share]:
-        """Predict for ``calls`` (one, or a batch with equal settings) in one request."""
-        from ._schema import ValidatedInput
-
-        sizes = [c.validated.n_rows for c in calls]
-        merged = ValidatedInput.concat([c.validated for c in calls])
-        try:
-            if self._direct is not None:
-                predictions = await self._direct.predict(merged.to_model_input(), merged.params)
-                return [_Share(p, batch_size=len(calls)) for p in split_rows(predictions, sizes)]
-            assert self.url is not None
-            response, retries = await self._transport.post_json(
-                self.url, encode_body(merged.to_wire()), auth=self._auth, retry=calls[0].retry, timeout=calls[0].timeout
-            )
-            answer = decode_answer(response)
-            return [
-                _Share(p, answer.served_model_name, answer.request_id, retries, len(calls))
-                for p in split_rows(answer.predictions, sizes)
-            ]
-        except NotRowAligned:
-            # This model's answers cannot be cut by row: stop batching its calls.
-            log.warning("the model's answers do not line up with rows; micro-batching turned off")
-            self._batching = None
-            raise
-
-    async def _answer_in_chunks(self, call: _Call, on_progress: ProgressCallback | None) -> _Share:
-        """A large table as requests of at most ``DEFAULT_CHUNK_ROWS`` rows (halved while over
-        the payload limit), a few in flight, predictions put back in row order."""
-        total = call.validated.n_rows
-        slots = asyncio.Semaphore(DEFAULT_CHUNK_CONCURRENCY)
-        done = 0
-
-        async def chunk(start: int, stop: int) -> list[_Share]:
-            nonlocal done
-            part = replace(call, validated=call.validated.rows(start, stop))
-            try:
-                async with slots:
-                    (share,) = await self._answer([part])
-            except PayloadTooLarge:
-                if stop - start == 1:
-                    raise
-                middle = (start + stop) // 2
-                return await chunk(start, middle) + await chunk(middle, stop)
-            expect_rows(share.predictions, stop - start)
-            done += stop - start
-            if on_progress is not None:
-                on_progress(done, total)
-            return [share]
-
-        bounds = range(0, total, DEFAULT_CHUNK_ROWS)
-        shares = [s for part in await _all(chunk(a, min(a + DEFAULT_CHUNK_ROWS, total)) for a in bounds) for s in part]
-        served = {s.served_model_name for s in shares}
-        return _Share(
-            predictions=[p for s in shares for p in s.predictions],
-            served_model_name=served.pop() if len(served) == 1 else None,
-            request_id=shares[0].request_id,
-            retries=sum(s.retries for s in shares),
         )
 
     def predict(
@@ -494,16 +375,6 @@ def _as_batching(batching: Batching | bool) -> Batching | None:
     if isinstance(batching, Batching):
         return batching
     return Batching() if batching else None
-
-
-async def _all(coros: Any) -> list[Any]:
-    """Like ``gather``, but the first failure cancels the rest instead of leaving them running."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        return await asyncio.gather(*tasks)
-    finally:
-        for t in tasks:
-            t.cancel()
 
 
 def _as_timeout(timeout: httpx.Timeout | float | None) -> httpx.Timeout:

@@ -1,0 +1,168 @@
+"""How one validated call becomes predictions: alone, coalesced with others, or in chunks.
+
+A :class:`Sender` belongs to one Predictor (and its credentials). It answers calls over the
+transport, or from the model loaded in process in direct mode; the Predictor only validates
+and wraps the answer in a ``PredictionResult``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from ._auth import Auth
+from ._batching import Batcher, Batching, NotRowAligned, expect_rows, split_rows
+from ._constants import DEFAULT_CHUNK_CONCURRENCY, DEFAULT_CHUNK_ROWS
+from ._transport import RetryConfig, Transport
+from ._wire import PayloadTooLarge, decode_answer, encode_body
+
+if TYPE_CHECKING:
+    from ._schema import ValidatedInput
+
+log = logging.getLogger(__name__)
+
+#: ``on_progress(rows_done, rows_total)``, called on the event loop that runs the call.
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One validated call and the settings it is sent with."""
+
+    validated: ValidatedInput
+    retry: RetryConfig
+    timeout: httpx.Timeout
+
+
+@dataclass(frozen=True)
+class Share:
+    """One call's part of an answer, and who answered it."""
+
+    predictions: Any
+    served_model_name: str | None = None
+    request_id: str | None = None
+    retries: int = 0
+    batch_size: int = 1
+
+
+class Sender:
+    """Sends a Predictor's calls: to ``url`` through ``transport`` with ``auth``, or to ``direct``."""
+
+    def __init__(
+        self, *, url: str | None, auth: Auth, transport: Transport, direct: Any, batching: Batching | None
+    ) -> None:
+        self.url = url
+        self.auth = auth
+        self.transport = transport
+        self.direct = direct
+        self.batching = batching
+        self._batchers: dict[asyncio.AbstractEventLoop, Batcher[Call, Share]] = {}
+
+    def with_auth(self, auth: Auth) -> Sender:
+        """The same target and pool with other credentials, and batchers of its own: a batch is
+        sent with one token, so two users' calls never share a request."""
+        return Sender(url=self.url, auth=auth, transport=self.transport, direct=self.direct, batching=self.batching)
+
+    async def send(self, call: Call, on_progress: ProgressCallback | None = None) -> Share:
+        """Answer one call: in chunks when it is large, else coalesced with others when it may be."""
+        v = call.validated
+        if self.direct is None and v.table is not None and v.n_rows > DEFAULT_CHUNK_ROWS:
+            return await self._answer_in_chunks(call, on_progress)
+        if (key := self._batch_key(call)) is not None:
+            return await self._batcher().submit(key, call, v.n_rows)
+        (share,) = await self._answer([call])
+        return share
+
+    def _batch_key(self, call: Call) -> Hashable | None:
+        """Calls with equal keys may share a request; ``None``: this one goes alone."""
+        v = call.validated
+        if self.batching is None or v.table is None or v.n_rows >= self.batching.max_rows:
+            return None
+        params = json.dumps(v.params, sort_keys=True, default=str) if v.params else ""
+        timeout = tuple(sorted(call.timeout.as_dict().items()))
+        return tuple(v.table.columns), params, call.retry, timeout
+
+    def _batcher(self) -> Batcher[Call, Share]:
+        loop = asyncio.get_running_loop()
+        batcher = self._batchers.get(loop)
+        if batcher is None:
+            assert self.batching is not None
+            for old in [lp for lp in self._batchers if lp.is_closed()]:
+                del self._batchers[old]
+            batcher = self._batchers[loop] = Batcher(self._answer, self.batching)
+        return batcher
+
+    async def _answer(self, calls: list[Call]) -> list[Share]:
+        """Predict for ``calls`` (one, or a batch with equal settings) in one request."""
+        from ._schema import ValidatedInput
+
+        sizes = [c.validated.n_rows for c in calls]
+        merged = ValidatedInput.concat([c.validated for c in calls])
+        try:
+            if self.direct is not None:
+                predictions = await self.direct.predict(merged.to_model_input(), merged.params)
+                return [Share(p, batch_size=len(calls)) for p in split_rows(predictions, sizes)]
+            assert self.url is not None
+            response, retries = await self.transport.post_json(
+                self.url, encode_body(merged.to_wire()), auth=self.auth, retry=calls[0].retry, timeout=calls[0].timeout
+            )
+            answer = decode_answer(response)
+            return [
+                Share(p, answer.served_model_name, answer.request_id, retries, len(calls))
+                for p in split_rows(answer.predictions, sizes)
+            ]
+        except NotRowAligned:
+            # This model's answers cannot be cut by row: stop batching its calls.
+            log.warning("the model's answers do not line up with rows; micro-batching turned off")
+            self.batching = None
+            raise
+
+    async def _answer_in_chunks(self, call: Call, on_progress: ProgressCallback | None) -> Share:
+        """A large table as requests of at most ``DEFAULT_CHUNK_ROWS`` rows (halved while over
+        the payload limit), a few in flight, predictions put back in row order."""
+        total = call.validated.n_rows
+        slots = asyncio.Semaphore(DEFAULT_CHUNK_CONCURRENCY)
+        done = 0
+
+        async def chunk(start: int, stop: int) -> list[Share]:
+            nonlocal done
+            part = replace(call, validated=call.validated.rows(start, stop))
+            try:
+                async with slots:
+                    (share,) = await self._answer([part])
+            except PayloadTooLarge:
+                if stop - start == 1:
+                    raise
+                middle = (start + stop) // 2
+                return await chunk(start, middle) + await chunk(middle, stop)
+            expect_rows(share.predictions, stop - start)
+            done += stop - start
+            if on_progress is not None:
+                on_progress(done, total)
+            return [share]
+
+        bounds = range(0, total, DEFAULT_CHUNK_ROWS)
+        shares = [s for part in await _all(chunk(a, min(a + DEFAULT_CHUNK_ROWS, total)) for a in bounds) for s in part]
+        served = {s.served_model_name for s in shares}
+        return Share(
+            predictions=[p for s in shares for p in s.predictions],
+            served_model_name=served.pop() if len(served) == 1 else None,
+            request_id=shares[0].request_id,
+            retries=sum(s.retries for s in shares),
+        )
+
+
+async def _all(coros: Any) -> list[Any]:
+    """Like ``gather``, but the first failure cancels the rest instead of leaving them running."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
