@@ -75,13 +75,14 @@ class Predictor:
         self.registry_uri = registry_uri
         self.host = host
         self.validate = validate
-        self._auth: Auth = auth or NoAuth()
         self._direct = direct
         self._timeout = _as_timeout(timeout)
         self._retry = RetryConfig(max_retries=max_retries, total_timeout=total_timeout)
         self._transport = transport or Transport(timeout=self._timeout)
         self._allow_insecure_http = allow_insecure_http
-        self._sender = Sender(url=url, auth=self._auth, transport=self._transport, direct=direct,
+        # The credentials live in the Sender only: with_user_token swaps the Sender, and the
+        # signature and endpoint-state lookups read them from there too.
+        self._sender = Sender(url=url, auth=auth or NoAuth(), transport=self._transport, direct=direct,
                               batching=_as_batching(batching))
         self._signature: Signature | None = None
         self._signature_loaded = False
@@ -200,7 +201,6 @@ class Predictor:
             check_secure_url(self.url)
         clone = object.__new__(Predictor)
         clone.__dict__.update(self.__dict__)
-        clone._auth = auth
         clone._sender = self._sender.with_auth(auth)  # never one batch for two users' calls
         return clone
 
@@ -233,7 +233,7 @@ class Predictor:
             return None
         from ._signatures import get_endpoint
 
-        detail = await get_endpoint(self._transport.client(), self.host, self.endpoint, self._auth)
+        detail = await get_endpoint(self._transport.client(), self.host, self.endpoint, self._sender.auth)
         state = detail.get("state")
         return {str(k): str(v) for k, v in state.items()} if isinstance(state, dict) else None
 
@@ -271,7 +271,7 @@ class Predictor:
             sig, ref = await _signatures.from_registry(self.model_uri, self.registry_uri)
         elif self.endpoint is not None and self.host is not None:
             sig, ref = await _signatures.from_endpoint(
-                self._transport.client(), self.host, self.endpoint, self._auth, self.registry_uri
+                self._transport.client(), self.host, self.endpoint, self._sender.auth, self.registry_uri
             )
         else:
             log.warning("no model_uri for %s: predictions are sent unvalidated", self.url)

@@ -120,7 +120,7 @@ def test_static_token_through_ok_401_403_500_and_retries(debug_logs: Capture) ->
 
     p = Predictor.from_endpoint(url="http://127.0.0.1:9/invocations", token=SENTINEL_TOKEN, max_retries=1,
                                 http_transport=httpx.MockTransport(handler), batching=False)
-    texts = [repr(p), str(p), repr(p._auth), str(p._auth)]
+    texts = [repr(p), str(p), repr(p._sender.auth), str(p._sender.auth)]
     texts.append(p.predict([{"x": 1}]).model_dump_json())
     for expected in (AuthenticationError, PermissionDeniedError, InternalServerError):
         with pytest.raises(expected) as info:
@@ -161,7 +161,7 @@ def test_workspace_operations_at_debug_keep_every_secret_out(debug_logs, ws, reg
     texts: list[str] = []
     # OAuth M2M: signature from the registry, a prediction, a server-side expiry and refresh.
     p = Predictor.from_endpoint("iris", model_uri=IRIS, registry_uri=registry_uri)
-    texts += [repr(p), str(p), repr(p._auth), str(p.get_signature())]
+    texts += [repr(p), str(p), repr(p._sender.auth), str(p.get_signature())]
     texts.append(p.predict([ROW]).model_dump_json())
     ws.expire_all()
     texts.append(p.predict([ROW]).model_dump_json())
