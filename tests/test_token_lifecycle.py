@@ -74,9 +74,10 @@ async def _load(p: Predictor, seconds: float, concurrency: int) -> tuple[int, li
 
 
 def _report(kind: str, ws: WorkspaceStandin, p: Predictor, calls: int, failures: list, elapsed: float) -> None:
+    refreshes = getattr(p._sender.auth, "refresh_count", None)
     print(f"\ntoken lifecycle ({kind}): {elapsed:.1f}s at concurrency {CONCURRENCY}, calls={calls} "
           f"failed={len(failures)} tokens_issued={ws.tokens_issued} token_requests={ws.token_requests} "
-          f"invocations={ws.invocations} 401s={ws.rejected} forced_refreshes={getattr(p._sender.auth, 'refresh_count', None)}")
+          f"invocations={ws.invocations} 401s={ws.rejected} forced_refreshes={refreshes}")
 
 
 def _bound(elapsed: float) -> int:
