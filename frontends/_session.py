@@ -33,6 +33,8 @@ from client import (
     SchemaValidationError,
     Signature,
 )
+from client._constants import DEMO_MODEL_URI
+from client._signatures import parse_model_uri
 from frontends._proba import prediction_label, single_prediction
 
 __all__ = [
@@ -90,12 +92,17 @@ class AppConfig:
         return not (self.endpoint or self.endpoint_url or self.model_uri)
 
     @property
+    def registry_model_uri(self) -> str | None:
+        """The ``models:/`` URI the app reads from the registry: the configured one, or the demo's."""
+        return self.model_uri or (DEMO_MODEL_URI if self.uses_demo else None)
+
+    @property
     def source(self) -> str:
         if self.endpoint:
             return f"endpoint {self.endpoint}"
         if self.endpoint_url:
             return f"endpoint {self.endpoint_url}"
-        return f"model {self.model_uri or 'models:/main.default.iris@champion (demo)'}"
+        return f"model {self.model_uri or DEMO_MODEL_URI + ' (demo)'}"
 
 
 def build_predictor(config: AppConfig) -> Predictor:
@@ -106,11 +113,7 @@ def build_predictor(config: AppConfig) -> Predictor:
         return Predictor.from_endpoint(
             url=config.endpoint_url, model_uri=config.model_uri, registry_uri=config.registry_uri
         )
-    if config.model_uri:
-        return Predictor.from_model(config.model_uri, registry_uri=config.registry_uri)
-    from client._constants import DEMO_MODEL_URI
-
-    return Predictor.from_model(DEMO_MODEL_URI, registry_uri=config.registry_uri)
+    return Predictor.from_model(config.model_uri or DEMO_MODEL_URI, registry_uri=config.registry_uri)
 
 
 def _register_demo(config: AppConfig) -> None:
@@ -215,10 +218,8 @@ def model_info(
     name = (result.model_name if result else None) or predictor.model_name
     version = (result.model_version if result else None) or predictor.model_version
     mode = result.mode if result else str(getattr(predictor, "mode", "endpoint"))
-    from client._constants import DEMO_MODEL_URI
-
-    uri = config.model_uri or (DEMO_MODEL_URI if config.uses_demo else None)
-    alias = uri.rpartition("@")[2] if uri and "@" in uri else None
+    uri = config.registry_model_uri
+    alias = parse_model_uri(uri)[2] if uri else None
     return ModelInfo(name=name, version=version, mode=mode, source=config.source, alias=alias,
                      run_id=predictor.model_run_id, endpoint_state=endpoint_state)
 

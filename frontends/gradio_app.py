@@ -241,10 +241,7 @@ def create_app(config: AppConfig | None = None) -> tuple[gr.Blocks, Runtime | No
     config = config or AppConfig.from_env()
     try:
         predictor, signature = load_predictor(config)
-        from client._constants import DEMO_MODEL_URI
-
-        example_uri = config.model_uri or (DEMO_MODEL_URI if config.uses_demo else None)
-        fields = form_fields(signature, load_example_rows(example_uri, config.registry_uri), os.environ)
+        fields = form_fields(signature, load_example_rows(config.registry_model_uri, config.registry_uri), os.environ)
     except Exception as e:
         log.exception("could not load %s", config.source)
         with gr.Blocks(title=config.title) as broken:

@@ -45,12 +45,9 @@ BATCH_CHUNK = 500
 def _resources() -> tuple[AppConfig, Predictor, Signature | None, list[Field]]:
     import os
 
-    from client._constants import DEMO_MODEL_URI
-
     config = AppConfig.from_env()
     predictor, signature = load_predictor(config)
-    example_uri = config.model_uri or (DEMO_MODEL_URI if config.uses_demo else None)
-    fields = form_fields(signature, load_example_rows(example_uri, config.registry_uri), os.environ)
+    fields = form_fields(signature, load_example_rows(config.registry_model_uri, config.registry_uri), os.environ)
     return config, predictor, signature, fields
 
 
