@@ -127,7 +127,7 @@ class _ConfigProblems(Exception):
 
 
 def _load_configs(paths: Sequence[str]) -> list[Any]:
-    from ._serving_config import ServingConfigError, load_config
+    from .endpoints import ServingConfigError, load_config
 
     configs, problems = [], []
     for path in paths:
@@ -141,7 +141,7 @@ def _load_configs(paths: Sequence[str]) -> list[Any]:
 
 
 def _resolve_all(configs: list[Any], registry_uri: str | None) -> list[Any]:
-    from ._serving_config import ServingConfigError, registry_resolver, resolve
+    from .endpoints import ServingConfigError, registry_resolver, resolve
 
     resolver = registry_resolver(registry_uri)
     desired, problems = [], []
@@ -189,7 +189,7 @@ def _cmd_endpoints_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_endpoints_plan(args: argparse.Namespace) -> int:
-    from ._endpoints import plan, workspace_client
+    from .endpoints import plan, workspace_client
 
     desired = _resolve_all(_load_configs(args.files), args.registry_uri)
     w = workspace_client(args.host, args.profile)
@@ -199,7 +199,7 @@ def _cmd_endpoints_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_endpoints_apply(args: argparse.Namespace) -> int:
-    from ._endpoints import apply, workspace_client
+    from .endpoints import apply, workspace_client
 
     desired = _resolve_all(_load_configs(args.files), args.registry_uri)
     w = workspace_client(args.host, args.profile)
@@ -216,7 +216,7 @@ def _cmd_endpoints_apply(args: argparse.Namespace) -> int:
 
 
 def _cmd_endpoints_status(args: argparse.Namespace) -> int:
-    from ._endpoints import EndpointOperationError, get_endpoint, status_text, workspace_client
+    from .endpoints import EndpointOperationError, get_endpoint, status_text, workspace_client
 
     ep = get_endpoint(workspace_client(args.host, args.profile), args.name)
     if ep is None:
@@ -226,9 +226,7 @@ def _cmd_endpoints_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_endpoints_promote(args: argparse.Namespace) -> int:
-    from ._endpoints import workspace_client
-    from ._promote import promote, registry_alias_setter
-    from ._serving_config import registry_resolver
+    from .endpoints import promote, registry_alias_setter, registry_resolver, workspace_client
 
     done = promote(
         workspace_client(args.host, args.profile),
@@ -252,9 +250,8 @@ def _cmd_endpoints_promote(args: argparse.Namespace) -> int:
 def _cmd_endpoints_bundle(args: argparse.Namespace) -> int:
     import yaml
 
-    from ._bundle import bundle_resources, check_bundle
     from ._exceptions import ConfigurationError
-    from ._serving_config import registry_resolver
+    from .endpoints import bundle_resources, check_bundle, registry_resolver
 
     configs = _load_configs(args.files)
     if args.check:

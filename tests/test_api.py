@@ -69,3 +69,15 @@ def test_the_endpoint_request_path_imports_no_pandas_numpy_or_mlflow():
         "assert p.predict([{'x': 1.0}, {'x': 2.0}]).predictions == [0, 1]"
     )
     assert loaded_after(statement, ("pandas", "numpy", "mlflow", "databricks.sdk")) == []
+
+
+def test_the_control_plane_is_its_own_small_lazy_package():
+    import client.endpoints as endpoints
+
+    assert endpoints.__all__ == sorted(endpoints.__all__)
+    for name in endpoints.__all__:
+        assert hasattr(endpoints, name), name
+    assert dir(endpoints) == endpoints.__all__
+    assert not set(endpoints.__all__) & set(client.__all__)  # the SDK's facade does not grow with it
+    assert loaded_after("import client", ("client.endpoints",)) == []
+    assert loaded_after("import client.endpoints", ("yaml", "databricks.sdk", "mlflow")) == []

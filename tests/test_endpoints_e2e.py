@@ -284,7 +284,7 @@ def test_predictor_finds_the_signature_through_the_served_entity(
 def test_dead_workspace_fails_cleanly_and_quickly(monkeypatch, capsys) -> None:
     import socket
 
-    import client._endpoints as endpoints
+    import client.endpoints._workspace as endpoints
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

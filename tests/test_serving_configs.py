@@ -11,10 +11,18 @@ import pytest
 import yaml
 
 from client import ConfigurationError
-from client._bundle import bundle_resources, check_bundle
-from client._endpoints import diff, served_entities, traffic_config
-from client._serving_config import EntityState, ServingConfigError, load_config, parse_config, resolve
 from client.cli import main
+from client.endpoints import (
+    EntityState,
+    ServingConfigError,
+    bundle_resources,
+    check_bundle,
+    diff,
+    load_config,
+    parse_config,
+    resolve,
+)
+from client.endpoints._workspace import served_entities, traffic_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "serving_configs").glob("*.yaml"))
@@ -202,7 +210,8 @@ def test_cli_help_imports_no_sdk_or_mlflow() -> None:
         "import sys, contextlib, io\nfrom client.cli import build_parser\n"
         "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
         "    build_parser().parse_args(['endpoints', 'apply', '--help'])\n"
-        "print([m for m in ('mlflow', 'databricks.sdk', 'client._endpoints', 'yaml') if m in sys.modules])"
+        "print([m for m in ('mlflow', 'databricks.sdk', 'client.endpoints._workspace', 'client.endpoints._config',"
+        " 'yaml') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "[]"

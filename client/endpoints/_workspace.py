@@ -1,12 +1,11 @@
 """Model Serving endpoints from config files: plan (a readable diff), apply (create or update, then
 wait), status. The wire form is built with databricks-sdk's own types.
 
-Only the CLI imports this module (it imports databricks-sdk).
+It imports databricks-sdk; ``client.endpoints`` loads it on first use.
 
 Example::
 
-    from client._endpoints import apply, plan, workspace_client
-    from client._serving_config import load_config, registry_resolver, resolve
+    from client.endpoints import apply, load_config, plan, registry_resolver, resolve, workspace_client
 
     w = workspace_client()
     desired = resolve(load_config("serving_configs/iris.yaml"), registry_resolver())
@@ -40,8 +39,8 @@ from databricks.sdk.service.serving import (
     TrafficConfig,
 )
 
-from ._exceptions import PredictorError
-from ._serving_config import DesiredEndpoint, EntityState
+from .._exceptions import PredictorError
+from ._config import DesiredEndpoint, EntityState
 
 __all__ = [
     "ApplyResult",

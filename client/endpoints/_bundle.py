@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from ._serving_config import Resolver, ServingConfig, resolve
+from ._config import Resolver, ServingConfig, resolve
 
 __all__ = ["bundle_resources", "check_bundle", "variable_name"]
 
@@ -33,7 +33,7 @@ def bundle_resources(
     """
     from databricks.sdk.service.serving import AiGatewayConfig, EndpointTag
 
-    from ._endpoints import rate_limits, served_entities, traffic_config
+    from ._workspace import rate_limits, served_entities, traffic_config
 
     resources: dict[str, Any] = {}
     variables: dict[str, Any] = {}

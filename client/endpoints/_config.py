@@ -20,7 +20,8 @@ A file names one Model Serving endpoint and the Unity Catalog model versions it 
       project: uc-predictor
 
 Errors name the file, the line and the field (``iris.yaml:7: served_entities.0.workload_size:
-...``). Only the CLI imports this module: it pulls in yaml, pydantic models and databricks-sdk.
+...``). It pulls in yaml and pydantic (databricks-sdk only to list workload types); ``client.endpoints``
+loads it on first use.
 
 Example::
 
@@ -41,7 +42,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from ._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError
 
 __all__ = [
     "DesiredEndpoint",
@@ -297,8 +298,8 @@ def registry_resolver(registry_uri: str | None = None) -> Resolver:
 
     Aliases resolve through ``_signatures``' own lookup; versions are checked to exist.
     """
-    from ._registry import activate, resolve_registry_uri
-    from ._signatures import _mlflow_error, _mlflow_lock, _resolve_alias_sync
+    from .._registry import activate, resolve_registry_uri
+    from .._signatures import _mlflow_error, _mlflow_lock, _resolve_alias_sync
 
     uri = resolve_registry_uri(registry_uri)
 

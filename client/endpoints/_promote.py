@@ -24,7 +24,8 @@ from dataclasses import replace
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.serving import ServingEndpointDetailed
 
-from ._endpoints import (
+from ._config import DesiredEndpoint, Resolver
+from ._workspace import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
     EndpointOperationError,
@@ -34,7 +35,6 @@ from ._endpoints import (
     update_config,
     wait_until_settled,
 )
-from ._serving_config import DesiredEndpoint, Resolver
 
 __all__ = ["CANARY_SUFFIX", "promote", "registry_alias_setter"]
 
@@ -48,8 +48,8 @@ AliasSetter = Callable[[str, str, str], None]
 
 def registry_alias_setter(registry_uri: str | None = None) -> AliasSetter:
     """``MlflowClient.set_registered_model_alias`` against the registry (``databricks-uc`` on a workspace)."""
-    from ._registry import activate, resolve_registry_uri
-    from ._signatures import _mlflow_error, _mlflow_lock, clear_cache
+    from .._registry import activate, resolve_registry_uri
+    from .._signatures import _mlflow_error, _mlflow_lock, clear_cache
 
     uri = resolve_registry_uri(registry_uri)
 

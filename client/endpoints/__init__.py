@@ -1,0 +1,102 @@
+"""The control plane: Model Serving endpoints as reviewed files (``serving_configs/*.yaml``).
+
+Read a config file, pin its aliases to versions, diff it against the workspace, apply it and
+wait, show an endpoint's status, promote a version (optionally through a canary), and generate
+the Asset Bundle's ``model_serving_endpoints``. The request path (``client.Predictor``) knows
+nothing of this package, and this package sends no predictions.
+
+Example::
+
+    from client.endpoints import apply, load_config, plan, registry_resolver, resolve, workspace_client
+
+    w = workspace_client()                       # credentials as databricks-sdk resolves them
+    desired = resolve(load_config("serving_configs/iris.yaml"), registry_resolver())
+    print(plan(w, desired).text())               # + endpoint iris will be created ...
+    apply(w, desired).changed                    # waits until NOT_UPDATING; False the second time
+
+Names load on first use: ``import client.endpoints`` imports neither yaml nor databricks-sdk.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._bundle import bundle_resources, check_bundle
+    from ._config import (
+        DesiredEndpoint,
+        EntityState,
+        ServingConfig,
+        ServingConfigError,
+        load_config,
+        parse_config,
+        registry_resolver,
+        resolve,
+    )
+    from ._promote import promote, registry_alias_setter
+    from ._workspace import (
+        ApplyResult,
+        EndpointOperationError,
+        EndpointUpdateFailed,
+        Plan,
+        apply,
+        diff,
+        get_endpoint,
+        plan,
+        status_text,
+        workspace_client,
+    )
+
+__all__ = [
+    "ApplyResult",
+    "DesiredEndpoint",
+    "EndpointOperationError",
+    "EndpointUpdateFailed",
+    "EntityState",
+    "Plan",
+    "ServingConfig",
+    "ServingConfigError",
+    "apply",
+    "bundle_resources",
+    "check_bundle",
+    "diff",
+    "get_endpoint",
+    "load_config",
+    "parse_config",
+    "plan",
+    "promote",
+    "registry_alias_setter",
+    "registry_resolver",
+    "resolve",
+    "status_text",
+    "workspace_client",
+]
+
+#: The private module each public name lives in.
+_MODULE_OF = {
+    **dict.fromkeys(("bundle_resources", "check_bundle"), "_bundle"),
+    **dict.fromkeys(
+        ("DesiredEndpoint", "EntityState", "ServingConfig", "ServingConfigError", "load_config", "parse_config",
+         "registry_resolver", "resolve"),
+        "_config",
+    ),
+    **dict.fromkeys(("promote", "registry_alias_setter"), "_promote"),
+    **dict.fromkeys(
+        ("ApplyResult", "EndpointOperationError", "EndpointUpdateFailed", "Plan", "apply", "diff", "get_endpoint",
+         "plan", "status_text", "workspace_client"),
+        "_workspace",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'client.endpoints' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
