@@ -22,7 +22,7 @@ from client.endpoints import (
     parse_config,
     resolve,
 )
-from client.endpoints._workspace import served_entities, traffic_config
+from client.endpoints._diff import served_entities, traffic_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "serving_configs").glob("*.yaml"))
@@ -169,7 +169,7 @@ def test_diff_reads_like_a_plan() -> None:
     del older["challenger"]
     current = type(desired)(desired.name, older, {"champion": 100}, {"team": "ml", "old": "x"})
     plan = diff(current, desired)
-    assert plan.action == "update" and plan.core and plan.tags and not plan.rate_limits
+    assert plan.action == "update" and plan.core and plan.tags and not plan.ai_gateway
     assert plan.lines == [
         "~ served entity champion:",
         "    entity_version: '3' -> '4'",

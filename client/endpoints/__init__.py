@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ._config import (
         DesiredEndpoint,
         EntityState,
+        InferenceTable,
         ServingConfig,
         ServingConfigError,
         load_config,
@@ -34,14 +35,13 @@ if TYPE_CHECKING:
         registry_resolver,
         resolve,
     )
+    from ._diff import Plan, diff
     from ._promote import promote, registry_alias_setter
     from ._workspace import (
         ApplyResult,
         EndpointOperationError,
         EndpointUpdateFailed,
-        Plan,
         apply,
-        diff,
         get_endpoint,
         plan,
         status_text,
@@ -54,6 +54,7 @@ __all__ = [
     "EndpointOperationError",
     "EndpointUpdateFailed",
     "EntityState",
+    "InferenceTable",
     "Plan",
     "ServingConfig",
     "ServingConfigError",
@@ -77,14 +78,15 @@ __all__ = [
 _MODULE_OF = {
     **dict.fromkeys(("bundle_resources", "check_bundle"), "_bundle"),
     **dict.fromkeys(
-        ("DesiredEndpoint", "EntityState", "ServingConfig", "ServingConfigError", "load_config", "parse_config",
-         "registry_resolver", "resolve"),
+        ("DesiredEndpoint", "EntityState", "InferenceTable", "ServingConfig", "ServingConfigError", "load_config",
+         "parse_config", "registry_resolver", "resolve"),
         "_config",
     ),
+    **dict.fromkeys(("Plan", "diff"), "_diff"),
     **dict.fromkeys(("promote", "registry_alias_setter"), "_promote"),
     **dict.fromkeys(
-        ("ApplyResult", "EndpointOperationError", "EndpointUpdateFailed", "Plan", "apply", "diff", "get_endpoint",
-         "plan", "status_text", "workspace_client"),
+        ("ApplyResult", "EndpointOperationError", "EndpointUpdateFailed", "apply", "get_endpoint", "plan",
+         "status_text", "workspace_client"),
         "_workspace",
     ),
 }

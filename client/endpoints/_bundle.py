@@ -31,9 +31,9 @@ def bundle_resources(
 
     Variable defaults are resolved through ``resolver``; without one they are left out.
     """
-    from databricks.sdk.service.serving import AiGatewayConfig, EndpointTag
+    from databricks.sdk.service.serving import EndpointTag
 
-    from ._workspace import rate_limits, served_entities, traffic_config
+    from ._diff import gateway_config, served_entities, traffic_config
 
     resources: dict[str, Any] = {}
     variables: dict[str, Any] = {}
@@ -62,8 +62,8 @@ def bundle_resources(
         }
         if desired.tags:
             body["tags"] = [EndpointTag(key=k, value=v).as_dict() for k, v in desired.tags.items()]
-        if desired.rate_limits:
-            body["ai_gateway"] = AiGatewayConfig(rate_limits=rate_limits(desired)).as_dict()
+        if desired.rate_limits or desired.inference_table or desired.usage_tracking:
+            body["ai_gateway"] = gateway_config(desired, None).as_dict()
         resources[cfg.name.replace("-", "_")] = body
     return resources, variables
 

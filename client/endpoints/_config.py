@@ -16,8 +16,13 @@ A file names one Model Serving endpoint and the Unity Catalog model versions it 
       champion: 100
     rate_limits:
       - {calls: 100, key: user, renewal_period: minute}
+    inference_table:               # AI Gateway inference table: requests and responses in Unity Catalog
+      {catalog: main, schema: serving_logs, table_prefix: iris}
+    usage_tracking: true           # AI Gateway usage tracking (system.serving tables)
     tags:
       project: uc-predictor
+
+The legacy ``auto_capture_config`` is refused: Databricks stopped supporting it on 2026-03-20.
 
 Errors name the file, the line and the field (``iris.yaml:7: served_entities.0.workload_size:
 ...``). It pulls in yaml and pydantic (databricks-sdk only to list workload types); ``client.endpoints``
@@ -47,6 +52,7 @@ from .._exceptions import ConfigurationError
 __all__ = [
     "DesiredEndpoint",
     "EntityState",
+    "InferenceTable",
     "ServingConfig",
     "ServingConfigError",
     "load_config",
@@ -57,6 +63,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _NAME = r"^[A-Za-z0-9_-]{1,63}$"
+_UC_PART = r"^[A-Za-z0-9_`-]+$"
 _UC_NAME = r"^[A-Za-z0-9_`-]+\.[A-Za-z0-9_`-]+\.[A-Za-z0-9_`-]+$"
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY|CREDENTIAL", re.IGNORECASE)
 _SECRET_REF = re.compile(r"^\{\{secrets/[^/\s{}]+/[^/\s{}]+\}\}$")
@@ -121,6 +128,14 @@ class RateLimitSpec(_Strict):
     principal: str | None = None
 
 
+class InferenceTableSpec(_Strict):
+    """An AI Gateway inference table (``AiGatewayInferenceTableConfig``): payloads logged to Unity Catalog."""
+
+    catalog: str = Field(pattern=_UC_PART)
+    schema_name: str = Field(alias="schema", pattern=_UC_PART)  # "schema" would shadow BaseModel.schema
+    table_prefix: str = Field(pattern=_UC_PART)
+
+
 class ServingConfig(_Strict):
     """The whole file."""
 
@@ -128,7 +143,24 @@ class ServingConfig(_Strict):
     served_entities: list[EntitySpec] = Field(min_length=1, max_length=10)
     traffic: dict[str, int] | None = None
     rate_limits: list[RateLimitSpec] = Field(default_factory=list)
+    inference_table: InferenceTableSpec | None = None
+    usage_tracking: bool = False
     tags: dict[str, str] = Field(default_factory=dict)
+    #: Accepted only to be refused with a pointer to its replacement (see the validator).
+    auto_capture_config: Any = None
+
+    @field_validator("auto_capture_config")
+    @classmethod
+    def _legacy_inference_tables(cls, value: Any) -> None:
+        v = value if isinstance(value, dict) else {}
+        table = (
+            f"{{catalog: {v.get('catalog_name', '<catalog>')}, schema: {v.get('schema_name', '<schema>')}, "
+            f"table_prefix: {v.get('table_name_prefix', '<prefix>')}}}"
+        )
+        raise ValueError(
+            "legacy inference tables are deprecated and unsupported since 2026-03-20; log requests "
+            f"with an AI Gateway inference table instead: 'inference_table: {table}'"
+        )
     #: Where it came from, for errors found later (registry lookups): file name and YAML nodes.
     _path: str = PrivateAttr("<config>")
     _root: Any = PrivateAttr(None)
@@ -277,6 +309,18 @@ class EntityState:
 
 
 @dataclass(frozen=True)
+class InferenceTable:
+    """Where AI Gateway logs an endpoint's requests and responses."""
+
+    catalog: str
+    schema: str
+    table_prefix: str
+
+    def __str__(self) -> str:
+        return f"{self.catalog}.{self.schema}, prefix {self.table_prefix}"
+
+
+@dataclass(frozen=True)
 class DesiredEndpoint:
     """An endpoint's config in comparable form; ``aliases`` says where versions came from."""
 
@@ -287,6 +331,8 @@ class DesiredEndpoint:
     rate_limits: tuple[tuple[int, str, str, str | None], ...] = ()
     #: served entity name -> (model, alias, version) for the entities given by alias
     aliases: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    inference_table: InferenceTable | None = None
+    usage_tracking: bool = False
 
 
 #: ``(model name, alias or None, version or None) -> version``; raises when it does not exist.
@@ -348,4 +394,6 @@ def resolve(cfg: ServingConfig, resolver: Resolver | None) -> DesiredEndpoint:
         raise ServingConfigError(path, problems)
     traffic = dict(cfg.traffic) if cfg.traffic is not None else {cfg.served_entities[0].name: 100}
     limits = tuple((r.calls, r.key, r.renewal_period, r.principal) for r in cfg.rate_limits)
-    return DesiredEndpoint(cfg.name, entities, traffic, dict(cfg.tags), limits, aliases)
+    it = cfg.inference_table
+    table = InferenceTable(it.catalog, it.schema_name, it.table_prefix) if it else None
+    return DesiredEndpoint(cfg.name, entities, traffic, dict(cfg.tags), limits, aliases, table, cfg.usage_tracking)

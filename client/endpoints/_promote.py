@@ -25,12 +25,12 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.serving import ServingEndpointDetailed
 
 from ._config import DesiredEndpoint, Resolver
+from ._diff import current_of
 from ._workspace import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
     EndpointOperationError,
     Progress,
-    current_of,
     get_endpoint,
     update_config,
     wait_until_settled,
