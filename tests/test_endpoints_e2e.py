@@ -186,11 +186,89 @@ def test_failed_update_reports_the_workspace_reason(ws, model, cli, tmp_path) ->
     status = cli("status", "ep-c")[1]
     assert "config_update=UPDATE_FAILED" in status and f"answering: {model} v1 (100%)" in status  # old config serves
     assert "last update failed: champion: Container build failed" in status
+    # Each served entity's deployment_state_message, active and pending, in the workspace's words.
+    assert f"  champion: {model} version 2 [DEPLOYMENT_FAILED] Container build failed: pip could not" in status
     assert "the last update ended UPDATE_FAILED: champion: Container build failed" in cli("plan", pinned)[1]
     # Fixed on the workspace side: the same file now goes through.
     del ws.broken[f"{model}/2"]
     assert cli("apply", pinned)[0] == 0
     assert f"answering: {model} v2 (100%)" in cli("status", "ep-c")[1]
+
+
+GATEWAY = """\
+inference_table: {{catalog: main, schema: serving_logs, table_prefix: {prefix}}}
+usage_tracking: true
+"""
+GATEWAY_PATH = "/api/2.0/serving-endpoints/ep-g/ai-gateway"
+
+
+def test_ai_gateway_inference_table_and_usage_tracking(ws, model, cli, tmp_path) -> None:
+    base = CONFIG.format(endpoint="ep-g", model=model)
+    f = write(tmp_path, base + GATEWAY.format(prefix="iris"))
+    rc, out, _ = cli("plan", f)
+    assert rc == 0
+    assert "  + inference table: main.serving_logs, prefix iris" in out and "  + usage tracking: on" in out
+    assert cli("apply", f)[0] == 0
+    [(_, _, body)] = ws.writes
+    assert body["ai_gateway"] == {
+        "inference_table_config": {"catalog_name": "main", "schema_name": "serving_logs",
+                                   "table_name_prefix": "iris", "enabled": True},
+        "rate_limits": [{"calls": 50, "key": "user", "renewal_period": "minute"}],
+        "usage_tracking_config": {"enabled": True},
+    }
+    status = cli("status", "ep-g")[1]
+    assert "inference table: main.serving_logs, prefix iris" in status and "usage tracking: on" in status
+    assert cli("apply", f)[1].startswith("= endpoint ep-g: no changes")
+
+    # A new prefix: the workspace changes no enabled table, so apply disables it, then enables the new one.
+    f = write(tmp_path, base + GATEWAY.format(prefix="iris_v2"))
+    out = cli("plan", f)[1]
+    assert out.splitlines()[1:] == [
+        f"  {model}@champion resolves to version 1",
+        "  ~ inference table: main.serving_logs, prefix iris -> main.serving_logs, prefix iris_v2"
+        " (disabled, then enabled: the workspace renames no enabled table)",
+    ]
+    assert cli("apply", f)[0] == 0
+    puts = [b for m, p, b in ws.writes if (m, p) == ("PUT", GATEWAY_PATH)]
+    assert [(b["inference_table_config"]["table_name_prefix"], b["inference_table_config"]["enabled"])
+            for b in puts] == [("iris", False), ("iris_v2", True)]
+    assert all(b["usage_tracking_config"] == {"enabled": True} and len(b["rate_limits"]) == 1 for b in puts)
+
+    # Dropped from the file: both are switched off, not left on; then nothing more to do.
+    f = write(tmp_path, base)
+    assert cli("apply", f)[0] == 0
+    last = ws.writes[-1][2]
+    assert last["inference_table_config"] == {"enabled": False} and last["usage_tracking_config"] == {"enabled": False}
+    status = cli("status", "ep-g")[1]
+    assert "inference table" not in status and "usage tracking" not in status
+    assert cli("apply", f)[1].startswith("= endpoint ep-g: no changes")
+
+
+def test_the_standin_refuses_what_the_workspace_refuses(ws, model, cli, tmp_path) -> None:
+    """The stand-in's AI Gateway rules are real: renaming an enabled table in one PUT is a 400."""
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.errors import InvalidParameterValue
+    from databricks.sdk.service.serving import AiGatewayInferenceTableConfig
+
+    f = write(tmp_path, CONFIG.format(endpoint="ep-g", model=model) + GATEWAY.format(prefix="a"))
+    assert cli("apply", f)[0] == 0
+    w = WorkspaceClient(host=ws.url, token=PAT)
+    renamed = AiGatewayInferenceTableConfig(catalog_name="main", schema_name="serving_logs", table_name_prefix="b",
+                                            enabled=True)
+    with pytest.raises(InvalidParameterValue, match="disable the inference table first"):
+        w.serving_endpoints.put_ai_gateway("ep-g", inference_table_config=renamed)
+    with pytest.raises(InvalidParameterValue, match="catalog_name and schema_name are required"):
+        w.serving_endpoints.put_ai_gateway("ep-g", inference_table_config=AiGatewayInferenceTableConfig(enabled=True))
+
+
+def test_legacy_auto_capture_config_is_refused_before_anything_is_sent(ws, model, cli, tmp_path) -> None:
+    legacy = "auto_capture_config:\n  catalog_name: main\n  schema_name: logs\n  table_name_prefix: iris\n"
+    f = write(tmp_path, CONFIG.format(endpoint="ep-l", model=model) + legacy)
+    for command in ("validate", "plan", "apply"):
+        rc, _, err = cli(command, f)
+        assert rc == 1 and f"error: {f}:15: auto_capture_config: legacy inference tables are deprecated" in err
+        assert "'inference_table: {catalog: main, schema: logs, table_prefix: iris}'" in err
+    assert ws.writes == [] and ws.requests == []
 
 
 def test_timeout_then_refusal_while_an_update_runs(ws, model, cli, tmp_path) -> None:

@@ -7,7 +7,10 @@ Routes (wire format as in /work/shared/reference/wire-formats.md and databricks-
 - ``POST /oidc/v1/token``: client-credentials grant with HTTP Basic; counts tokens issued
 - ``GET /api/2.0/serving-endpoints/{name}`` and ``.../{name}/openapi``
 - serving-endpoint management: ``GET``/``POST /api/2.0/serving-endpoints`` (list, create),
-  ``PUT .../{name}/config``, ``PATCH .../{name}/tags``, ``PUT .../{name}/ai-gateway``. A create or
+  ``PUT .../{name}/config``, ``PATCH .../{name}/tags``, ``PUT .../{name}/ai-gateway`` (the whole AI
+  Gateway config; an enabled inference table needs ``catalog_name`` and ``schema_name``, and must be
+  disabled before its catalog, schema or prefix change; the legacy ``auto_capture_config`` is
+  refused, as it is since 2026-03-20). A create or
   config update leaves ``config_update`` at ``IN_PROGRESS`` (the new config under
   ``pending_config``) for ``update_polls`` GETs, then settles to ``NOT_UPDATING`` (pending becomes
   ``config``, ``ready`` READY) or, if a served version is in ``broken``, to ``UPDATE_FAILED`` with the
@@ -116,6 +119,8 @@ def _config_problem(config: Any) -> str | None:
         names.append(e["name"])
     if len(set(names)) != len(names):
         return "served entity names must be unique"
+    if config.get("auto_capture_config") is not None:
+        return "legacy inference tables (auto_capture_config) are no longer supported; use AI Gateway inference tables"
     routes = (config.get("traffic_config") or {}).get("routes")
     if routes is None:
         if len(names) > 1:
@@ -126,6 +131,20 @@ def _config_problem(config: Any) -> str | None:
         return "a traffic route names no served entity of this config"
     if sum(int(r.get("traffic_percentage", 0)) for r in routes) != 100:
         return "traffic percentages must sum to 100"
+    return None
+
+
+def _gateway_problem(old: dict[str, Any] | None, new: Any) -> str | None:
+    """Why ``PUT .../ai-gateway`` (or a create's ``ai_gateway``) would be refused (400), or None."""
+    if not isinstance(new, dict):
+        return "ai_gateway must be an object"
+    table = new.get("inference_table_config") or {}
+    if table.get("enabled") and not (table.get("catalog_name") and table.get("schema_name")):
+        return "catalog_name and schema_name are required when enabling inference tables"
+    before = (old or {}).get("inference_table_config") or {}
+    where = ("catalog_name", "schema_name", "table_name_prefix")
+    if before.get("enabled") and table.get("enabled") and any(before.get(k) != table.get(k) for k in where):
+        return "disable the inference table first to change its catalog, schema or table prefix"
     return None
 
 
@@ -329,6 +348,8 @@ class WorkspaceStandin:
                 return err(409, "RESOURCE_ALREADY_EXISTS", f"Endpoint with name '{name}' already exists")
             if (problem := _config_problem(body.get("config"))) is not None:
                 return err(400, "INVALID_PARAMETER_VALUE", problem)
+            if body.get("ai_gateway") is not None and (problem := _gateway_problem(None, body["ai_gateway"])):
+                return err(400, "INVALID_PARAMETER_VALUE", problem)
             ep = self.add_endpoint(Endpoint(name=name, managed=True, tags=body.get("tags") or [],
                                             ai_gateway=body.get("ai_gateway"),
                                             state={"ready": "NOT_READY", "config_update": "NOT_UPDATING"}))
@@ -375,7 +396,9 @@ class WorkspaceStandin:
             if isinstance(got, Response):
                 return got
             body, ep = got
-            ep.ai_gateway = body or None
+            if (problem := _gateway_problem(ep.ai_gateway, body)) is not None:
+                return err(400, "INVALID_PARAMETER_VALUE", problem)
+            ep.ai_gateway = body or None  # the PUT replaces the whole AI Gateway config
             return JSONResponse(body)
 
         async def get_openapi(request: Request) -> Response:
