@@ -22,7 +22,7 @@ from client.endpoints import (
     parse_config,
     resolve,
 )
-from client.endpoints._diff import served_entities, traffic_config
+from client.endpoints._diff import gateway_config, served_entities, traffic_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "serving_configs").glob("*.yaml"))
@@ -215,3 +215,60 @@ def test_cli_help_imports_no_sdk_or_mlflow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "[]"
+
+
+GATEWAY = GOOD + """\
+inference_table:
+  catalog: main
+  schema: serving_logs
+  table_prefix: iris
+usage_tracking: true
+"""
+
+
+def test_ai_gateway_fields_parse_and_reach_the_wire_form() -> None:
+    from databricks.sdk.service.serving import AiGatewayConfig, AiGatewayGuardrails, AiGatewayInferenceTableConfig
+
+    desired = resolve(parse_config(GATEWAY), lambda m, a, v: "4" if a else str(v))
+    assert str(desired.inference_table) == "main.serving_logs, prefix iris" and desired.usage_tracking
+    assert diff(None, desired).lines[-2:] == [
+        "+ inference table: main.serving_logs, prefix iris", "+ usage tracking: on"]
+    gw = gateway_config(desired, None)
+    assert isinstance(gw.inference_table_config, AiGatewayInferenceTableConfig)
+    assert gw.as_dict() == {
+        "inference_table_config": {"catalog_name": "main", "schema_name": "serving_logs",
+                                   "table_name_prefix": "iris", "enabled": True},
+        "usage_tracking_config": {"enabled": True},
+    }
+    # What the file does not manage stays; what it dropped is switched off, not left on.
+    guard = AiGatewayGuardrails.from_dict({"input": {"safety": True}})
+    current = AiGatewayConfig(guardrails=guard, inference_table_config=gw.inference_table_config,
+                              usage_tracking_config=gw.usage_tracking_config)
+    plain = resolve(parse_config(GOOD), lambda m, a, v: "4" if a else str(v))
+    off = gateway_config(plain, current)
+    assert off.guardrails is guard
+    assert off.as_dict()["inference_table_config"] == {"enabled": False}
+    assert off.as_dict()["usage_tracking_config"] == {"enabled": False}
+    assert gateway_config(plain, None).as_dict() == {}
+    assert diff(desired, plain).lines == [
+        "~ inference table: main.serving_logs, prefix iris -> none", "~ usage tracking: on -> off"]
+    assert diff(desired, plain).ai_gateway and not diff(desired, plain).core
+
+
+def test_inference_table_errors_and_legacy_auto_capture() -> None:
+    found = problems(GATEWAY.replace("  table_prefix: iris\n", "").replace("schema: serving_logs", "schema: a.b"))
+    assert (18, "inference_table.schema", "String should match pattern '^[A-Za-z0-9_`-]+$'") in found
+    assert (17, "inference_table.table_prefix", "Field required") in found  # the table's first line
+    legacy = GOOD + "auto_capture_config:\n  catalog_name: main\n  schema_name: logs\n  enabled: true\n"
+    [(line, loc, msg)] = problems(legacy)
+    assert (line, loc) == (17, "auto_capture_config")
+    assert msg.startswith("legacy inference tables are deprecated and unsupported since 2026-03-20")
+    assert "'inference_table: {catalog: main, schema: logs, table_prefix: <prefix>}'" in msg
+
+
+def test_bundle_carries_the_ai_gateway() -> None:
+    resources, _ = bundle_resources([parse_config(GATEWAY)])
+    gateway = resources["iris_classifier"]["ai_gateway"]
+    assert gateway["inference_table_config"]["table_name_prefix"] == "iris"
+    assert gateway["usage_tracking_config"] == {"enabled": True}
+    assert "ai_gateway" not in bundle_resources([parse_config(GOOD)])[0]["iris_classifier"]
