@@ -18,8 +18,9 @@ import httpx
 
 from ._constants import SIGNATURE_ALIAS_TTL
 from ._exceptions import ConfigurationError, NotFoundError, PredictorError
+from ._openapi import load_openapi, signature_from_openapi
 from ._registry import activate, resolve_registry_uri
-from ._types import ColumnSpec, Signature
+from ._types import Signature
 
 __all__ = ["ModelRef", "from_endpoint", "from_registry", "get_endpoint", "parse_model_uri", "signature_from_openapi"]
 
@@ -173,102 +174,6 @@ async def from_registry(model_uri: str, registry_uri: str | None = None) -> tupl
 
 # --- endpoint ---------------------------------------------------------------------------
 
-_OPENAPI_TYPES = {
-    "integer": "long",
-    "number": "double",
-    "string": "string",
-    "boolean": "boolean",
-}
-
-
-def _openapi_column_type(schema: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
-    kind = schema.get("type")
-    fmt = schema.get("format")
-    if kind == "integer":
-        return ("integer" if fmt == "int32" else "long"), None
-    if kind == "number":
-        return ("float" if fmt == "float" else "double"), None
-    if kind == "string":
-        if fmt in ("byte", "binary"):
-            return "binary", None
-        if fmt in ("date-time", "date"):
-            return "datetime", None
-        return "string", None
-    if kind == "boolean":
-        return "boolean", None
-    if kind == "array":
-        return "array", {"items": schema.get("items", {})}
-    if kind == "object":
-        return "object", {"properties": schema.get("properties", {})}
-    return "any", None
-
-
-def _request_schema(doc: dict[str, Any]) -> dict[str, Any] | None:
-    paths = doc.get("paths") or {}
-    for path, ops in paths.items():
-        if not isinstance(ops, dict) or "post" not in ops or "invocations" not in path:
-            continue
-        content: dict[str, Any] = ((ops["post"].get("requestBody") or {}).get("content")) or {}
-        media: dict[str, Any] = content.get("application/json") or next(iter(content.values()), {})
-        body = media.get("schema")
-        if isinstance(body, dict):
-            return _deref(body, doc)
-    return None
-
-
-def _deref(schema: dict[str, Any], doc: dict[str, Any], depth: int = 0) -> dict[str, Any]:
-    ref = schema.get("$ref")
-    if not ref or depth > 10 or not ref.startswith("#/"):
-        return schema
-    node: Any = doc
-    for part in ref[2:].split("/"):
-        node = node.get(part, {}) if isinstance(node, dict) else {}
-    return _deref(node, doc, depth + 1) if isinstance(node, dict) else {}
-
-
-def _columns_from_record_schema(rec: dict[str, Any], doc: dict[str, Any]) -> tuple[ColumnSpec, ...] | None:
-    rec = _deref(rec, doc)
-    props = rec.get("properties")
-    if not isinstance(props, dict) or not props:
-        return None
-    required = rec.get("required")
-    required_set = set(required) if isinstance(required, list) else set(props)
-    cols = []
-    for col, sch in props.items():
-        kind, detail = _openapi_column_type(_deref(sch if isinstance(sch, dict) else {}, doc))
-        cols.append(ColumnSpec(name=col, type=kind, required=col in required_set, detail=detail))
-    return tuple(cols)
-
-
-def signature_from_openapi(doc: dict[str, Any]) -> Signature | None:
-    """Turn an endpoint's ``/openapi`` document into a column Signature, if its request schema
-    describes ``dataframe_records`` (an array of row objects) or ``dataframe_split``.
-
-    Returns ``None`` when the shape is not one we recognise.
-    """
-    body = _request_schema(doc)
-    if not body:
-        return None
-    variants = [body] + [_deref(v, doc) for key in ("oneOf", "anyOf") for v in body.get(key, []) or []]
-    for variant in variants:
-        props = variant.get("properties") or {}
-        records = props.get("dataframe_records")
-        if isinstance(records, dict):
-            items = _deref(records, doc).get("items")
-            if isinstance(items, dict):
-                cols = _columns_from_record_schema(items, doc)
-                if cols:
-                    return Signature(columns=cols)
-        split = props.get("dataframe_split")
-        if isinstance(split, dict):
-            split = _deref(split, doc)
-            columns = (split.get("properties") or {}).get("columns") or {}
-            names = _deref(columns, doc).get("enum") or _deref(columns, doc).get("example")
-            if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
-                return Signature(columns=tuple(ColumnSpec(name=n, type="any") for n in names))
-    return None
-
-
 async def from_endpoint(
     http: httpx.AsyncClient, host: str, name: str, auth: Any, registry_uri: str | None = None
 ) -> tuple[Signature | None, ModelRef]:
@@ -282,16 +187,18 @@ async def from_endpoint(
     base = host.rstrip("/")
     ref = ModelRef(None, None)
     entity: tuple[str, str] | None = None
+    served: str | None = None
     try:
         detail = await get_endpoint(http, base, name, auth)
-        entity = _served_entity(detail)
-        if entity:
-            ref = ModelRef(entity[0], entity[1])
+        found = _served_entity(detail)
+        if found:
+            served, entity = found[0], found[1:]
+            ref = ModelRef(*entity)
     except Exception as exc:
         logger.debug("reading serving endpoint %s failed: %s", name, _short(str(exc)))
     try:
-        doc = await _get_json(http, f"{base}/api/2.0/serving-endpoints/{name}/openapi", auth)
-        sig = signature_from_openapi(doc)
+        doc = load_openapi(await _get_json(http, f"{base}/api/2.0/serving-endpoints/{name}/openapi", auth))
+        sig = signature_from_openapi(doc, served_entity=served)
         if sig is not None and sig.has_inputs:
             return sig, ref
     except Exception as exc:
@@ -313,7 +220,8 @@ async def from_endpoint(
     return None, ref
 
 
-def _served_entity(detail: dict[str, Any]) -> tuple[str, str] | None:
+def _served_entity(detail: dict[str, Any]) -> tuple[str | None, str, str] | None:
+    """``(served entity name, model, version)`` of the entity with the most traffic."""
     config = detail.get("config") or detail.get("pending_config") or {}
     entities = config.get("served_entities") or config.get("served_models") or []
     routes = ((config.get("traffic_config") or {}).get("routes")) or []
@@ -326,7 +234,7 @@ def _served_entity(detail: dict[str, Any]) -> tuple[str, str] | None:
         name = e.get("entity_name") or e.get("model_name")
         version = e.get("entity_version") or e.get("model_version")
         if name and version:
-            return str(name), str(version)
+            return e.get("name"), str(name), str(version)
     return None
 
 
