@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ from workspace_standin import Endpoint, WorkspaceStandin, workspace  # noqa: F40
 import client._signatures as sigs
 from client._auth import TokenAuth
 from client._exceptions import ConfigurationError, NotFoundError, PredictorError
+from client._openapi import load_openapi
 from client._signatures import ModelRef, from_endpoint, from_registry, parse_model_uri, signature_from_openapi
 
 PAT = "dapiSIGTEST0000"
@@ -214,6 +217,81 @@ def test_signature_from_openapi_shapes() -> None:
     assert signature_from_openapi({"paths": {"/x/invocations": {"post": {}}}}) is None
 
 
+# The documented shape of GET /api/2.0/serving-endpoints/{name}/openapi (Databricks docs, "Get a
+# model serving endpoint schema"): OpenAPI 3.1, a relative path per served model, a oneOf of
+# dataframe_split and dataframe_records, params with defaults.
+DOCUMENTED = Path(__file__).parent / "data" / "openapi_endpoint_schema.json"
+IRIS_COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+
+
+def documented() -> dict:
+    return json.loads(DOCUMENTED.read_text())
+
+
+def test_documented_openapi_example_from_a_byte_stream() -> None:
+    doc = load_openapi(io.BytesIO(DOCUMENTED.read_bytes()))  # what databricks-sdk's get_open_api().contents is
+    sig = signature_from_openapi(doc)
+    assert sig is not None and not sig.tensors
+    assert [(c.name, c.type, c.required) for c in sig.columns] == [(n, "double", True) for n in IRIS_COLUMNS]
+    assert [(p.name, p.type, p.default, p.shape) for p in sig.params] == [("threshold", "double", 0.5, None)]
+    wrapped = load_openapi(json.dumps({"contents": DOCUMENTED.read_text()}))  # the REST reference's form
+    assert signature_from_openapi(wrapped) == sig
+    with pytest.raises(ValueError):
+        load_openapi(b"[1, 2]")
+
+
+def test_dataframe_split_alone_gives_names_and_positional_types() -> None:
+    doc = documented()
+    body = doc["paths"]["/served-models/iris-1/invocations"]["post"]["requestBody"]["content"]["application/json"]
+    del body["schema"]["oneOf"][1]  # no dataframe_records branch
+    split = body["schema"]["oneOf"][0]["properties"]["dataframe_split"]["properties"]
+    split["data"]["items"]["prefixItems"][3] = {"type": "integer", "format": "int32"}
+    sig = signature_from_openapi(doc)
+    assert sig is not None
+    assert [(c.name, c.type) for c in sig.columns] == [*((n, "double") for n in IRIS_COLUMNS[:3]),
+                                                        (IRIS_COLUMNS[3], "integer")]
+    split["data"]["items"]["prefixItems"].pop()  # types that do not line up with the names: names only
+    assert {c.type for c in signature_from_openapi(doc).columns} == {"any"}  # type: ignore[union-attr]
+
+
+def with_second_model(doc: dict) -> dict:
+    """An A/B endpoint: iris-2 takes a fifth column."""
+    second = json.loads(json.dumps(doc["paths"]["/served-models/iris-1/invocations"]))
+    records = second["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"][1]
+    records["properties"]["dataframe_records"]["items"]["properties"]["petal ratio"] = {"type": "number"}
+    doc["paths"]["/served-models/iris-2/invocations"] = second
+    return doc
+
+
+def test_the_served_entitys_path_is_picked_among_several() -> None:
+    doc = with_second_model(documented())
+    one, two = signature_from_openapi(doc, "iris-1"), signature_from_openapi(doc, "iris-2")
+    assert one is not None and two is not None
+    assert [c.name for c in one.columns] == IRIS_COLUMNS
+    assert [c.name for c in two.columns] == [*IRIS_COLUMNS, "petal ratio"]
+    assert not two.columns[-1].required  # not in the records' 'required'
+    # Several models and none named: no guess (the caller falls back to the registry).
+    assert signature_from_openapi(doc) is None and signature_from_openapi(doc, "iris-3") is None
+
+
+def test_tensor_bodies() -> None:
+    def doc_with(body: dict) -> dict:
+        schema = {"oneOf": [{"type": "object", "properties": body}]}
+        post = {"requestBody": {"content": {"application/json": {"schema": schema}}}}
+        return {"openapi": "3.1.0", "paths": {"/served-models/m-1/invocations": {"post": post}}}
+
+    image = {"type": "array", "items": {"type": "array", "items": {"type": "number", "format": "float"}}}
+    sig = signature_from_openapi(doc_with({"inputs": image}))
+    assert sig is not None and not sig.columns
+    assert [(t.name, t.dtype, t.shape) for t in sig.tensors] == [(None, "float32", (-1, -1))]
+    named = {"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "integer"}},
+                                              "mask": {"type": "array", "items": {"type": "boolean"}}}}
+    sig = signature_from_openapi(doc_with({"instances": named}))
+    assert sig is not None
+    assert [(t.name, t.dtype, t.shape) for t in sig.tensors] == [("ids", "int64", (-1,)), ("mask", "bool", (-1,))]
+    assert signature_from_openapi(doc_with({"inputs": {"type": "string"}})) is None
+
+
 @pytest.fixture
 def ws(workspace) -> WorkspaceStandin:  # noqa: F811
     w = workspace()
@@ -295,3 +373,19 @@ def test_reading_a_registry_leaves_the_callers_environment_alone(monkeypatch, tm
     activate(f"sqlite:///{tmp_path / 'r.db'}")  # MLflow itself would export both variables
     assert "MLFLOW_REGISTRY_URI" not in os.environ
     assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db"
+
+
+async def test_from_endpoint_reads_the_documented_document_for_its_served_entity(ws: WorkspaceStandin) -> None:
+    """The stand-in serves the documented shape for an A/B endpoint; the served entity with the
+    traffic (iris-2 here) picks its path, by name through httpx and through databricks-sdk alike."""
+    from databricks.sdk import WorkspaceClient
+
+    doc = with_second_model(documented())
+    ws.add_endpoint(Endpoint("ab", entity_name="main.default.iris", entity_version="2", served_model_name="iris-2",
+                             openapi=doc))
+    async with httpx.AsyncClient() as http:
+        sig, ref = await from_endpoint(http, ws.url, "ab", TokenAuth(PAT))
+    assert sig is not None and [c.name for c in sig.columns][-1] == "petal ratio"
+    assert ref == ModelRef("main.default.iris", "2")
+    contents = WorkspaceClient(host=ws.url, token=PAT).serving_endpoints.get_open_api("ab").contents
+    assert signature_from_openapi(load_openapi(contents), "iris-2") == sig

@@ -62,3 +62,26 @@ def test_user_token_wins_over_the_app_service_principal(ws, registry_uri, monkey
     with pytest.raises(AuthenticationError) as info:
         p.with_user_token("someone-else-expired").predict([ROW])
     assert "someone-else-expired" not in str(info.value)
+
+
+def test_by_name_the_signature_comes_from_the_endpoints_openapi_document(ws, monkeypatch):
+    """No model URI and no registry: the documented /openapi document is the signature, so a bad
+    row is refused before anything is sent and the defaults of its params are known."""
+    import json
+    from pathlib import Path
+
+    from client import SchemaValidationError
+
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:////nonexistent/registry.db")  # any registry read would fail
+    ws.endpoints["iris"].openapi = json.loads((Path(__file__).parent / "data" / "openapi_endpoint_schema.json")
+                                              .read_text())
+    with Predictor.from_endpoint("iris") as p:
+        sig = p.get_signature()
+        assert sig is not None and [c.type for c in sig.columns] == ["double"] * 4
+        assert [(s.name, s.default) for s in sig.params] == [("threshold", 0.5)]
+        with pytest.raises(SchemaValidationError) as info:
+            p.predict([{**ROW, "petal width (cm)": "wide"}])
+        assert "petal width (cm)" in str(info.value)
+        assert ws.invocations == 0
+        assert p.predict([ROW]).predictions and ws.invocations == 1
+    assert ("GET", "/api/2.0/serving-endpoints/iris/openapi") in ws.requests

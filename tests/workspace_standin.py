@@ -5,7 +5,8 @@ Routes (wire format as in /work/shared/reference/wire-formats.md and databricks-
 - ``GET /.well-known/databricks-config``: ``{"oidc_endpoint": "{host}/oidc", "workspace_id": ...}``
 - ``GET /oidc/.well-known/oauth-authorization-server``: ``token_endpoint`` etc.
 - ``POST /oidc/v1/token``: client-credentials grant with HTTP Basic; counts tokens issued
-- ``GET /api/2.0/serving-endpoints/{name}`` and ``.../{name}/openapi``
+- ``GET /api/2.0/serving-endpoints/{name}`` and ``.../{name}/openapi`` (the document as given, e.g.
+  tests/data/openapi_endpoint_schema.json, written to the documented example's shape)
 - serving-endpoint management: ``GET``/``POST /api/2.0/serving-endpoints`` (list, create),
   ``PUT .../{name}/config``, ``PATCH .../{name}/tags``, ``PUT .../{name}/ai-gateway`` (the whole AI
   Gateway config; an enabled inference table needs ``catalog_name`` and ``schema_name``, and must be
