@@ -23,7 +23,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from ._serve import serve
 
-    serve(args.model_uri, args.name, host=args.host, port=args.port, registry_uri=args.registry_uri)
+    serve(args.model_uri, args.name, host=args.host, port=args.port, registry_uri=args.registry_uri,
+          served_entity=args.served_entity)
     return 0
 
 
@@ -349,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve a model locally like a Model Serving endpoint")
     p.add_argument("model_uri")
     p.add_argument("--name", required=True, help="endpoint name: /serving-endpoints/NAME/invocations")
+    p.add_argument("--served-entity", default=None,
+                   help="served-model-name header of each answer (default: <model>-<version>, as a workspace)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--registry-uri", default=None)

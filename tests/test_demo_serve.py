@@ -40,6 +40,51 @@ def test_served_paths_agree(scoring_server: str) -> None:
 
 
 @pytest.mark.slow
+def test_official_clients_query_it_like_a_workspace_endpoint(
+    scoring_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """databricks-sdk's serving_endpoints.query and mlflow.deployments' Databricks client, both
+    pointed at `predictor serve` as if it were a workspace: same predictions, and the SDK reads the
+    served entity from the served-model-name header as it does on Model Serving."""
+    from databricks.sdk import WorkspaceClient
+    from mlflow.deployments import get_deploy_client
+
+    records = [dict(zip(IRIS_COLUMNS, r, strict=True)) for r in IRIS_ROWS]
+    for var in ("CLIENT_ID", "CLIENT_SECRET", "CONFIG_PROFILE", "AUTH_TYPE"):
+        monkeypatch.delenv(f"DATABRICKS_{var}", raising=False)
+    monkeypatch.setenv("DATABRICKS_HOST", scoring_server)
+    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-local-not-checked")
+
+    answer = WorkspaceClient(host=scoring_server, token="dapi-local-not-checked").serving_endpoints.query(
+        "iris", dataframe_records=records
+    )
+    assert answer.predictions == [0, 2, 1]
+    assert answer.served_model_name == "iris-1"  # main.default.iris@champion is version 1
+    via_mlflow = get_deploy_client("databricks").predict(endpoint="iris", inputs={"dataframe_records": records})
+    assert via_mlflow["predictions"] == [0, 2, 1]
+    # Only invocations answers carry it, as on a workspace; the header is MLflow's answer plus one.
+    assert "served-model-name" not in httpx.get(f"{scoring_server}/ping", timeout=10).headers
+    r = httpx.post(f"{scoring_server}/invocations", json={"dataframe_records": records}, timeout=30)
+    assert r.headers.get_list("served-model-name") == ["iris-1"] and r.json() == {"predictions": [0, 2, 1]}
+
+
+def test_served_entity_name_can_be_given(registry_uri: str) -> None:
+    """`predictor serve --served-entity champion` answers as a config file's named entity would."""
+    from starlette.testclient import TestClient
+
+    from client._serve import build_app, default_served_name
+
+    assert default_served_name("models:/main.default.iris/1", registry_uri) == "iris-1"
+    assert default_served_name("models:/main.default.iris@champion", registry_uri) == "iris-1"
+    app = build_app("models:/main.default.iris@champion", "iris", registry_uri, served_entity="champion")
+    payload = {"dataframe_split": {"columns": IRIS_COLUMNS, "data": IRIS_ROWS[:1]}}
+    with TestClient(app) as http:
+        r = http.post("/serving-endpoints/iris/invocations", json=payload)
+    assert r.status_code == 200 and r.json() == {"predictions": [0]}
+    assert r.headers["served-model-name"] == "champion"
+
+
+@pytest.mark.slow
 def test_mixed_server_answers(mixed_server: str) -> None:
     from _models import mixed_expected
 
