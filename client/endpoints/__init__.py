@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         registry_resolver,
         resolve,
     )
-    from ._diff import Plan, diff
+    from ._diff import Plan, diff, status_text
     from ._promote import promote, registry_alias_setter
     from ._workspace import (
         ApplyResult,
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
         apply,
         get_endpoint,
         plan,
-        status_text,
         workspace_client,
     )
 
@@ -82,11 +81,11 @@ _MODULE_OF = {
          "parse_config", "registry_resolver", "resolve"),
         "_config",
     ),
-    **dict.fromkeys(("Plan", "diff"), "_diff"),
+    **dict.fromkeys(("Plan", "diff", "status_text"), "_diff"),
     **dict.fromkeys(("promote", "registry_alias_setter"), "_promote"),
     **dict.fromkeys(
         ("ApplyResult", "EndpointOperationError", "EndpointUpdateFailed", "apply", "get_endpoint", "plan",
-         "status_text", "workspace_client"),
+         "workspace_client"),
         "_workspace",
     ),
 }

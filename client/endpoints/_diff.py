@@ -1,5 +1,6 @@
 """Comparing an endpoint with its file: the workspace's state in comparable form, the readable
-diff (:class:`Plan`), and the wire form built from databricks-sdk's own types. No I/O here.
+diff (:class:`Plan`), the wire form built from databricks-sdk's own types, and an endpoint's
+status as text. No I/O here.
 
 Example::
 
@@ -31,11 +32,14 @@ from ._config import DesiredEndpoint, EntityState, InferenceTable
 
 __all__ = [
     "Plan",
+    "config_update",
     "current_of",
     "diff",
+    "failure_reason",
     "gateway_config",
     "rate_limits",
     "served_entities",
+    "status_text",
     "traffic_config",
 ]
 
@@ -44,6 +48,11 @@ __all__ = [
 
 def _enum(value: Any, default: str = "") -> str:
     return str(getattr(value, "value", value)) if value is not None else default
+
+
+def config_update(ep: ServingEndpointDetailed) -> str:
+    """``NOT_UPDATING`` | ``IN_PROGRESS`` | ``UPDATE_FAILED`` | ``UPDATE_CANCELED``."""
+    return _enum(ep.state.config_update if ep.state else None, "NOT_UPDATING")
 
 
 def current_of(ep: ServingEndpointDetailed) -> DesiredEndpoint:
@@ -251,3 +260,70 @@ def gateway_config(desired: DesiredEndpoint, current: AiGatewayConfig | None) ->
         guardrails=cur.guardrails,
         fallback_config=cur.fallback_config,
     )
+
+
+# --- status (of an endpoint already read) -------------------------------------------------------
+
+
+def failure_reason(ep: ServingEndpointDetailed) -> str:
+    """The workspace's words for a failed update: the served entities' deployment messages."""
+    for wanted in ("DEPLOYMENT_FAILED", None):
+        for cfg in (ep.pending_config, ep.config):
+            messages = [
+                f"{e.name}: {e.state.deployment_state_message}"
+                for e in (cfg.served_entities if cfg else None) or []
+                if e.state and e.state.deployment_state_message
+                and _enum(e.state.deployment) == (wanted or _enum(e.state.deployment))
+                and _enum(e.state.deployment) != "DEPLOYMENT_READY"
+            ]
+            if messages:
+                return "; ".join(messages)
+    return "the workspace gave no reason (see the endpoint's events and build logs)"
+
+
+def status_text(ep: ServingEndpointDetailed) -> str:
+    """State, served entities, traffic and which model versions answer, as a few lines of text."""
+    state = ep.state
+    lines = [
+        f"endpoint {ep.name}: ready={_enum(state.ready if state else None, '?')} "
+        f"config_update={_enum(state.config_update if state else None, '?')}"
+    ]
+    current = current_of(ep)
+    if current.entities:
+        lines.append("served entities:")
+        deploy = {e.name: e for e in (ep.config.served_entities if ep.config else None) or []}
+        for n, e in current.entities.items():
+            lines.append(f"  {n}: {_describe(e)} {_deployment(deploy.get(n))}")
+        lines.append("traffic:")
+        lines += [f"  {n}: {p}%" for n, p in current.traffic.items()]
+        answering = [
+            f"{current.entities[n].entity_name} v{current.entities[n].entity_version} ({p}%)"
+            for n, p in current.traffic.items() if p > 0 and n in current.entities
+        ]
+        lines.append("answering: " + (", ".join(answering) or "nothing"))
+    else:
+        lines.append("no active config yet")
+    if ep.pending_config and ep.pending_config.served_entities:
+        lines.append("pending config:")
+        lines += [
+            f"  {e.name}: {e.entity_name} version {e.entity_version} {_deployment(e)}"
+            for e in ep.pending_config.served_entities
+        ]
+    if state and _enum(state.config_update) in ("UPDATE_FAILED", "UPDATE_CANCELED"):
+        lines.append(f"last update failed: {failure_reason(ep)}")
+    if current.tags:
+        lines.append("tags: " + ", ".join(f"{k}={v}" for k, v in sorted(current.tags.items())))
+    if current.rate_limits:
+        lines.append("rate limits: " + ", ".join(_limit(r) for r in current.rate_limits))
+    if current.inference_table:
+        lines.append(f"inference table: {current.inference_table}")
+    if current.usage_tracking:
+        lines.append("usage tracking: on")
+    return "\n".join(lines)
+
+
+def _deployment(entity: Any) -> str:
+    """``[DEPLOYMENT_READY]``, with the workspace's ``deployment_state_message`` when it says something."""
+    st = getattr(entity, "state", None)
+    message = (st.deployment_state_message or "").strip() if st else ""
+    return f"[{_enum(st.deployment if st else None, '?')}]" + (f" {message}" if message else "")

@@ -1,5 +1,6 @@
-"""Model Serving endpoints from config files: plan (a readable diff), apply (create or update, then
-wait), status. Calls go through databricks-sdk; the diff and the wire form are in ``_diff``.
+"""Model Serving endpoints from config files against a workspace: plan (a readable diff), apply
+(create or update, then wait). Calls go through databricks-sdk; everything without I/O (the diff,
+the wire form, the status text) is in ``_diff``.
 
 It imports databricks-sdk; ``client.endpoints`` loads it on first use.
 
@@ -36,11 +37,10 @@ from .._exceptions import PredictorError
 from ._config import DesiredEndpoint
 from ._diff import (
     Plan,
-    _describe,
-    _enum,
-    _limit,
+    config_update,
     current_of,
     diff,
+    failure_reason,
     gateway_config,
     inference_table_config,
     served_entities,
@@ -54,7 +54,6 @@ __all__ = [
     "apply",
     "get_endpoint",
     "plan",
-    "status_text",
     "update_config",
     "wait_until_settled",
     "workspace_client",
@@ -123,7 +122,7 @@ def plan(w: WorkspaceClient, desired: DesiredEndpoint) -> Plan:
     ep = get_endpoint(w, desired.name)
     result = diff(current_of(ep) if ep else None, desired)
     if ep is not None:
-        state = _enum(ep.state.config_update if ep.state else None, "NOT_UPDATING")
+        state = config_update(ep)
         if state == EndpointStateConfigUpdate.IN_PROGRESS.value:
             result.notes.append("an update is in progress: apply will refuse until it finishes")
         elif state in ("UPDATE_FAILED", "UPDATE_CANCELED"):
@@ -132,22 +131,6 @@ def plan(w: WorkspaceClient, desired: DesiredEndpoint) -> Plan:
 
 
 # --- waiting ----------------------------------------------------------------------------------
-
-
-def failure_reason(ep: ServingEndpointDetailed) -> str:
-    """The workspace's words for a failed update: the served entities' deployment messages."""
-    for wanted in ("DEPLOYMENT_FAILED", None):
-        for cfg in (ep.pending_config, ep.config):
-            messages = [
-                f"{e.name}: {e.state.deployment_state_message}"
-                for e in (cfg.served_entities if cfg else None) or []
-                if e.state and e.state.deployment_state_message
-                and _enum(e.state.deployment) == (wanted or _enum(e.state.deployment))
-                and _enum(e.state.deployment) != "DEPLOYMENT_READY"
-            ]
-            if messages:
-                return "; ".join(messages)
-    return "the workspace gave no reason (see the endpoint's events and build logs)"
 
 
 def wait_until_settled(
@@ -165,7 +148,7 @@ def wait_until_settled(
     while True:
         ep = _call(f"reading endpoint {name}", w.serving_endpoints.get, name)
         elapsed = time.monotonic() - started
-        state = _enum(ep.state.config_update if ep.state else None, "NOT_UPDATING")
+        state = config_update(ep)
         logger.debug("endpoint %s: %s after %.1fs", name, state, elapsed)
         if progress is not None:
             progress(ep, elapsed)
@@ -269,54 +252,3 @@ def _put_gateway(w: WorkspaceClient, name: str, gateway: AiGatewayConfig) -> Non
         guardrails=gateway.guardrails,
         fallback_config=gateway.fallback_config,
     )
-
-
-# --- status -------------------------------------------------------------------------------------
-
-
-def status_text(ep: ServingEndpointDetailed) -> str:
-    """State, served entities, traffic and which model versions answer, as a few lines of text."""
-    state = ep.state
-    lines = [
-        f"endpoint {ep.name}: ready={_enum(state.ready if state else None, '?')} "
-        f"config_update={_enum(state.config_update if state else None, '?')}"
-    ]
-    current = current_of(ep)
-    if current.entities:
-        lines.append("served entities:")
-        deploy = {e.name: e for e in (ep.config.served_entities if ep.config else None) or []}
-        for n, e in current.entities.items():
-            lines.append(f"  {n}: {_describe(e)} {_deployment(deploy.get(n))}")
-        lines.append("traffic:")
-        lines += [f"  {n}: {p}%" for n, p in current.traffic.items()]
-        answering = [
-            f"{current.entities[n].entity_name} v{current.entities[n].entity_version} ({p}%)"
-            for n, p in current.traffic.items() if p > 0 and n in current.entities
-        ]
-        lines.append("answering: " + (", ".join(answering) or "nothing"))
-    else:
-        lines.append("no active config yet")
-    if ep.pending_config and ep.pending_config.served_entities:
-        lines.append("pending config:")
-        lines += [
-            f"  {e.name}: {e.entity_name} version {e.entity_version} {_deployment(e)}"
-            for e in ep.pending_config.served_entities
-        ]
-    if state and _enum(state.config_update) in ("UPDATE_FAILED", "UPDATE_CANCELED"):
-        lines.append(f"last update failed: {failure_reason(ep)}")
-    if current.tags:
-        lines.append("tags: " + ", ".join(f"{k}={v}" for k, v in sorted(current.tags.items())))
-    if current.rate_limits:
-        lines.append("rate limits: " + ", ".join(_limit(r) for r in current.rate_limits))
-    if current.inference_table:
-        lines.append(f"inference table: {current.inference_table}")
-    if current.usage_tracking:
-        lines.append("usage tracking: on")
-    return "\n".join(lines)
-
-
-def _deployment(entity: Any) -> str:
-    """``[DEPLOYMENT_READY]``, with the workspace's ``deployment_state_message`` when it says something."""
-    st = getattr(entity, "state", None)
-    message = (st.deployment_state_message or "").strip() if st else ""
-    return f"[{_enum(st.deployment if st else None, '?')}]" + (f" {message}" if message else "")
