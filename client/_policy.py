@@ -5,6 +5,7 @@ Pure functions, tested with the clock patched. ``_transport`` applies them.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import random
 import re
@@ -49,7 +50,7 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
 
 
 def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), capped.
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date, GMT), capped.
 
     ``None`` when absent or unreadable; never negative.
     """
@@ -65,6 +66,8 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
             return None
         if when is None:
             return None
+        if when.tzinfo is None:  # asctime carries no zone; RFC 9110 §5.6.7: every HTTP date is GMT
+            when = when.replace(tzinfo=datetime.timezone.utc)
         seconds = when.timestamp() - now()
     if seconds != seconds:  # NaN
         return None

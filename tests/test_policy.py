@@ -50,6 +50,25 @@ def test_parse_retry_after(header, expected):
     assert parse_retry_after(header, now=lambda: NOW) == expected
 
 
+@pytest.fixture(params=["America/New_York", "Asia/Tokyo", "UTC"])
+def local_zone(request, monkeypatch):
+    """The machine's local time zone set to ``request.param`` (HTTP dates must not care)."""
+    import time
+
+    monkeypatch.setenv("TZ", request.param)
+    time.tzset()
+    yield request.param
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_retry_after_dates_in_all_three_forms_are_gmt_whatever_the_local_zone(local_zone):
+    """RFC 9110 §5.6.7: IMF-fixdate, RFC 850 and asctime dates are all GMT (asctime says no zone)."""
+    now = 784_111_770.0  # 1994-11-06 08:49:30 GMT: seven seconds before the dates below
+    for header in ("Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"):
+        assert parse_retry_after(header, now=lambda: now) == 7.0, (header, local_zone)
+
+
 def test_backoff_grows_is_jittered_and_capped():
     lows = [backoff_delay(n, rand=lambda: 0.0) for n in range(1, 8)]
     highs = [backoff_delay(n, rand=lambda: 1.0) for n in range(1, 8)]
