@@ -70,6 +70,26 @@ def expect_rows(predictions: Any, rows: int) -> list[Any]:
     return predictions
 
 
+def expect_rows_or_columns(predictions: Any, rows: int) -> Any:
+    """``predictions`` if it answers ``rows`` rows: a list with one prediction per row, or MLflow's
+    column-shaped answer (a dict-of-arrays output: ``{"label": [...], ...}``, one list per column)."""
+    if isinstance(predictions, dict) and predictions:
+        if all(isinstance(col, list) and len(col) == rows for col in predictions.values()):
+            return predictions
+        raise NotRowAligned(f"{rows} rows were answered with columns of other lengths", request=None)
+    return expect_rows(predictions, rows)
+
+
+def join_rows(parts: list[Any]) -> Any:
+    """Answers to consecutive row ranges, put back together in order: lists end to end, column-shaped
+    answers column by column (``{"y": [1]}, {"y": [2, 3]} -> {"y": [1, 2, 3]}``)."""
+    if all(isinstance(p, list) for p in parts):
+        return [row for p in parts for row in p]
+    if all(isinstance(p, dict) for p in parts) and len({tuple(p) for p in parts}) == 1:
+        return {name: [v for p in parts for v in p[name]] for name in parts[0]}
+    raise NotRowAligned("the chunks of one call were answered in different shapes", request=None)
+
+
 def split_rows(predictions: Any, sizes: list[int]) -> list[Any]:
     """Cut one answer into each call's share, in order: ``[p0, p1, p2], [1, 2] -> [[p0], [p1, p2]]``."""
     if len(sizes) == 1:

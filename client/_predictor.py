@@ -295,8 +295,9 @@ class Predictor:
         tensor models) against the signature, then predict.
 
         Concurrent calls with the same params are coalesced into one request; a call with
-        more than 5,000 rows is sent in chunks under the 16 MB limit, a few at a time, and
-        ``on_progress(rows_done, rows_total)`` hears about each.
+        more than 5,000 rows, or a body over Model Serving's 16 MB limit, is sent in chunks
+        under both limits, a few at a time, and ``on_progress(rows_done, rows_total)`` hears once
+        of each (once of the whole call when it is not split).
         Raises ``SchemaValidationError`` (nothing sent) or an ``APIError``.
 
         Example::
@@ -314,8 +315,6 @@ class Predictor:
             self._timeout if timeout is NOT_GIVEN else _as_timeout(timeout),
         )
         share = await self._sender.send(call, on_progress)
-        if on_progress is not None:
-            on_progress(validated.n_rows, validated.n_rows)
         return PredictionResult(
             predictions=share.predictions,
             mode=self.mode,

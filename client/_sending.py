@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ._auth import Auth
-from ._batching import Batcher, Batching, NotRowAligned, expect_rows, split_rows
+from ._batching import Batcher, Batching, NotRowAligned, expect_rows_or_columns, join_rows, split_rows
 from ._constants import DEFAULT_CHUNK_CONCURRENCY, DEFAULT_CHUNK_ROWS
 from ._transport import RetryConfig, Transport
 from ._wire import PayloadTooLarge, decode_answer, encode_body
@@ -70,13 +70,24 @@ class Sender:
         return Sender(url=self.url, auth=auth, transport=self.transport, direct=self.direct, batching=self.batching)
 
     async def send(self, call: Call, on_progress: ProgressCallback | None = None) -> Share:
-        """Answer one call: in chunks when it is large, else coalesced with others when it may be."""
+        """Answer one call: in chunks when it is large (by rows or by bytes), else coalesced with
+        others when it may be. ``on_progress`` hears once of each part answered."""
         v = call.validated
-        if self.direct is None and v.table is not None and v.n_rows > DEFAULT_CHUNK_ROWS:
+        can_split = self.direct is None and v.table is not None and v.n_rows > 1
+        if can_split and v.n_rows > DEFAULT_CHUNK_ROWS:
             return await self._answer_in_chunks(call, on_progress)
-        if (key := self._batch_key(call)) is not None:
-            return await self._batcher().submit(key, call, v.n_rows)
-        (share,) = await self._answer([call])
+        try:
+            if (key := self._batch_key(call)) is not None:
+                share = await self._batcher().submit(key, call, v.n_rows)
+            else:
+                (share,) = await self._answer([call])
+        except PayloadTooLarge:
+            if not can_split:
+                raise  # one row over the limit: nothing was sent, and nothing can be split
+            # Under the row limit but over the byte limit (wide rows): split by size instead.
+            return await self._answer_in_chunks(call, on_progress)
+        if on_progress is not None:
+            on_progress(v.n_rows, v.n_rows)
         return share
 
     def _batch_key(self, call: Call) -> Hashable | None:
@@ -125,7 +136,8 @@ class Sender:
 
     async def _answer_in_chunks(self, call: Call, on_progress: ProgressCallback | None) -> Share:
         """A large table as requests of at most ``DEFAULT_CHUNK_ROWS`` rows (halved while over
-        the payload limit), a few in flight, predictions put back in row order."""
+        the payload limit), a few in flight, predictions put back in row order (lists end to
+        end, column-shaped answers column by column)."""
         total = call.validated.n_rows
         slots = asyncio.Semaphore(DEFAULT_CHUNK_CONCURRENCY)
         done = 0
@@ -141,7 +153,7 @@ class Sender:
                     raise
                 middle = (start + stop) // 2
                 return await chunk(start, middle) + await chunk(middle, stop)
-            expect_rows(share.predictions, stop - start)
+            expect_rows_or_columns(share.predictions, stop - start)
             done += stop - start
             if on_progress is not None:
                 on_progress(done, total)
@@ -151,7 +163,7 @@ class Sender:
         shares = [s for part in await _all(chunk(a, min(a + DEFAULT_CHUNK_ROWS, total)) for a in bounds) for s in part]
         served = {s.served_model_name for s in shares}
         return Share(
-            predictions=[p for s in shares for p in s.predictions],
+            predictions=join_rows([s.predictions for s in shares]),
             served_model_name=served.pop() if len(served) == 1 else None,
             request_id=shares[0].request_id,
             retries=sum(s.retries for s in shares),

@@ -222,6 +222,38 @@ async def test_a_large_table_goes_in_chunks_in_order_with_progress():
     assert {t for _, t in seen} == {12_001}
 
 
+async def test_progress_hears_of_each_chunk_exactly_once():
+    server = Recorder()
+    p = predictor(server)
+    seen: list[tuple[int, int]] = []
+    await p.apredict({"x": [float(i) for i in range(12_000)]}, on_progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(5_000, 12_000), (10_000, 12_000), (12_000, 12_000)]
+    seen.clear()
+    await p.apredict({"x": [1.0, 2.0, 3.0]}, on_progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(3, 3)]
+
+
+async def test_column_shaped_answers_of_chunks_are_joined_column_wise():
+    """MLflow writes a dict-of-arrays output as ``{"predictions": {"x": [...]}}``: one list per column."""
+    server = Recorder(aligned=False)  # answers {"x": [one value per row]}
+    p = predictor(server, batching=False)
+    result = await p.apredict({"x": [float(i) for i in range(5_001)]})
+    assert result.predictions == {"x": [float(i) for i in range(5_001)]}
+    assert sorted(server.rows_per_request()) == [1, 5_000]
+
+
+async def test_a_call_under_5000_rows_but_over_the_payload_limit_is_split_by_size():
+    server = Recorder()
+    p = predictor(server)
+    pad = "p" * 5_000  # 4,000 rows x 5 kB: ~20 MB in one body, over the 16 MB limit
+    seen: list[tuple[int, int]] = []
+    result = await p.apredict({"x": [float(i) for i in range(4_000)], "pad": [pad] * 4_000},
+                              on_progress=lambda d, t: seen.append((d, t)))
+    assert result.predictions == [i * 10.0 for i in range(4_000)]
+    assert sorted(server.rows_per_request()) == [2_000, 2_000]
+    assert seen[-1] == (4_000, 4_000) and len(seen) == 2
+
+
 async def test_a_chunk_over_the_payload_limit_is_halved_until_it_fits():
     server = Recorder()
     p = predictor(server)
