@@ -67,7 +67,7 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
         if when is None:
             return None
         if when.tzinfo is None:  # asctime carries no zone; RFC 9110 §5.6.7: every HTTP date is GMT
-            when = when.replace(tzinfo=datetime.timezone.utc)
+            when = when.replace(tzinfo=datetime.UTC)
         seconds = when.timestamp() - now()
     if seconds != seconds:  # NaN
         return None
