@@ -11,7 +11,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 #: Retries after the first attempt (``0`` disables retrying).
 DEFAULT_MAX_RETRIES = 3
 
-#: Wall-clock budget for one call, all attempts and waits included (seconds).
+#: Wall-clock budget for one call from its start, all attempts and waits included (seconds):
+#: the signature's first fetch, waiting in a batch, retries, a resend alone, every chunk.
 DEFAULT_TOTAL_TIMEOUT = 180.0
 
 #: Exponential backoff: first wait, growth factor and cap (seconds); full jitter on top.

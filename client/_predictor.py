@@ -307,13 +307,11 @@ class Predictor:
         from ._schema import validate
 
         started = time.perf_counter()
-        signature = await self.aget_signature() if self.validate else None
+        retry = self._retry if max_retries is NOT_GIVEN else RetryConfig(max_retries, self._retry.total_timeout)
+        budget = retry.start()  # total_timeout counts from here: the signature's fetch included
+        signature = await budget.bound(self.aget_signature()) if self.validate else None
         validated = validate(signature, inputs, params)
-        call = Call(
-            validated,
-            self._retry if max_retries is NOT_GIVEN else RetryConfig(max_retries, self._retry.total_timeout),
-            self._timeout if timeout is NOT_GIVEN else _as_timeout(timeout),
-        )
+        call = Call(validated, retry, self._timeout if timeout is NOT_GIVEN else _as_timeout(timeout), budget)
         share = await self._sender.send(call, on_progress)
         return PredictionResult(
             predictions=share.predictions,

@@ -19,7 +19,7 @@ import httpx
 from ._auth import Auth
 from ._batching import Batcher, Batching, NotRowAligned, expect_rows_or_columns, join_rows, split_rows
 from ._constants import DEFAULT_CHUNK_CONCURRENCY, DEFAULT_CHUNK_ROWS
-from ._transport import RetryConfig, Transport
+from ._transport import Budget, RetryConfig, Transport
 from ._wire import PayloadTooLarge, decode_answer, encode_body
 
 if TYPE_CHECKING:
@@ -33,11 +33,12 @@ ProgressCallback = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class Call:
-    """One validated call and the settings it is sent with."""
+    """One validated call, the settings it is sent with, and what is left of its budget."""
 
     validated: ValidatedInput
     retry: RetryConfig
     timeout: httpx.Timeout
+    budget: Budget
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ class Sender:
             return await self._answer_in_chunks(call, on_progress)
         try:
             if (key := self._batch_key(call)) is not None:
-                share = await self._batcher().submit(key, call, v.n_rows)
+                # The batch may outlive this caller's deadline (others' are later): stop waiting at ours.
+                share = await call.budget.bound(self._batcher().submit(key, call, v.n_rows))
             else:
                 (share,) = await self._answer([call])
         except PayloadTooLarge:
@@ -120,9 +122,16 @@ class Sender:
                 predictions = await self.direct.predict(merged.to_model_input(), merged.params)
                 return [Share(p, batch_size=len(calls)) for p in split_rows(predictions, sizes)]
             assert self.url is not None
-            response, retries = await self.transport.post_json(
-                self.url, encode_body(merged.to_wire()), auth=self.auth, retry=calls[0].retry, timeout=calls[0].timeout
-            )
+            budget = calls[0].budget if len(calls) == 1 else Budget.shared([c.budget for c in calls])
+            body = encode_body(merged.to_wire())
+            try:
+                response, retries = await self.transport.post_json(
+                    self.url, body, auth=self.auth, budget=budget, timeout=calls[0].timeout
+                )
+            finally:
+                if len(calls) > 1:  # every caller in the batch spent these retries
+                    for c in calls:
+                        c.budget.spend(budget.retries_used)
             answer = decode_answer(response)
             return [
                 Share(p, answer.served_model_name, answer.request_id, retries, len(calls))
@@ -144,7 +153,7 @@ class Sender:
 
         async def chunk(start: int, stop: int) -> list[Share]:
             nonlocal done
-            part = replace(call, validated=call.validated.rows(start, stop))
+            part = replace(call, validated=call.validated.rows(start, stop), budget=call.budget.fork())
             try:
                 async with slots:
                     (share,) = await self._answer([part])

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_before_delay
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.stop import stop_base
 
 from . import _policy
@@ -23,11 +24,71 @@ from ._wire import JSON_HEADERS
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class RetryConfig:
+    """A Predictor's (or a call's) retry settings; :meth:`start` turns them into one call's budget."""
+
     max_retries: int
     total_timeout: float | None
+
+    def start(self, clock: Callable[[], float] = time.monotonic) -> Budget:
+        """The budget of a call starting now."""
+        deadline = None if self.total_timeout is None else clock() + self.total_timeout
+        return Budget(self.max_retries, deadline, self.total_timeout, clock)
+
+
+@dataclass
+class Budget:
+    """What is left of one call's budget: retries, and a deadline on the ``clock``.
+
+    It travels with the call, from its start, through every request made for it: a batch it
+    shared, its resend alone after the batch failed, its chunks. So ``total_timeout`` bounds
+    the whole call, waits included, and a resend never starts with a fresh allowance.
+    """
+
+    retries_left: int
+    deadline: float | None
+    total_timeout: float | None = None
+    clock: Callable[[], float] = time.monotonic
+    retries_used: int = 0
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (may be negative); ``None`` without one."""
+        return None if self.deadline is None else self.deadline - self.clock()
+
+    def spend(self, retries: int) -> None:
+        self.retries_used += retries
+        self.retries_left = max(self.retries_left - retries, 0)
+
+    def fork(self) -> Budget:
+        """A budget for one part of the call (a chunk): the same deadline, the retries left now."""
+        return Budget(self.retries_left, self.deadline, self.total_timeout, self.clock)
+
+    @staticmethod
+    def shared(budgets: list[Budget]) -> Budget:
+        """The budget of one request made for several calls: it may run as long as the latest
+        deadline (each caller stops waiting at its own) and retry as often as the poorest may."""
+        deadlines = [b.deadline for b in budgets]
+        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
+        first = budgets[0]
+        return Budget(min(b.retries_left for b in budgets), deadline, first.total_timeout, first.clock)
+
+    def timeout_error(self, request: httpx.Request | None = None) -> APITimeoutError:
+        return APITimeoutError(f"Request timed out: total_timeout={self.total_timeout}s spent.", request=request)
+
+    async def bound(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` until the deadline at most; then ``APITimeoutError``."""
+        remaining = self.remaining()
+        if remaining is None:
+            return await awaitable
+        try:
+            async with asyncio.timeout(max(remaining, 0.0)):
+                return await awaitable
+        except TimeoutError as err:
+            raise self.timeout_error() from err
 
 
 class Transport:
@@ -77,22 +138,38 @@ class Transport:
         body: bytes,
         *,
         auth: Auth,
-        retry: RetryConfig,
+        budget: Budget,
         timeout: httpx.Timeout,
     ) -> tuple[httpx.Response, int]:
-        """POST ``body`` with retries; return the 2xx response and how many retries it took."""
+        """POST ``body`` with retries; return the 2xx response and how many retries it took.
+
+        Each attempt has ``timeout`` and what is left of ``budget`` (the call's), whichever is
+        shorter; a retry is made only while the budget has retries and time for the wait.
+        """
         retrying = AsyncRetrying(
-            stop=_stop(retry),
+            stop=_stop(budget),
             wait=_wait,
             retry=retry_if_exception(_policy.is_retryable),
             sleep=self._sleep,
             before_sleep=_log_retry,
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                response = await self._attempt(url, body, auth=auth, timeout=timeout)
-        return response, retrying.statistics.get("attempt_number", 1) - 1
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    response = await self._attempt_in_budget(url, body, auth=auth, budget=budget, timeout=timeout)
+        finally:
+            retries = retrying.statistics.get("attempt_number", 1) - 1
+            budget.spend(retries)
+        return response, retries
+
+    async def _attempt_in_budget(
+        self, url: str, body: bytes, *, auth: Auth, budget: Budget, timeout: httpx.Timeout
+    ) -> httpx.Response:
+        remaining = budget.remaining()
+        if remaining is not None and remaining <= 0:
+            raise budget.timeout_error()  # spent waiting (for a batch, a slot, an earlier attempt)
+        return await budget.bound(self._attempt(url, body, auth=auth, timeout=timeout))
 
     async def _attempt(self, url: str, body: bytes, *, auth: Auth, timeout: httpx.Timeout) -> httpx.Response:
         response = await self._send(url, body, await auth.headers(), timeout)
@@ -119,10 +196,21 @@ class Transport:
         return response
 
 
-def _stop(retry: RetryConfig) -> stop_base:
-    stop: stop_base = stop_after_attempt(max(retry.max_retries, 0) + 1)
-    if retry.total_timeout is not None:
-        stop = stop | stop_before_delay(retry.total_timeout)
+class _stop_at_deadline(stop_base):  # lower case, like tenacity's own stops
+    """Stop when the wait before the next attempt would end past the call's deadline."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        remaining = self.budget.remaining()
+        return remaining is not None and remaining <= retry_state.upcoming_sleep
+
+
+def _stop(budget: Budget) -> stop_base:
+    stop: stop_base = stop_after_attempt(max(budget.retries_left, 0) + 1)
+    if budget.deadline is not None:
+        stop = stop | _stop_at_deadline(budget)
     return stop
 
 

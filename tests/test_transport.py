@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import time
 
 import httpx
 import pytest
 
-from client import APIConnectionError, AuthenticationError, BadRequestError, InternalServerError, RateLimitError
+from client import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    InternalServerError,
+    Predictor,
+    RateLimitError,
+)
 from client._transport import RetryConfig, Transport
 
 URL = "http://127.0.0.1:9/serving-endpoints/iris/invocations"
@@ -58,7 +69,8 @@ async def post(mock, *, retries=3, total=None, auth=None, sleeps=None):
     transport = Transport(timeout=httpx.Timeout(5.0), transport=mock, sleep=sleeps or Sleeps())
     try:
         return await transport.post_json(
-            URL, b"{}", auth=auth or CountingAuth(), retry=RetryConfig(retries, total), timeout=httpx.Timeout(5.0)
+            URL, b"{}", auth=auth or CountingAuth(), budget=RetryConfig(retries, total).start(),
+            timeout=httpx.Timeout(5.0)
         )
     finally:
         await transport.aclose()
@@ -142,3 +154,86 @@ async def test_token_never_in_debug_logs(caplog):
     await post(mock, auth=auth)
     assert caplog.records, "expected debug logging from the transport"
     assert "SENTINEL-SECRET-123" not in caplog.text
+
+
+# -- total_timeout: one budget for the whole call ----------------------------------------
+
+
+class FakeClock:
+    """A monotonic clock that only the patched sleep moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_no_retry_whose_wait_would_end_past_the_deadline():
+    clock = FakeClock()
+
+    async def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    mock, seen = scripted(*[httpx.Response(503, headers={"Retry-After": "4"}, text="busy") for _ in range(5)])
+    transport = Transport(timeout=httpx.Timeout(5.0), transport=mock, sleep=sleep)
+    budget = RetryConfig(max_retries=10, total_timeout=10.0).start(clock)
+    with pytest.raises(InternalServerError):
+        await transport.post_json(URL, b"{}", auth=CountingAuth(), budget=budget, timeout=httpx.Timeout(5.0))
+    assert len(seen) == 3 and clock.now == 8.0  # attempts at 0, 4 and 8 s; a wait to 12 s would pass 10 s
+    assert budget.retries_used == 2 and budget.retries_left == 8
+
+
+def slow_server(seconds: float, status: int = 200):
+    """A MockTransport whose every answer takes ``seconds``; returns it and the requests seen."""
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        await asyncio.sleep(seconds)
+        return httpx.Response(status, json={"predictions": [1]} if status == 200 else {"message": "boom"})
+
+    return httpx.MockTransport(handler), seen
+
+
+async def test_total_timeout_bounds_a_call_whose_one_attempt_is_slower():
+    """``total_timeout=1, timeout=10`` against a server answering in 3 s: a timeout near 1 s."""
+    mock, seen = slow_server(3.0)
+    p = Predictor.from_endpoint(url=URL, http_transport=mock, validate=False, total_timeout=1.0, timeout=10.0)
+    started = time.monotonic()
+    with pytest.raises(APITimeoutError):
+        await p.apredict([{"x": 1.0}])
+    elapsed = time.monotonic() - started
+    assert 0.9 <= elapsed < 2.5, elapsed
+    assert len(seen) == 1  # no time left for another attempt
+    await p.aclose()
+
+
+async def test_batched_callers_keep_their_own_deadline_through_batch_and_resend():
+    """A 500 fails the batch, and each call is resent alone: still within its own total_timeout."""
+    mock, _ = slow_server(0.3, status=500)
+    p = Predictor.from_endpoint(url=URL, http_transport=mock, validate=False, total_timeout=1.0, max_retries=10)
+
+    async def timed(i: int) -> float:
+        started = time.monotonic()
+        with pytest.raises((InternalServerError, APITimeoutError)):
+            await p.apredict([{"x": float(i)}])
+        return time.monotonic() - started
+
+    waits = await asyncio.gather(*(timed(i) for i in range(8)))
+    assert max(waits) < 1.8, waits  # the budget is the call's, not each request's
+    await p.aclose()
+
+
+async def test_a_resend_after_a_failed_batch_spends_what_is_left_of_the_retries():
+    """8 callers against a server that always answers 500, 2 retries each: the batch spends both,
+    so each resend alone gets one attempt (3 + 8 requests, not 3 + 8 x 3)."""
+    mock, seen = scripted(*[httpx.Response(500, json={"message": "boom"}) for _ in range(40)])
+    sleeps = Sleeps()
+    p = Predictor(url=URL, transport=Transport(timeout=httpx.Timeout(5.0), transport=mock, sleep=sleeps),
+                  validate=False, max_retries=2, total_timeout=None)
+    results = await asyncio.gather(*(p.apredict([{"x": float(i)}]) for i in range(8)), return_exceptions=True)
+    assert all(isinstance(r, InternalServerError) for r in results), results
+    rows = [len(json.loads(r.content)["dataframe_split"]["data"]) for r in seen]
+    assert rows == [8, 8, 8] + [1] * 8
+    await p.aclose()
