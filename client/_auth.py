@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from ._exceptions import ConfigurationError
+from ._sync import SingleFlight
 
 __all__ = ["Auth", "NoAuth", "TokenAuth", "WorkspaceAuth", "check_secure_url", "workspace_auth"]
 
@@ -74,39 +75,51 @@ class WorkspaceAuth:
 
     The ``Config`` is built once and reused. ``refresh()`` forces a new OAuth token, single-flight:
     concurrent callers after one 401 share one refresh. ``refresh_count`` counts forced refreshes.
+    One instance serves every event loop (the sync portal's, each ``asyncio.run``): its
+    single-flights are loop-safe, never ``asyncio.Lock``.
+    Only databricks-sdk's public surface is used: ``authenticate()``, ``oauth_token()``,
+    ``auth_type`` and ``as_dict()`` of ``Config``.
     """
 
     def __init__(self, config: Any) -> None:
         self._config = config
         self.host: str = (config.host or "").rstrip("/")
         self.auth_type: str | None = getattr(config, "auth_type", None)
-        self._lock = asyncio.Lock()
         self._generation = 0
         self.refresh_count = 0
-        self._headers_lock = asyncio.Lock()
+        self._refreshing: SingleFlight[bool] = SingleFlight()
+        self._fetching: SingleFlight[dict[str, str]] = SingleFlight()
         self._cached: dict[str, str] | None = None
         self._cached_until = 0.0
 
     @property
     def config(self) -> Any:
-        """The underlying ``databricks.sdk.core.Config``."""
+        """The underlying ``databricks.sdk.core.Config`` (a new one after each forced refresh)."""
         return self._config
+
+    def _fresh(self) -> dict[str, str] | None:
+        cached = self._cached
+        return dict(cached) if cached is not None and time.monotonic() < self._cached_until else None
 
     async def headers(self) -> dict[str, str]:
         # Why a cache of our own: ``Config.authenticate()`` blocks, so each call costs a thread
         # hop, and the SDK counts a token as expired 40 s early, so one that lives less than
         # that would be fetched again for every request. Half the token's remaining life is safe.
-        if self._cached is not None and time.monotonic() < self._cached_until:
-            return dict(self._cached)
+        if (headers := self._fresh()) is not None:
+            return headers
         # Single-flight: callers that find the cache stale together share one fetch.
-        async with self._headers_lock:
-            if self._cached is not None and time.monotonic() < self._cached_until:
-                return dict(self._cached)
-            headers = dict(await asyncio.to_thread(self._config.authenticate))
-            lifetime = _remaining_lifetime(self._config)
-            if lifetime is not None and lifetime > 0:
-                self._cached, self._cached_until = headers, time.monotonic() + lifetime / 2
-            return dict(headers)
+        return dict(await self._fetching.run(self._fetch))
+
+    async def _fetch(self) -> dict[str, str]:
+        if (cached := self._fresh()) is not None:
+            return cached
+        headers, lifetime = await asyncio.to_thread(_authenticate, self._config)
+        self._keep(headers, lifetime)
+        return headers
+
+    def _keep(self, headers: dict[str, str], lifetime: float | None) -> None:
+        if lifetime is not None and lifetime > 0:
+            self._cached, self._cached_until = dict(headers), time.monotonic() + lifetime / 2
 
     async def headers_with_generation(self) -> tuple[dict[str, str], int]:
         """Headers plus the refresh generation they belong to; pass it to ``refresh(seen_generation=)``
@@ -117,19 +130,24 @@ class WorkspaceAuth:
     async def refresh(self, *, seen_generation: int | None = None) -> bool:
         """Force a new token if the credentials are OAuth; static tokens return ``False``.
 
-        Callers that arrive while a refresh is running wait for it and share its result
-        rather than starting another one.
+        Callers that arrive while a refresh is running share its result rather than starting
+        another one.
         """
         gen = self._generation if seen_generation is None else seen_generation
-        async with self._lock:
-            if self._generation != gen:
-                return True  # someone refreshed while we waited
-            self._cached = None
-            done = await asyncio.to_thread(_force_refresh, self._config)
-            if done:
-                self._generation += 1
-                self.refresh_count += 1
-            return done
+        if self._generation != gen:
+            return True  # someone refreshed since this caller's token was issued
+        return await self._refreshing.run(self._refresh_now)
+
+    async def _refresh_now(self) -> bool:
+        self._cached = None
+        fresh = await asyncio.to_thread(_fresh_login, self._config)
+        if fresh is None:
+            return False
+        self._config, headers, lifetime = fresh
+        self._keep(headers, lifetime)
+        self._generation += 1
+        self.refresh_count += 1
+        return True
 
     def __repr__(self) -> str:
         return f"WorkspaceAuth(host={self.host!r}, auth_type={self.auth_type!r})"
@@ -137,59 +155,59 @@ class WorkspaceAuth:
     __str__ = __repr__
 
 
-def _force_refresh(config: Any) -> bool:
-    """Fetch a new OAuth token now, replacing the SDK's cached one.
-
-    Returns ``False`` for static credentials (PAT), which cannot be refreshed.
-    """
-    if (config.auth_type or "") in ("pat", "basic", ""):
-        return False
-    token_source = _find_token_source(getattr(config, "_header_factory", None))
-    if token_source is None:
-        return False
-    # databricks-sdk ``Refreshable``: ``_update_token`` under its lock is what ``token()`` does.
-    with token_source._lock:
-        token_source._update_token(token_source.refresh())
-    return True
+#: Credentials that are what they are: a refresh cannot change them.
+_STATIC_AUTH_TYPES = ("pat", "basic", "")
 
 
-def _remaining_lifetime(config: Any) -> float | None:
-    """Seconds the current credential stays valid: ``inf`` for a PAT, ``None`` if unknown."""
-    if (config.auth_type or "") == "pat":
-        return math.inf
-    source = _find_token_source(getattr(config, "_header_factory", None))
-    expiry = getattr(getattr(source, "_token", None), "expiry", None)
+#: OAuth credential types whose headers are exactly ``Authorization: <type> <token>`` for the
+#: token ``Config.oauth_token()`` returns (databricks-sdk builds them so). For these one SDK call
+#: gives the header and its expiry: asking ``authenticate()`` too would fetch a second token when
+#: the token lives under the SDK's 40 s margin.
+_TOKEN_ONLY_AUTH_TYPES = frozenset({"oauth-m2m", "runtime-oauth", "databricks-cli"})
+
+
+def _authenticate(config: Any) -> tuple[dict[str, str], float | None]:
+    """Headers from ``config`` and how long they stay valid (blocking: run it in a thread)."""
+    auth_type = config.auth_type or ""
+    if auth_type in _TOKEN_ONLY_AUTH_TYPES:
+        try:
+            token = config.oauth_token()
+        except (ValueError, AttributeError):  # a release whose provider does not expose it
+            pass
+        else:
+            return {"Authorization": f"{token.token_type} {token.access_token}"}, _expires_in(token)
+    headers = dict(config.authenticate())
+    if auth_type == "pat":
+        return headers, math.inf
+    try:
+        token = config.oauth_token()  # OAuth credentials only; ValueError for the others
+    except (ValueError, AttributeError):
+        return headers, None
+    if headers.get("Authorization") != f"{token.token_type} {token.access_token}":
+        return headers, None  # renewed between the two calls: not the token we hold
+    return headers, _expires_in(token)
+
+
+def _expires_in(token: Any) -> float | None:
+    """Seconds until a databricks-sdk ``Token`` expires; ``None`` if it does not say."""
+    expiry = token.expiry
     if expiry is None:
         return None
     return (expiry - datetime.datetime.now(tz=expiry.tzinfo)).total_seconds()
 
 
-def _find_token_source(provider: Any) -> Any | None:
-    """Find the SDK's ``Refreshable`` token source behind a header factory (closures/wrappers)."""
-    from databricks.sdk.oauth import Refreshable
+def _fresh_login(config: Any) -> tuple[Any, dict[str, str], float | None] | None:
+    """After a 401: a new ``Config`` from the same settings, logged in anew; ``None`` for a PAT.
 
-    if provider is None:
+    databricks-sdk has no public call that forces a new token (its token source's refresh
+    is private and changed between releases). A ``Config`` built from the same settings
+    (``as_dict()``: host, auth type, client id, profile, ...) has a token source of its own
+    with no token yet, so its first ``authenticate()`` fetches a new one: public API only.
+    """
+    if (config.auth_type or "") in _STATIC_AUTH_TYPES:
         return None
-    seen: set[int] = set()
-    stack = [provider]
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, Refreshable):
-            return obj
-        for cell in getattr(obj, "__closure__", None) or ():
-            try:
-                stack.append(cell.cell_contents)
-            except ValueError:
-                continue
-        if not callable(obj):
-            continue
-        for value in (getattr(obj, "__dict__", None) or {}).values():
-            if callable(value) or isinstance(value, Refreshable):
-                stack.append(value)
-    return None
+    fresh = type(config)(**config.as_dict())
+    return (fresh, *_authenticate(fresh))
 
 
 def workspace_auth(

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from ._exceptions import ConfigurationError, ModelError, SchemaProblem, SchemaValidationError
+from ._sync import SingleFlight
 from ._types import Signature
 
 log = logging.getLogger(__name__)
@@ -28,14 +29,15 @@ class DirectModel:
         self.signature: Signature | None = None
         self.run_id: str | None = None
         self._model: Any = None
-        self._lock = asyncio.Lock()
+        self._loading: SingleFlight[None] = SingleFlight()  # not an asyncio.Lock: any event loop may load
 
     async def load(self) -> None:
-        if self._model is not None:
-            return
-        async with self._lock:
-            if self._model is None:
-                await asyncio.to_thread(self._load_blocking)
+        while self._model is None:
+            await self._loading.run(self._load_once)
+
+    async def _load_once(self) -> None:
+        if self._model is None:
+            await asyncio.to_thread(self._load_blocking)
 
     def _load_blocking(self) -> None:
         import mlflow

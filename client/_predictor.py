@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -86,7 +85,7 @@ class Predictor:
                               batching=_as_batching(batching))
         self._signature: Signature | None = None
         self._signature_loaded = False
-        self._signature_lock = asyncio.Lock()
+        self._signature_flight: _sync.SingleFlight[None] = _sync.SingleFlight()  # any loop may wait on it
         self._model_name: str | None = None
         self._model_version: str | None = None
         self._model_run_id: str | None = None
@@ -247,13 +246,14 @@ class Predictor:
 
     async def aget_signature(self) -> Signature | None:
         """The model's signature (fetched once, then cached); ``None`` if it has none."""
-        if self._signature_loaded:
-            return self._signature
-        async with self._signature_lock:
-            if not self._signature_loaded:
-                await self._load_signature()
-                self._signature_loaded = True
+        while not self._signature_loaded:  # a clone may have shared a flight that loaded the original's
+            await self._signature_flight.run(self._load_signature_once)
         return self._signature
+
+    async def _load_signature_once(self) -> None:
+        if not self._signature_loaded:
+            await self._load_signature()
+            self._signature_loaded = True
 
     def get_signature(self) -> Signature | None:
         return _sync.run(self.aget_signature())

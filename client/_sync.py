@@ -8,9 +8,10 @@ Jupyter and Gradio handlers, where ``asyncio.run`` would refuse.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -39,3 +40,59 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         coro.close()
         raise RuntimeError("use the async API (apredict) from inside a coroutine on the client's loop")
     return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+class _Abandoned(Exception):
+    """The caller running a shared flight was cancelled: whoever waited on it runs it again."""
+
+
+class SingleFlight(Generic[T]):
+    """Callers that arrive while ``run(fn)`` is running share that one run, on any event loop.
+
+    Why not ``asyncio.Lock``: one belongs to the first loop that waits on it, and a Predictor is
+    used from several (the sync portal's, each ``asyncio.run``). Here a thread lock guards only
+    who runs; the others await a ``concurrent.futures.Future`` wrapped for their own loop, which
+    never blocks it. A run that fails hands its error to those waiting, and the next caller runs
+    anew; one cancelled (its loop closed) lets a waiter run instead.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flight: concurrent.futures.Future[T] | None = None
+
+    async def run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        while True:
+            with self._lock:
+                flight = self._flight
+                if flight is None:
+                    flight = self._flight = concurrent.futures.Future()
+                    owner = True
+                else:
+                    owner = False
+            if owner:
+                return await self._fly(flight, fn)
+            try:
+                # shield: one waiter cancelled must not cancel the flight for the others
+                return await asyncio.shield(asyncio.wrap_future(flight))
+            except _Abandoned:
+                continue
+
+    async def _fly(self, flight: concurrent.futures.Future[T], fn: Callable[[], Awaitable[T]]) -> T:
+        try:
+            result = await fn()
+        except Exception as err:
+            self._land(flight, err)
+            raise
+        except BaseException:
+            self._land(flight, _Abandoned())
+            raise
+        self._land(flight, None, result)
+        return result
+
+    def _land(self, flight: concurrent.futures.Future[T], error: BaseException | None, result: Any = None) -> None:
+        with self._lock:
+            self._flight = None
+        if error is not None:
+            flight.set_exception(error)
+        else:
+            flight.set_result(result)
