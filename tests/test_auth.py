@@ -278,3 +278,26 @@ async def test_standin_invocations_check_the_token(monkeypatch: pytest.MonkeyPat
         r = await http.post(url, json=body)
         assert r.status_code == 401
     assert ws.invocations == 2 and ws.tokens_issued == 2
+
+
+def test_one_workspace_auth_serves_several_event_loops(monkeypatch: pytest.MonkeyPatch, workspace) -> None:  # noqa: F811
+    """2-second tokens, ``asyncio.run`` twice (and the refresh from both): each loop's concurrent
+    callers share one fetch, and no loop finds a lock bound to another."""
+    ws = workspace(token_lifetime=2)
+    m2m_env(monkeypatch, ws)
+    auth = workspace_auth()
+
+    async def burst() -> list[dict[str, str]]:
+        return await asyncio.wait_for(asyncio.gather(*(auth.headers() for _ in range(8))), 20)
+
+    async def refreshes() -> list[bool]:
+        return await asyncio.wait_for(asyncio.gather(*(auth.refresh() for _ in range(4))), 20)
+
+    for loop_number in range(2):
+        headers = asyncio.run(burst())
+        assert len({h["Authorization"] for h in headers}) == 1, loop_number  # one fetch for eight callers
+        assert ws.token_valid(headers[0]["Authorization"].removeprefix("Bearer "))
+        assert asyncio.run(refreshes()) == [True] * 4
+        time.sleep(1.1)  # past the cached half of the token's life: the next loop fetches anew
+    assert auth.refresh_count == 2
+    assert ws.tokens_issued == 4
