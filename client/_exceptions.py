@@ -6,6 +6,7 @@
     ├── ConfigurationError (also ValueError)   bad model URI, no workspace host, ...
     ├── SchemaValidationError (also ValueError) input does not match the signature; nothing was sent
     ├── ModelError                              direct mode: the model's own code raised
+    ├── PredictorClosedError (also RuntimeError) used after close(); or in flight at close, not resent
     └── APIError                                anything that went wrong talking to an endpoint
         ├── APIConnectionError                  no answer: refused, reset, DNS, TLS, truncated body
         │   └── APITimeoutError                 no answer in time
@@ -43,6 +44,7 @@ __all__ = [
     "ModelError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PredictorClosedError",
     "PredictorError",
     "RateLimitError",
     "SchemaProblem",
@@ -102,6 +104,11 @@ class SchemaValidationError(PredictorError, ValueError):
 
 class ModelError(PredictorError):
     """Direct mode: the model's own ``predict`` raised."""
+
+
+class PredictorClosedError(PredictorError, RuntimeError):
+    """The Predictor was closed: it takes no new call, and a call in flight at ``close()`` fails
+    with this rather than be resent on a new connection pool (as a closed ``httpx`` client does)."""
 
 
 class APIError(PredictorError):

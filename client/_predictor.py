@@ -306,6 +306,7 @@ class Predictor:
         """
         from ._schema import validate
 
+        self._transport.check_open()  # a closed Predictor never opens a new pool
         started = time.perf_counter()
         retry = self._retry if max_retries is NOT_GIVEN else RetryConfig(max_retries, self._retry.total_timeout)
         budget = retry.start()  # total_timeout counts from here: the signature's fetch included
@@ -346,9 +347,12 @@ class Predictor:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def aclose(self) -> None:
+        """Close the connection pools (every event loop's). A call after this raises
+        ``PredictorClosedError``; a call in flight finishes or fails, and is never resent."""
         await self._transport.aclose()
 
     def close(self) -> None:
+        """Sync :meth:`aclose`."""
         _sync.run(self._transport.aclose())
 
     async def __aenter__(self) -> Predictor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,7 @@ class Sender:
         self.direct = direct
         self.batching = batching
         self._batchers: dict[asyncio.AbstractEventLoop, Batcher[Call, Share]] = {}
+        self._lock = threading.Lock()
 
     def with_auth(self, auth: Auth) -> Sender:
         """The same target and pool with other credentials, and batchers of its own: a batch is
@@ -103,12 +105,13 @@ class Sender:
 
     def _batcher(self) -> Batcher[Call, Share]:
         loop = asyncio.get_running_loop()
-        batcher = self._batchers.get(loop)
-        if batcher is None:
-            assert self.batching is not None
-            for old in [lp for lp in self._batchers if lp.is_closed()]:
-                del self._batchers[old]
-            batcher = self._batchers[loop] = Batcher(self._answer, self.batching)
+        with self._lock:  # loops live on several threads
+            batcher = self._batchers.get(loop)
+            if batcher is None:
+                assert self.batching is not None
+                for old in [lp for lp in self._batchers if lp.is_closed()]:
+                    del self._batchers[old]
+                batcher = self._batchers[loop] = Batcher(self._answer, self.batching)
         return batcher
 
     async def _answer(self, calls: list[Call]) -> list[Share]:

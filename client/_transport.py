@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from tenacity.stop import stop_base
 from . import _policy
 from ._auth import Auth
 from ._constants import DEFAULT_CONNECTION_LIMITS, USER_AGENT
-from ._exceptions import APIConnectionError, APIStatusError, APITimeoutError
+from ._exceptions import APIConnectionError, APIStatusError, APITimeoutError, PredictorClosedError
 from ._wire import JSON_HEADERS
 
 log = logging.getLogger(__name__)
@@ -109,28 +110,49 @@ class Transport:
         self._transport = transport
         self._sleep = sleep
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._lock = threading.Lock()  # loops live on several threads (the sync portal's, the caller's)
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def check_open(self) -> None:
+        if self._closed:
+            raise PredictorClosedError("this Predictor is closed; make a new one")
 
     def client(self) -> httpx.AsyncClient:
+        """This loop's pool; ``PredictorClosedError`` once closed (never a new pool after close)."""
         loop = asyncio.get_running_loop()
-        http = self._clients.get(loop)
-        if http is None:
-            for old in [lp for lp in self._clients if lp.is_closed()]:
-                del self._clients[old]
-            http = httpx.AsyncClient(
-                timeout=self.timeout,
-                limits=DEFAULT_CONNECTION_LIMITS,
-                transport=self._transport,
-                http2=self._transport is None,
-                headers={"User-Agent": USER_AGENT},
-            )
-            self._clients[loop] = http
+        with self._lock:
+            self.check_open()
+            http = self._clients.get(loop)
+            if http is None:
+                for old in [lp for lp in self._clients if lp.is_closed()]:
+                    del self._clients[old]
+                http = httpx.AsyncClient(
+                    timeout=self.timeout,
+                    limits=DEFAULT_CONNECTION_LIMITS,
+                    transport=self._transport,
+                    http2=self._transport is None,
+                    headers={"User-Agent": USER_AGENT},
+                )
+                self._clients[loop] = http
         return http
 
     async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        http = self._clients.pop(loop, None)
-        if http is not None:
-            await http.aclose()
+        """Close every loop's pool. Calls in flight finish or fail; none is resent (no new pool)."""
+        with self._lock:
+            self._closed = True
+            clients, self._clients = self._clients, {}
+        here = asyncio.get_running_loop()
+        for loop, http in clients.items():
+            if loop is here:
+                await http.aclose()
+            elif loop.is_running():
+                # Not awaited: that loop may be blocked waiting on this one (sync close in a notebook).
+                asyncio.run_coroutine_threadsafe(http.aclose(), loop)
+            # a loop that is closed took its connections with it
 
     async def post_json(
         self,

@@ -17,6 +17,7 @@ from client import (
     BadRequestError,
     InternalServerError,
     Predictor,
+    PredictorClosedError,
     RateLimitError,
 )
 from client._transport import RetryConfig, Transport
@@ -237,3 +238,43 @@ async def test_a_resend_after_a_failed_batch_spends_what_is_left_of_the_retries(
     rows = [len(json.loads(r.content)["dataframe_split"]["data"]) for r in seen]
     assert rows == [8, 8, 8] + [1] * 8
     await p.aclose()
+
+
+# -- close: a closed Predictor refuses calls, and never opens a new pool ------------------
+
+
+def test_a_call_after_close_is_a_typed_error_and_nothing_is_sent():
+    mock, seen = scripted(httpx.Response(200, content=OK), httpx.Response(200, content=OK))
+    p = Predictor.from_endpoint(url=URL, http_transport=mock, validate=False)
+    assert p.predict([{"x": 1.0}]).predictions == [1]
+    p.close()
+    with pytest.raises(PredictorClosedError, match="closed"):
+        p.predict([{"x": 1.0}])
+    with pytest.raises(PredictorClosedError):
+        asyncio.run(p.apredict([{"x": 1.0}]))  # closed for every event loop, not only the portal's
+    assert len(seen) == 1
+
+
+async def test_a_call_in_flight_at_close_fails_and_is_not_resent_on_a_new_pool():
+    answers = [503, 200]
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        status = answers.pop(0)
+        if status == 503:
+            await asyncio.sleep(0.2)  # in flight while the Predictor closes
+        return httpx.Response(status, content=OK if status == 200 else b"busy")
+
+    p = Predictor(url=URL, validate=False, max_retries=3,
+                  transport=Transport(timeout=httpx.Timeout(5.0), transport=httpx.MockTransport(handler),
+                                      sleep=Sleeps()))
+    call = asyncio.create_task(p.apredict([{"x": 1.0}]))
+    for _ in range(500):  # until the first attempt is in flight
+        if seen:
+            break
+        await asyncio.sleep(0.01)
+    await p.aclose()
+    with pytest.raises(PredictorClosedError):
+        await call
+    assert len(seen) == 1  # the 503 was not retried on a pool opened after close
