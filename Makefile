@@ -3,7 +3,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: setup demo test lint bench chromium
+.PHONY: setup demo test test-sdk-range lint bench chromium
+
+# The lowest databricks-sdk pyproject.toml allows; the main venv has the highest.
+SDK_MIN     := 0.29.0
+VENV_SDKMIN := .venv-sdk-min
+AUTH_SUITES := tests/test_auth.py tests/test_workspace_e2e.py tests/test_token_lifecycle.py
 
 setup: $(VENV)/.installed
 
@@ -24,6 +29,16 @@ demo: setup
 
 test: setup chromium
 	$(PY) -m pytest -q -p no:cacheprovider
+	$(MAKE) test-sdk-range
+
+# The auth suites again against the lowest databricks-sdk we claim (a second venv; uv: seconds).
+test-sdk-range: $(VENV_SDKMIN)/.installed
+	$(VENV_SDKMIN)/bin/python -m pytest -q -p no:cacheprovider $(AUTH_SUITES)
+
+$(VENV_SDKMIN)/.installed: pyproject.toml
+	uv venv -q --allow-existing $(VENV_SDKMIN)
+	uv pip install -q -p $(VENV_SDKMIN)/bin/python -e '.[dev]' 'databricks-sdk==$(SDK_MIN)'
+	touch $@
 
 lint: setup
 	$(VENV)/bin/ruff check client frontends tests
