@@ -183,8 +183,9 @@ class Predictor:
         from ._signatures import parse_model_uri
 
         parse_model_uri(model_uri)  # fail now, not at the first call
+        # No total_timeout: nothing goes over a network, and a large model's first load may be slow.
         return cls(model_uri=model_uri, registry_uri=registry_uri, direct=DirectModel(model_uri, registry_uri),
-                   validate=validate, batching=batching)
+                   validate=validate, batching=batching, total_timeout=None)
 
     def with_user_token(self, user_token: str) -> Predictor:
         """The same endpoint and connection pool, authenticating as a signed-in user."""

@@ -3,12 +3,15 @@ real MLflow scoring server behind the invocations route."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from workspace_standin import Endpoint, workspace  # noqa: F401  (fixture)
 
-from client import AuthenticationError, Predictor
+from client import AuthenticationError, PredictionResult, Predictor
 
 IRIS = "models:/main.default.iris@champion"
 ROW = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
@@ -85,3 +88,32 @@ def test_by_name_the_signature_comes_from_the_endpoints_openapi_document(ws, mon
         assert ws.invocations == 0
         assert p.predict([ROW]).predictions and ws.invocations == 1
     assert ("GET", "/api/2.0/serving-endpoints/iris/openapi") in ws.requests
+
+
+def test_one_predictor_by_name_from_sync_threads_and_two_asyncio_runs(workspace, scoring_server,  # noqa: F811
+                                                                       registry_uri, monkeypatch):
+    """OAuth M2M with 2-second tokens; the sync API from 8 threads and 8 ``apredict`` tasks in an
+    ``asyncio.run``, at once, twice: every call answered (no lock of one loop met by another)."""
+    ws = workspace(token_lifetime=2)
+    ws.add_endpoint(Endpoint(name="iris", entity_name="main.default.iris", entity_version="1",
+                             upstream=scoring_server, served_model_name="iris-1"))
+    monkeypatch.setenv("DATABRICKS_HOST", ws.url)
+    monkeypatch.setenv("DATABRICKS_CLIENT_ID", ws.client_id)
+    monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", ws.client_secret)
+    monkeypatch.delenv("DATABRICKS_TOKEN", raising=False)
+    p = Predictor.from_endpoint("iris", model_uri=IRIS, registry_uri=registry_uri)
+
+    async def eight() -> list:
+        return await asyncio.wait_for(asyncio.gather(*(p.apredict([ROW]) for _ in range(8)),
+                                                     return_exceptions=True), 60)
+
+    outcomes: list = []
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(2):
+            sync_side = [pool.submit(p.predict, [ROW]) for _ in range(8)]
+            outcomes += asyncio.run(eight())
+            outcomes += [f.exception(timeout=60) or f.result() for f in sync_side]
+            time.sleep(1.1)  # the cached token is past half its life: the next round fetches anew
+    p.close()
+    assert all(isinstance(r, PredictionResult) for r in outcomes), [r for r in outcomes if isinstance(r, Exception)]
+    assert len({str(r.predictions) for r in outcomes}) == 1 and len(outcomes) == 32
