@@ -6,7 +6,7 @@ PYTHON ?= python3
 .PHONY: setup demo test test-sdk-range lint bench chromium
 
 # The lowest databricks-sdk pyproject.toml allows; the main venv has the highest.
-SDK_MIN     := 0.29.0
+SDK_MIN     := 0.58.0
 VENV_SDKMIN := .venv-sdk-min
 AUTH_SUITES := tests/test_auth.py tests/test_workspace_e2e.py tests/test_token_lifecycle.py
 
