@@ -41,7 +41,7 @@ class RetryConfig:
         return Budget(self.max_retries, deadline, self.total_timeout, clock)
 
 
-@dataclass
+@dataclass(eq=False)  # a ledger: each call's own, compared by identity
 class Budget:
     """What is left of one call's budget: retries, and a deadline on the ``clock``.
 
