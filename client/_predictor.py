@@ -368,6 +368,12 @@ class Predictor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as settings (see ``_pickling``): another process builds its own pool and model."""
+        from ._pickling import rebuild, settings_of
+
+        return (rebuild, (settings_of(self),))
+
     def __repr__(self) -> str:
         target = self.model_uri if self._direct is not None else (self.endpoint or self.url)
         return f"Predictor(mode={self.mode!r}, target={target!r})"

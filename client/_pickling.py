@@ -1,0 +1,124 @@
+"""A Predictor pickles as its settings: what another process (a Spark executor) needs to build
+its own, never an open connection, a lock, a loaded model or a databricks-sdk ``Config``.
+
+Credentials: an endpoint Predictor's bearer token travels inside the pickled settings, in
+memory, wrapped in :class:`Secret` (its repr is ``***``). A workspace credential ships as the
+bearer token it currently yields (a PAT as is; for OAuth, the short-lived access token minted
+on the driver, never the client secret). This module never writes the pickle anywhere; the
+caller decides where the bytes go (Spark keeps a small task closure in memory).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ._batching import Batching
+    from ._predictor import Predictor
+
+__all__ = ["PredictorSettings", "Secret", "rebuild", "settings_of"]
+
+
+class Secret:
+    """A string that never shows itself in a repr, a str or a log line."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Secret, (self._value,))
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """Everything a Predictor is, minus what belongs to one process."""
+
+    mode: Literal["endpoint", "direct"]
+    endpoint: str | None
+    url: str | None
+    model_uri: str | None
+    registry_uri: str | None
+    host: str | None
+    token: Secret | None
+    timeout: dict[str, float | None]
+    max_retries: int
+    total_timeout: float | None
+    validate: bool
+    batching: Batching | None
+    allow_insecure_http: bool
+
+    def with_batching(self, batching: Batching | None) -> PredictorSettings:
+        return replace(self, batching=batching)
+
+
+def settings_of(p: Predictor) -> PredictorSettings:
+    """The settings ``p`` was built with (a workspace credential resolved to its current token)."""
+    from ._auth import NoAuth, TokenAuth, WorkspaceAuth
+
+    token: Secret | None = None
+    auth = p._sender.auth
+    if isinstance(auth, TokenAuth):
+        token = Secret(auth._token)
+    elif isinstance(auth, WorkspaceAuth):
+        from . import _sync
+
+        header = _sync.run(auth.headers()).get("Authorization", "")
+        token = Secret(header.removeprefix("Bearer ")) if header.startswith("Bearer ") else None
+    elif not isinstance(auth, NoAuth):
+        from ._exceptions import ConfigurationError
+
+        raise ConfigurationError(f"a Predictor with {type(auth).__name__} credentials cannot be pickled")
+    return PredictorSettings(
+        mode=p.mode,
+        endpoint=p.endpoint,
+        url=p.url,
+        model_uri=p.model_uri,
+        registry_uri=p.registry_uri,
+        host=p.host,
+        token=token,
+        timeout=p._timeout.as_dict(),
+        max_retries=p._retry.max_retries,
+        total_timeout=p._retry.total_timeout,
+        validate=p.validate,
+        batching=p._sender.batching,
+        allow_insecure_http=p._allow_insecure_http,
+    )
+
+
+def rebuild(s: PredictorSettings) -> Predictor:
+    """A new Predictor with settings ``s``: its own connection pool, its model loaded on first use."""
+    import httpx
+
+    from ._auth import Auth, NoAuth, TokenAuth
+    from ._predictor import Predictor
+
+    batching: Batching | bool = s.batching if s.batching is not None else False
+    if s.mode == "direct":
+        assert s.model_uri is not None
+        return Predictor.from_model(s.model_uri, registry_uri=s.registry_uri, validate=s.validate, batching=batching)
+    auth: Auth = TokenAuth(s.token.get()) if s.token is not None else NoAuth()
+    return Predictor(
+        endpoint=s.endpoint,
+        url=s.url,
+        model_uri=s.model_uri,
+        registry_uri=s.registry_uri,
+        host=s.host,
+        auth=auth,
+        timeout=httpx.Timeout(**s.timeout),  # type: ignore[arg-type]
+        max_retries=s.max_retries,
+        total_timeout=s.total_timeout,
+        validate=s.validate,
+        batching=batching,
+        allow_insecure_http=s.allow_insecure_http,
+    )
