@@ -115,7 +115,7 @@ def rebuild(s: PredictorSettings) -> Predictor:
         registry_uri=s.registry_uri,
         host=s.host,
         auth=auth,
-        timeout=httpx.Timeout(**s.timeout),  # type: ignore[arg-type]
+        timeout=httpx.Timeout(**s.timeout),
         max_retries=s.max_retries,
         total_timeout=s.total_timeout,
         validate=s.validate,

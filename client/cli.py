@@ -117,6 +117,43 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    """Score a table on Spark (logic in client.spark), or print the equivalent ai_query SQL."""
+    import time
+
+    from . import Predictor
+    from ._exceptions import ConfigurationError
+
+    if args.sql:
+        if not (args.endpoint and args.table):
+            raise ConfigurationError("--sql needs --endpoint NAME and --table catalog.schema.table")
+        from .spark import ai_query_sql
+
+        p = Predictor.from_endpoint(args.endpoint, model_uri=args.model_uri, registry_uri=args.registry_uri)
+        signature = p.get_signature()
+        if signature is None:
+            raise ConfigurationError(f"no signature for endpoint {args.endpoint!r}: pass --model-uri")
+        print(ai_query_sql(args.endpoint, signature, args.table))
+        return 0
+    if not (args.input and args.output) or not (args.endpoint or args.url or args.model_uri):
+        raise ConfigurationError("batch needs INPUT OUTPUT and one of --endpoint, --url, --model-uri")
+    from .spark import run_batch
+
+    if args.endpoint or args.url:
+        p = Predictor.from_endpoint(
+            args.endpoint, url=args.url, model_uri=args.model_uri, registry_uri=args.registry_uri
+        )
+    else:
+        p = Predictor.from_model(args.model_uri, registry_uri=args.registry_uri)
+    params = json.loads(args.params) if args.params else None
+    started = time.perf_counter()
+    rows, errors = run_batch(args.input, args.output, p, master=args.master, params=params, overwrite=args.overwrite,
+                             progress=lambda done, total: print(f"  tasks {done}/{total}", file=sys.stderr, flush=True))
+    seconds = time.perf_counter() - started
+    print(f"wrote {rows} rows to {args.output} ({errors} with prediction_error) in {seconds:.1f}s")
+    return 0
+
+
 # --- `predictor endpoints ...` ------------------------------------------------------------------
 
 
@@ -374,6 +411,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default=None, help="inference params as a JSON object")
     p.add_argument("--registry-uri", default=None)
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("batch", help="score a Parquet/CSV table on Spark into Parquet, or print ai_query SQL")
+    p.add_argument("input", nargs="?", help="Parquet or CSV (with a header row)")
+    p.add_argument("output", nargs="?", help="Parquet directory to write")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--endpoint", help="Model Serving endpoint name")
+    target.add_argument("--url", help="full invocations URL")
+    p.add_argument("--model-uri", default=None, help="models:/ URI: the signature, or alone: score in the executors")
+    p.add_argument("--master", default="local[*]", help="Spark master (default local[*])")
+    p.add_argument("--params", default=None, help="inference params as a JSON object")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--sql", action="store_true", help="print the Databricks SQL ai_query statement instead")
+    p.add_argument("--table", default=None, help="with --sql: the table to score")
+    p.add_argument("--registry-uri", default=None)
+    p.set_defaults(func=_cmd_batch)
 
     _add_endpoints_group(sub)
 

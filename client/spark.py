@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from ._batching import Batching, should_isolate
+from ._batching import should_isolate
 from ._constants import DEFAULT_SPARK_BATCH_ROWS, DEFAULT_SPARK_CONCURRENCY
 from ._exceptions import APIResponseValidationError, ConfigurationError, PredictorError, SchemaValidationError
 from ._types import ColumnSpec, Signature, TensorSpec
@@ -86,7 +86,9 @@ def prediction_type(signature: Signature | None) -> T.DataType:
         elif out.type in _SCALAR_TYPES:
             return _SCALAR_TYPES[out.type]
     elif outputs and all(isinstance(o, ColumnSpec) and o.name and o.type in _SCALAR_TYPES for o in outputs):
-        return T.StructType([T.StructField(str(o.name), _SCALAR_TYPES[o.type], True) for o in outputs])
+        return T.StructType([
+            T.StructField(str(o.name), _SCALAR_TYPES[o.type], True) for o in outputs if isinstance(o, ColumnSpec)
+        ])
     return T.StringType()
 
 
@@ -147,9 +149,8 @@ def score(
         batch_rows=batch_rows, concurrency=concurrency, fail_on_error=fail_on_error,
         out_type=prediction_type(signature), prediction_col=prediction_col, error_col=error_col,
     )
-    schema = T.StructType([
-        *df.schema.fields, T.StructField(prediction_col, job.out_type, True), T.StructField(error_col, T.StringType(), True)
-    ])
+    added = [T.StructField(prediction_col, job.out_type, True), T.StructField(error_col, T.StringType(), True)]
+    schema = T.StructType([*df.schema.fields, *added])
     return df.mapInPandas(partial(_score_partition, job), schema)
 
 
@@ -288,7 +289,8 @@ async def _send(
         if len(rows) > 1 and should_isolate(err):
             middle = len(rows) // 2
             first, second = await asyncio.gather(
-                _send(predictor, frame, rows[:middle], params, slots), _send(predictor, frame, rows[middle:], params, slots)
+                _send(predictor, frame, rows[:middle], params, slots),
+                _send(predictor, frame, rows[middle:], params, slots),
             )
             return first + second
         return [err] * len(rows)
@@ -382,3 +384,61 @@ def _sql_string(s: str) -> str:
 
 def _sql_ident(s: str) -> str:
     return "`" + s.replace("`", "``") + "`"
+
+
+def run_batch(
+    input_path: str,
+    output_path: str,
+    predictor: Predictor,
+    *,
+    master: str = "local[*]",
+    params: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: Any = None,
+) -> tuple[int, int]:
+    """Score a Parquet or CSV table into a Parquet directory; returns (rows, rows with an error).
+
+    An existing output is refused unless ``overwrite``. ``progress(done_tasks, total_tasks)`` is
+    called as Spark's tasks finish. Spark writes the output with its commit protocol: a failed
+    job leaves no ``_SUCCESS`` marker and no committed files.
+
+    Example::
+
+        run_batch("iris.csv", "scored.parquet", Predictor.from_endpoint("iris"), master="local[2]")
+    """
+    lower = input_path.lower().rstrip("/")
+    if not (lower.endswith((".csv", ".parquet", ".pq")) or os.path.isdir(input_path)):
+        raise ConfigurationError(f"cannot tell the format of {input_path!r}: name it .csv or .parquet")
+    if not os.path.exists(input_path):
+        raise ConfigurationError(f"no such input: {input_path!r}")
+    if os.path.exists(output_path) and not overwrite:
+        raise ConfigurationError(f"{output_path!r} exists; pass --overwrite to replace it")
+    spark = spark_session(master)
+    reader = spark.read
+    df = reader.csv(input_path, header=True, inferSchema=True) if lower.endswith(".csv") else reader.parquet(input_path)
+    scored = score(df, predictor, params=params)
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_tasks, args=(spark, progress, stop), daemon=True) if progress else None
+    if watcher is not None:
+        watcher.start()
+    try:
+        scored.write.mode("overwrite" if overwrite else "errorifexists").parquet(output_path)
+    finally:
+        stop.set()
+        if watcher is not None:
+            watcher.join(5)
+    written = spark.read.parquet(output_path)
+    return written.count(), written.where(written[scored.columns[-1]].isNotNull()).count()
+
+
+def _watch_tasks(spark: SparkSession, progress: Any, stop: threading.Event) -> None:
+    """Report (tasks done, tasks) of the running stages whenever it changes."""
+    tracker = spark.sparkContext.statusTracker()
+    last = None
+    while not stop.wait(1.0):
+        stages = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
+        done = sum(s.numCompletedTasks for s in stages if s is not None)
+        total = sum(s.numTasks for s in stages if s is not None)
+        if total and (done, total) != last:
+            last = (done, total)
+            progress(done, total)

@@ -1,0 +1,243 @@
+"""client.spark on real pyspark (local[2]) against MLflow's real scoring server, with and without
+the fault-injecting proxy, and in direct mode on the executors.
+
+One SparkSession for the whole test session; the answers are checked row by row against the
+registered model's own ``predict`` in this process.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pyspark = pytest.importorskip("pyspark")
+
+from fault_proxy import FaultProxy  # noqa: E402
+from pyspark.errors import PythonException  # noqa: E402
+from pyspark.sql import types as T  # noqa: E402
+
+from client import ConfigurationError, Predictor, Signature  # noqa: E402
+from client.spark import ai_query_sql, prediction_type, score, spark_session  # noqa: E402
+
+IRIS = "models:/main.default.iris@champion"
+COLUMNS = ("sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)")
+RETRYABLE_FAULTS = ("429_retry_after", "429", "503", "504", "reset", "stall", "truncated")
+
+pytestmark = pytest.mark.slow
+
+
+# --------------------------------------------------------------------------- pure parts (no Spark job)
+
+
+def test_a_predictor_pickles_as_its_settings_with_the_token_only_in_memory():
+    p = Predictor.from_endpoint(url="https://example.test/invocations", token="dapi-s3cret", max_retries=7,
+                                timeout=12.0, model_uri=IRIS)
+    clone = pickle.loads(pickle.dumps(p))
+    assert (clone.url, clone.model_uri, clone._retry.max_retries) == (p.url, IRIS, 7)
+    assert clone._timeout.read == 12.0
+    assert clone._transport is not p._transport and clone._sender.auth._token == "dapi-s3cret"
+    from client._pickling import settings_of
+
+    assert "s3cret" not in repr(settings_of(p)) and "s3cret" not in str(settings_of(p).token)
+
+
+def test_a_direct_predictor_pickles_without_its_loaded_model(registry_uri: str):
+    p = Predictor.from_model(IRIS, registry_uri=registry_uri)
+    p.get_signature()  # loads the model
+    data = pickle.dumps(p)
+    assert len(data) < 4000, len(data)  # settings, not the sklearn model
+    clone = pickle.loads(data)
+    assert clone.mode == "direct" and clone._direct._model is None
+    assert clone.predict([dict.fromkeys(COLUMNS, 1.0)]).predictions == p.predict([dict.fromkeys(COLUMNS, 1.0)]).predictions
+
+
+def test_prediction_type_follows_the_output_schema():
+    def sig(outputs: list[dict[str, Any]]) -> Signature:
+        return Signature.from_mlflow({"inputs": '[{"type": "double", "name": "x"}]', "outputs": outputs})
+
+    assert prediction_type(sig([{"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}])) == T.LongType()
+    assert prediction_type(sig([{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 3]}}])) == (
+        T.ArrayType(T.FloatType())
+    )
+    assert prediction_type(sig([{"type": "double"}])) == T.DoubleType()
+    assert prediction_type(sig([{"type": "string", "name": "label"}, {"type": "double", "name": "p"}])) == T.StructType(
+        [T.StructField("label", T.StringType()), T.StructField("p", T.DoubleType())]
+    )
+    assert prediction_type(None) == T.StringType()
+
+
+def test_ai_query_sql_is_the_signatures_named_struct_with_fail_on_error_off():
+    sig = Signature.from_mlflow({"inputs": '[{"type": "double", "name": "x"}, {"type": "string", "name": "it\'s"}]'})
+    assert ai_query_sql("iris", sig, "main.default.t") == (
+        "SELECT\n  *,\n  ai_query(\n    'iris',\n    named_struct(\n"
+        "    'x', `x`,\n    'it\\'s', `it's`\n    ),\n    failOnError => false\n  ) AS `prediction`\n"
+        "FROM `main`.`default`.`t`"
+    )
+    with pytest.raises(ConfigurationError, match="named input columns"):
+        ai_query_sql("iris", Signature.from_mlflow({"inputs": '[{"type": "double"}]'}), "t")
+
+
+def test_batch_sql_prints_the_statement_for_the_models_signature(registry_uri: str, capsys: pytest.CaptureFixture[str]):
+    from client.cli import main
+
+    code = main(["batch", "--sql", "--url", "http://127.0.0.1:9/invocations", "--table", "main.default.iris_input",
+                 "--model-uri", IRIS, "--registry-uri", registry_uri])
+    out = capsys.readouterr().out
+    assert code == 1  # --sql names an endpoint, not a URL
+    code = main(["batch", "--sql", "--endpoint", "iris", "--table", "main.default.iris_input",
+                 "--model-uri", IRIS, "--registry-uri", registry_uri])
+    out = capsys.readouterr().out
+    if code != 0:  # from_endpoint by name needs a workspace host; none here
+        pytest.skip("no workspace configured for an endpoint by name")
+    assert "named_struct(" in out and "'sepal length (cm)', `sepal length (cm)`" in out
+
+
+# --------------------------------------------------------------------------- on Spark
+
+
+@pytest.fixture(scope="session")
+def spark(registry_uri: str) -> Iterator[Any]:
+    # After registry_uri: the executors' Python workers inherit MLFLOW_* from this environment.
+    session = spark_session("local[2]", app_name="predictor-tests")
+    session.conf.set("spark.sql.shuffle.partitions", "2")
+    yield session
+    session.stop()
+
+
+def iris_rows(n: int, seed: int = 11) -> list[tuple[Any, ...]]:
+    rng = random.Random(seed)
+    return [
+        (i, round(rng.uniform(4.3, 7.9), 2), round(rng.uniform(2.0, 4.4), 2), round(rng.uniform(1.0, 6.9), 2),
+         round(rng.uniform(0.1, 2.5), 2))
+        for i in range(n)
+    ]
+
+
+SCHEMA = T.StructType([T.StructField("id", T.LongType(), False),
+                       *(T.StructField(c, T.DoubleType(), True) for c in COLUMNS)])
+
+
+def expected_predictions(rows: list[tuple[Any, ...]], registry_uri: str) -> dict[int, int]:
+    """The registered model's own answers, in this process (the oracle)."""
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from client._registry import activate
+
+    activate(registry_uri)
+    model = mlflow.pyfunc.load_model(IRIS)
+    frame = pd.DataFrame([r[1:] for r in rows], columns=list(COLUMNS))
+    return {r[0]: int(p) for r, p in zip(rows, model.predict(frame), strict=True)}
+
+
+def test_100k_rows_through_faults_every_valid_row_right_every_invalid_row_explained(
+    spark: Any, scoring_server: str, registry_uri: str
+):
+    rows = iris_rows(100_000)
+    invalid = {7: 1, 20_011: 2, 55_555: 3, 99_998: 4}  # id -> the column index set to null
+    for i, col in invalid.items():
+        r = list(rows[i])
+        r[col] = None
+        rows[i] = tuple(r)
+    df = spark.createDataFrame(rows, SCHEMA).repartition(4)
+    oracle = expected_predictions([r for r in rows if r[0] not in invalid], registry_uri)
+
+    with FaultProxy(scoring_server, fault_rate=0.2, faults=RETRYABLE_FAULTS, seed=3, stall_seconds=2.0) as proxy:
+        # Enough retries that a request failing 11 times in a row (0.2**11) never happens.
+        p = Predictor.from_endpoint(url=f"{proxy.url}/invocations", model_uri=IRIS, registry_uri=registry_uri,
+                                    max_retries=10, total_timeout=None, timeout=30.0)
+        scored = score(df, p, concurrency=4, batch_rows=500)
+        assert scored.schema["prediction"].dataType == T.LongType()
+        got = {r["id"]: (r["prediction"], r["prediction_error"]) for r in scored.select(
+            "id", "prediction", "prediction_error").collect()}
+        assert scored.count() == len(rows)
+    assert sum(proxy.injected.values()) >= 40, proxy.injected  # the faults did happen
+    assert len(got) == len(rows)  # ids are unique: none lost, none duplicated
+    wrong = {i: got[i] for i, want in oracle.items() if got[i] != (want, None)}
+    assert not wrong, f"{len(wrong)} valid rows wrong, e.g. {list(wrong.items())[:3]}"
+    for i, col in invalid.items():
+        prediction, error = got[i]
+        assert prediction is None
+        assert error == f"SchemaValidationError: column {COLUMNS[col - 1]!r}: missing value in a required column"
+
+    # Direct mode on the executors gives the same answers as the endpoint.
+    direct = score(df, Predictor.from_model(IRIS, registry_uri=registry_uri))
+    got_direct = {r["id"]: (r["prediction"], r["prediction_error"]) for r in direct.select(
+        "id", "prediction", "prediction_error").collect()}
+    assert got_direct == got
+
+
+def test_a_row_the_server_rejects_is_isolated_and_re_runs_give_the_same_result(
+    spark: Any, scoring_server: str, registry_uri: str
+):
+    # A string column: numeric strings are valid (as on the server), "abc" is not; unvalidated,
+    # the server answers 400 for the request that carries it and only that row may fail.
+    rows = [(i, "abc" if i in (3, 777) else str(5.0 + i % 3), 3.0, 1.5, 0.2) for i in range(2_000)]
+    schema = T.StructType([T.StructField("id", T.LongType()), T.StructField(COLUMNS[0], T.StringType()),
+                           *(T.StructField(c, T.DoubleType()) for c in COLUMNS[1:])])
+    df = spark.createDataFrame(rows, schema).repartition(2)
+    url = f"{scoring_server}/invocations"
+    checked = score(df, Predictor.from_endpoint(url=url, model_uri=IRIS, registry_uri=registry_uri), batch_rows=100)
+    unchecked = score(df, Predictor.from_endpoint(url=url, validate=False), batch_rows=100)
+
+    first = sorted(checked.collect())
+    assert first == sorted(checked.collect())  # a re-run: same rows, same answers
+    errors = {r["id"]: r["prediction_error"] for r in first if r["prediction_error"] is not None}
+    assert errors == {i: "SchemaValidationError: column 'sepal length (cm)': expected a number, got string 'abc'"
+                      for i in (3, 777)}
+    assert all(r["prediction"] is not None for r in first if r["id"] not in errors)
+
+    raw = sorted(unchecked.collect())
+    assert unchecked.schema["prediction"].dataType == T.StringType()  # no signature: JSON text
+    raw_errors = {r["id"]: r["prediction_error"] for r in raw if r["prediction_error"] is not None}
+    assert set(raw_errors) == {3, 777}
+    assert all(e.startswith("BadRequestError: HTTP 400") for e in raw_errors.values()), raw_errors
+    same = {r["id"]: r["prediction"] for r in first if r["id"] not in errors}
+    assert {r["id"]: int(r["prediction"]) for r in raw if r["id"] not in raw_errors} == same
+
+
+def test_fail_on_error_fails_the_job_naming_the_error(spark: Any, scoring_server: str, registry_uri: str):
+    rows = iris_rows(50)
+    rows[10] = (10, None, 3.0, 1.0, 0.2)
+    df = spark.createDataFrame(rows, SCHEMA)
+    p = Predictor.from_endpoint(url=f"{scoring_server}/invocations", model_uri=IRIS, registry_uri=registry_uri)
+    with pytest.raises(PythonException, match="SchemaValidationError.*missing value in a required column"):
+        score(df, p, fail_on_error=True).collect()
+
+
+def test_score_refuses_a_table_without_the_models_columns_before_running(spark: Any, registry_uri: str):
+    df = spark.createDataFrame([(1.0, 2.0)], "a double, b double")
+    with pytest.raises(ConfigurationError, match="lacks required input column"):
+        score(df, Predictor.from_model(IRIS, registry_uri=registry_uri))
+    df = spark.createDataFrame([(1.0,)], "prediction double")
+    with pytest.raises(ConfigurationError, match="already has column"):
+        score(df, Predictor.from_model(IRIS, registry_uri=registry_uri))
+
+
+def test_predictor_batch_reads_csv_and_writes_parquet(
+    spark: Any, scoring_server: str, registry_uri: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+):
+    import pandas as pd
+
+    from client.cli import main
+
+    rows = iris_rows(300)
+    src = tmp_path / "in.csv"
+    pd.DataFrame([r[1:] for r in rows], columns=list(COLUMNS)).assign(id=[r[0] for r in rows]).to_csv(src, index=False)
+    src_text = src.read_text()
+    out = tmp_path / "out.parquet"
+    args = ["batch", str(src), str(out), "--url", f"{scoring_server}/invocations", "--model-uri", IRIS,
+            "--registry-uri", registry_uri, "--master", "local[2]"]
+    assert main(args) == 0
+    assert "wrote 300 rows" in capsys.readouterr().out
+    written = pd.read_parquet(out).sort_values("id")
+    oracle = expected_predictions(rows, registry_uri)
+    assert written["prediction"].tolist() == [oracle[i] for i in written["id"]]
+    assert written["prediction_error"].isna().all()
+    assert main(args) == 1  # the output exists: refused, nothing overwritten
+    assert "exists" in capsys.readouterr().err
+    assert src.read_text() == src_text
