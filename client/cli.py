@@ -127,13 +127,10 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     if args.sql:
         if not (args.endpoint and args.table):
             raise ConfigurationError("--sql needs --endpoint NAME and --table catalog.schema.table")
-        from .spark import ai_query_sql
+        from .spark import endpoint_ai_query_sql
 
-        p = Predictor.from_endpoint(args.endpoint, model_uri=args.model_uri, registry_uri=args.registry_uri)
-        signature = p.get_signature()
-        if signature is None:
-            raise ConfigurationError(f"no signature for endpoint {args.endpoint!r}: pass --model-uri")
-        print(ai_query_sql(args.endpoint, signature, args.table))
+        sql = endpoint_ai_query_sql(args.endpoint, args.table, model_uri=args.model_uri, registry_uri=args.registry_uri)
+        print(sql)
         return 0
     if not (args.input and args.output) or not (args.endpoint or args.url or args.model_uri):
         raise ConfigurationError("batch needs INPUT OUTPUT and one of --endpoint, --url, --model-uri")

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from ._pickling import PredictorSettings
     from ._predictor import Predictor
 
-__all__ = ["ai_query_sql", "prediction_type", "score", "spark_session"]
+__all__ = ["ai_query_sql", "endpoint_ai_query_sql", "prediction_type", "run_batch", "score", "spark_session"]
 
 log = logging.getLogger(__name__)
 
@@ -376,6 +376,24 @@ def ai_query_sql(endpoint: str, signature: Signature, table: str, prediction_col
         f"    failOnError => false\n  ) AS {_sql_ident(prediction_col)}\n"
         f"FROM {'.'.join(_sql_ident(part) for part in table.split('.'))}"
     )
+
+
+def endpoint_ai_query_sql(
+    endpoint: str, table: str, *, model_uri: str | None = None, registry_uri: str | None = None
+) -> str:
+    """:func:`ai_query_sql` with the signature of ``model_uri`` (from the registry), else of the
+    endpoint itself (from the workspace)."""
+    from . import _sync
+    from ._predictor import Predictor
+    from ._signatures import from_registry
+
+    if model_uri is not None:
+        signature, _ = _sync.run(from_registry(model_uri, registry_uri))
+    else:
+        signature = Predictor.from_endpoint(endpoint, registry_uri=registry_uri).get_signature()
+    if signature is None:
+        raise ConfigurationError(f"no signature for endpoint {endpoint!r}: pass --model-uri")
+    return ai_query_sql(endpoint, signature, table)
 
 
 def _sql_string(s: str) -> str:
