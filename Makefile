@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: setup demo test test-sdk-range lint bench chromium
+.PHONY: setup demo test test-sdk-range lint bench chromium java
 
 # The lowest databricks-sdk pyproject.toml allows; the main venv has the highest.
 SDK_MIN     := 0.58.0
@@ -22,12 +22,16 @@ $(VENV)/.installed: pyproject.toml
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's OpenJDK 17 for pyspark 4 (tests/test_spark.py runs Spark in local mode).
+java:
+	@command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+
 # Register the demo model in the local registry and open the Streamlit app on it.
 demo: setup
 	$(VENV)/bin/predictor demo
 	$(VENV)/bin/streamlit run frontends/streamlit_app.py
 
-test: setup chromium
+test: setup chromium java
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(MAKE) test-sdk-range
 

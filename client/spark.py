@@ -192,6 +192,8 @@ def _input_columns(signature: Signature | None, available: Sequence[str]) -> tup
 
 _worker_predictors: dict[str, Predictor] = {}
 _worker_lock = threading.Lock()
+#: Jobs whose Predictor a worker keeps (a reused worker serves one job after another).
+_WORKER_KEEPS = 4
 
 
 def _worker_predictor(job: _Job) -> Predictor:
@@ -202,6 +204,8 @@ def _worker_predictor(job: _Job) -> Predictor:
         p = _worker_predictors.get(job.key)
         if p is None:
             p = _worker_predictors[job.key] = rebuild(job.settings)
+            for old in list(_worker_predictors)[:-_WORKER_KEEPS]:  # oldest first: drop finished jobs' models
+                del _worker_predictors[old]
         return p
 
 

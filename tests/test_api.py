@@ -36,7 +36,7 @@ def loaded_after(statement: str, modules: tuple[str, ...]) -> list[str]:
 
 
 def test_import_loads_no_heavy_module():
-    heavy = ("mlflow", "pandas", "numpy", "gradio", "streamlit", "databricks.sdk")
+    heavy = ("mlflow", "pandas", "numpy", "gradio", "streamlit", "databricks.sdk", "pyspark")
     assert loaded_after("from client import Predictor, PredictionResult, Batching", heavy) == []
     # The facade loads names on first use: the bare import does not even bring httpx.
     assert loaded_after("import client", ("httpx", "pydantic", *heavy)) == []
@@ -68,7 +68,7 @@ def test_the_endpoint_request_path_imports_no_pandas_numpy_or_mlflow():
         " http_transport=httpx.MockTransport(answer));"
         "assert p.predict([{'x': 1.0}, {'x': 2.0}]).predictions == [0, 1]"
     )
-    assert loaded_after(statement, ("pandas", "numpy", "mlflow", "databricks.sdk")) == []
+    assert loaded_after(statement, ("pandas", "numpy", "mlflow", "databricks.sdk", "pyspark")) == []
 
 
 def test_the_control_plane_is_its_own_small_lazy_package():
@@ -81,3 +81,12 @@ def test_the_control_plane_is_its_own_small_lazy_package():
     assert not set(endpoints.__all__) & set(client.__all__)  # the SDK's facade does not grow with it
     assert loaded_after("import client", ("client.endpoints",)) == []
     assert loaded_after("import client.endpoints", ("yaml", "databricks.sdk", "mlflow")) == []
+
+
+def test_pickling_a_predictor_imports_no_pyspark_pandas_or_mlflow():
+    statement = (
+        "import pickle; from client import Predictor;"
+        "p = pickle.loads(pickle.dumps(Predictor.from_endpoint(url='http://127.0.0.1:9/invocations', validate=False)));"
+        "assert p.url == 'http://127.0.0.1:9/invocations'"
+    )
+    assert loaded_after(statement, ("pyspark", "pandas", "mlflow", "databricks.sdk")) == []
