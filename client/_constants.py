@@ -54,5 +54,5 @@ USER_AGENT = "uc-predictor-client"
 
 #: ``client.spark.score`` in endpoint mode: rows per request and requests in flight, per Spark
 #: Python worker (so a job keeps at most workers x concurrency requests in flight).
-DEFAULT_SPARK_BATCH_ROWS = 500
+DEFAULT_SPARK_BATCH_ROWS = 1_000
 DEFAULT_SPARK_CONCURRENCY = 4

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from ._batching import Batching
     from ._predictor import Predictor
+    from ._types import Signature
 
 __all__ = ["PredictorSettings", "Secret", "rebuild", "settings_of"]
 
@@ -57,6 +58,12 @@ class PredictorSettings:
     validate: bool
     batching: Batching | None
     allow_insecure_http: bool
+    #: Endpoint mode: the signature, once fetched, travels too, so the new Predictor does not
+    #: ask the registry again (an executor may not even reach it); with the version it came from.
+    signature: Signature | None = None
+    signature_loaded: bool = False
+    model_name: str | None = None
+    model_version: str | None = None
 
     def with_batching(self, batching: Batching | None) -> PredictorSettings:
         return replace(self, batching=batching)
@@ -93,6 +100,11 @@ def settings_of(p: Predictor) -> PredictorSettings:
         validate=p.validate,
         batching=p._sender.batching,
         allow_insecure_http=p._allow_insecure_http,
+        # Direct mode reads it from the model it loads anyway.
+        signature=p._signature if p.mode == "endpoint" else None,
+        signature_loaded=p._signature_loaded and p.mode == "endpoint",
+        model_name=p.model_name,
+        model_version=p.model_version,
     )
 
 
@@ -108,7 +120,7 @@ def rebuild(s: PredictorSettings) -> Predictor:
         assert s.model_uri is not None
         return Predictor.from_model(s.model_uri, registry_uri=s.registry_uri, validate=s.validate, batching=batching)
     auth: Auth = TokenAuth(s.token.get()) if s.token is not None else NoAuth()
-    return Predictor(
+    p = Predictor(
         endpoint=s.endpoint,
         url=s.url,
         model_uri=s.model_uri,
@@ -122,3 +134,7 @@ def rebuild(s: PredictorSettings) -> Predictor:
         batching=batching,
         allow_insecure_http=s.allow_insecure_http,
     )
+    if s.signature_loaded:
+        p._signature, p._signature_loaded = s.signature, True
+        p._model_name, p._model_version = s.model_name, s.model_version
+    return p

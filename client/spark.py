@@ -32,7 +32,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -125,7 +125,7 @@ def score(
     (all of ``df`` if the model has none); a missing required column is a ``ConfigurationError``
     here, before anything runs. A model alias is pinned to one version for the whole job.
     Endpoint mode: each Python worker has at most ``concurrency`` requests of ``batch_rows``
-    rows (default 500) in flight. Direct mode: each worker loads the model once and predicts an
+    rows (default 1,000) in flight. Direct mode: each worker loads the model once and predicts an
     Arrow batch at a time (or ``batch_rows``). ``fail_on_error=True`` fails the job at the first
     bad row instead.
 
@@ -167,12 +167,15 @@ def _driver_settings(predictor: Predictor) -> tuple[PredictorSettings, Signature
         registry = resolve_registry_uri(predictor.registry_uri)
         # Read from the registry, not by loading the model: the driver need not hold it.
         signature, ref = _sync.run(from_registry(predictor.model_uri, registry))
-        pinned = f"models:/{ref.name}/{ref.version}"
-        from dataclasses import replace
-
-        return replace(settings, model_uri=pinned, registry_uri=registry), signature
+        pinned = replace(settings, model_uri=f"models:/{ref.name}/{ref.version}", registry_uri=registry)
+        if predictor.mode == "direct":
+            return pinned, signature
+        # Endpoint mode: the workers validate with this signature, without asking the registry.
+        shipped = replace(pinned, signature=signature, signature_loaded=True, model_name=ref.name,
+                          model_version=ref.version)
+        return shipped, signature
     signature = predictor.get_signature() if predictor.validate else None
-    return settings, signature
+    return settings_of(predictor), signature  # now with the signature fetched
 
 
 def _input_columns(signature: Signature | None, available: Sequence[str]) -> tuple[str, ...]:

@@ -1,0 +1,151 @@
+"""Spark scoring, side by side in one run (one machine, figures as ratios).
+
+Starts MLflow's scoring server for the demo model on loopback, a SparkSession on ``local[2]``,
+and measures rows/s for the same rows:
+
+- ``client.spark.score`` in endpoint mode (each Python worker: requests of 1,000 rows, 4 in flight;
+  and of 5,000 rows, the single-process Predictor's chunk size);
+- the single-process ``Predictor.predict`` on the same endpoint (chunks of 5,000 rows, 4 in flight);
+- ``client.spark.score`` in direct mode (the model in each Python worker, rows validated);
+- ``mlflow.pyfunc.spark_udf`` (``env_manager="local"``), direct, no validation: the baseline;
+
+then how endpoint-mode time grows from 10,000 rows to ``--max-rows`` (default 1,000,000).
+Every Spark figure is one job writing to the ``noop`` sink (everything computed, nothing kept),
+after a warm-up job, so Python workers are started and imports done; a direct-mode job still
+loads its model in each worker, as a real job would.
+
+    .venv/bin/python benchmarks/spark.py [--rows 100000] [--max-rows 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+URI = "models:/main.default.iris@champion"
+COLUMNS = ("sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)")
+RANGES = ((4.3, 7.9), (2.0, 4.4), (1.0, 6.9), (0.1, 2.5))
+
+
+def start_server(registry: str) -> tuple[subprocess.Popen[bytes], str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "client", "serve", URI, "--name", "iris", "--port", str(port),
+         "--registry-uri", registry],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/ping", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("scoring server did not start")
+
+
+def rows_frame(spark, n: int, partitions: int = 4):  # type: ignore[no-untyped-def]
+    from pyspark.sql import functions as F
+
+    cols = [
+        F.round(F.rand(seed=i) * (hi - lo) + lo, 2).alias(c)
+        for i, (c, (lo, hi)) in enumerate(zip(COLUMNS, RANGES, strict=True))
+    ]
+    df = spark.range(0, n, numPartitions=partitions).select("id", *cols).cache()
+    df.count()
+    return df
+
+
+def timed_job(df) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    df.write.format("noop").mode("overwrite").save()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--max-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+
+    home = tempfile.mkdtemp(prefix="spark-bench-")
+    registry = f"sqlite:///{home}/mlflow.db"
+    os.environ.update(PREDICTOR_HOME=home, MLFLOW_TRACKING_URI=registry, MLFLOW_REGISTRY_URI=registry)
+    from client._demo import register_demo_model
+
+    register_demo_model(registry)
+    server, base = start_server(registry)
+    url = f"{base}/invocations"
+    try:
+        import mlflow.pyfunc
+        from pyspark.sql import functions as F
+
+        from client import Predictor
+        from client.spark import score, spark_session
+
+        spark = spark_session("local[2]", app_name="spark-bench")
+        spark.sparkContext.setLogLevel("ERROR")
+        print(f"# {platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
+              f"pyspark {spark.version}, {args.rows:,} rows, local[2], 4 partitions\n")
+
+        def endpoint() -> Predictor:
+            return Predictor.from_endpoint(url=url, model_uri=URI, registry_uri=registry)
+
+        df = rows_frame(spark, args.rows)
+        timed_job(score(rows_frame(spark, 2_000), endpoint()))  # warm-up: workers, imports
+        timed_job(score(rows_frame(spark, 2_000), Predictor.from_model(URI, registry_uri=registry)))
+        results: dict[str, float] = {}
+
+        results["score, endpoint mode (local[2])"] = args.rows / timed_job(score(df, endpoint()))
+        results["score, endpoint, batch_rows=5000"] = args.rows / timed_job(score(df, endpoint(), batch_rows=5000))
+        pdf = df.drop("id").toPandas()
+        with endpoint() as p:
+            p.predict(pdf.head(100))
+            started = time.perf_counter()
+            p.predict(pdf)
+            results["Predictor.predict, one process"] = args.rows / (time.perf_counter() - started)
+        direct = Predictor.from_model(URI, registry_uri=registry)
+        results["score, direct mode (local[2])"] = args.rows / timed_job(score(df, direct))
+        udf = mlflow.pyfunc.spark_udf(spark, URI, result_type="long", env_manager="local")
+        results["mlflow spark_udf, direct (local[2])"] = args.rows / timed_job(
+            df.withColumn("prediction", udf(F.struct(*[F.col(f"`{c}`") for c in COLUMNS])))
+        )
+        base_rps = results["Predictor.predict, one process"]
+        print(f"{'what':<40} {'rows/s':>9} {'vs one process':>15}")
+        for name, rps in results.items():
+            print(f"{name:<40} {rps:9.0f} {rps / base_rps:14.2f}x")
+        print(f"\ndirect mode: score / spark_udf = "
+              f"{results['score, direct mode (local[2])'] / results['mlflow spark_udf, direct (local[2])']:.2f}x")
+
+        print(f"\n{'rows (endpoint mode)':>20} {'seconds':>9} {'rows/s':>9}")
+        n = 10_000
+        while n <= args.max_rows:
+            frame = rows_frame(spark, n)
+            seconds = timed_job(score(frame, endpoint()))
+            print(f"{n:>20,} {seconds:9.1f} {n / seconds:9.0f}")
+            frame.unpersist()
+            n *= 10
+        spark.stop()
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+if __name__ == "__main__":
+    main()
