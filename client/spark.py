@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import sys
 import threading
 import uuid
@@ -92,6 +93,11 @@ def prediction_type(signature: Signature | None) -> T.DataType:
     return T.StringType()
 
 
+#: Below PySpark's ``spark.broadcast.UDFCompressionThreshold`` (1 MiB), over which a task's Python
+#: closure is written to a temporary file to be broadcast.
+_MAX_CLOSURE_WITH_TOKEN = 512 * 1024
+
+
 @dataclass(frozen=True)
 class _Job:
     """What every Python worker gets: the Predictor's settings and how to score."""
@@ -149,6 +155,9 @@ def score(
         batch_rows=batch_rows, concurrency=concurrency, fail_on_error=fail_on_error,
         out_type=prediction_type(signature), prediction_col=prediction_col, error_col=error_col,
     )
+    if settings.token is not None and len(pickle.dumps(job)) > _MAX_CLOSURE_WITH_TOKEN:
+        # PySpark broadcasts a closure over 1 MiB through a temporary file: never a token on disk.
+        raise ConfigurationError("the scoring job is too large to ship a token in memory (a very wide signature?)")
     added = [T.StructField(prediction_col, job.out_type, True), T.StructField(error_col, T.StringType(), True)]
     schema = T.StructType([*df.schema.fields, *added])
     return df.mapInPandas(partial(_score_partition, job), schema)

@@ -43,6 +43,18 @@ def test_a_predictor_pickles_as_its_settings_with_the_token_only_in_memory():
     from client._pickling import settings_of
 
     assert "s3cret" not in repr(settings_of(p)) and "s3cret" not in str(settings_of(p).token)
+    assert not clone._signature_loaded  # nothing fetched yet: nothing shipped
+
+
+def test_a_fetched_signature_travels_with_the_predictor(registry_uri: str):
+    p = Predictor.from_endpoint(url="http://127.0.0.1:9/invocations", model_uri=IRIS, registry_uri=registry_uri)
+    signature = p.get_signature()
+    clone = pickle.loads(pickle.dumps(p))
+    assert clone._signature_loaded and clone._signature == signature and clone.model_version == p.model_version
+    from client import SchemaValidationError
+
+    with pytest.raises(SchemaValidationError, match="missing value"):  # validated with it; nothing sent
+        clone.predict([dict.fromkeys(COLUMNS, None)])
 
 
 def test_a_direct_predictor_pickles_without_its_loaded_model(registry_uri: str):
@@ -69,6 +81,21 @@ def test_prediction_type_follows_the_output_schema():
         [T.StructField("label", T.StringType()), T.StructField("p", T.DoubleType())]
     )
     assert prediction_type(None) == T.StringType()
+
+
+def test_a_prediction_is_converted_to_its_spark_type_or_refused():
+    from client.spark import _to_spark
+
+    assert _to_spark(2, T.LongType()) == 2 and _to_spark(2.0, T.LongType()) == 2
+    assert _to_spark(1, T.DoubleType()) == 1.0 and _to_spark(float("nan"), T.DoubleType()) is None
+    assert _to_spark({"a": 1}, T.StringType()) == '{"a": 1}'
+    struct = T.StructType([T.StructField("label", T.StringType()), T.StructField("p", T.DoubleType())])
+    assert _to_spark({"label": "x", "p": 1}, struct) == {"label": "x", "p": 1.0}
+    assert _to_spark([1, 2], T.ArrayType(T.FloatType())) == [1.0, 2.0]
+    for value, t in ((1.5, T.LongType()), (True, T.LongType()), ("1", T.DoubleType()), (1, T.BooleanType()),
+                     ([1], struct), (3, T.ArrayType(T.LongType()))):
+        with pytest.raises(ValueError):
+            _to_spark(value, t)
 
 
 def test_ai_query_sql_is_the_signatures_named_struct_with_fail_on_error_off():
@@ -154,11 +181,10 @@ def test_100k_rows_through_faults_every_valid_row_right_every_invalid_row_explai
                                     max_retries=10, total_timeout=None, timeout=30.0)
         scored = score(df, p, concurrency=4, batch_rows=500)
         assert scored.schema["prediction"].dataType == T.LongType()
-        got = {r["id"]: (r["prediction"], r["prediction_error"]) for r in scored.select(
-            "id", "prediction", "prediction_error").collect()}
-        assert scored.count() == len(rows)
-    assert sum(proxy.injected.values()) >= 40, proxy.injected  # the faults did happen
-    assert len(got) == len(rows)  # ids are unique: none lost, none duplicated
+        collected = scored.select("id", "prediction", "prediction_error").collect()
+    assert sum(proxy.injected.values()) >= 20, proxy.injected  # the faults did happen
+    got = {r["id"]: (r["prediction"], r["prediction_error"]) for r in collected}
+    assert len(collected) == len(got) == len(rows)  # none lost, none duplicated
     wrong = {i: got[i] for i, want in oracle.items() if got[i] != (want, None)}
     assert not wrong, f"{len(wrong)} valid rows wrong, e.g. {list(wrong.items())[:3]}"
     for i, col in invalid.items():
