@@ -68,6 +68,29 @@ def test_a_direct_predictor_pickles_without_its_loaded_model(registry_uri: str):
     assert clone.predict(row).predictions == p.predict(row).predictions
 
 
+def test_a_worker_builds_one_predictor_per_job_and_loads_the_model_once(registry_uri: str):
+    """Two tasks of one job in one Python worker (as Spark runs them, each with its own unpickled
+    copy of the job) share one Predictor and one loaded model."""
+    import pandas as pd
+
+    from client._pickling import settings_of
+    from client.spark import _Job, _score_partition, _worker_predictor
+
+    p = Predictor.from_model(IRIS, registry_uri=registry_uri)
+    job = _Job(key="job-1", settings=settings_of(p), columns=COLUMNS, params=None,
+               batch_rows=None, concurrency=1, fail_on_error=False, out_type=T.LongType(),
+               prediction_col="prediction", error_col="prediction_error")
+    frame = pd.DataFrame([dict.fromkeys(COLUMNS, 1.0), {**dict.fromkeys(COLUMNS, 1.0), COLUMNS[2]: None}])
+    first = next(_score_partition(pickle.loads(pickle.dumps(job)), iter([frame])))
+    model = _worker_predictor(job)._direct._model
+    second = next(_score_partition(pickle.loads(pickle.dumps(job)), iter([frame])))
+    assert _worker_predictor(job)._direct._model is model is not None
+    assert first.equals(second) and first["prediction"].tolist() == [p.predict(frame.head(1)).predictions[0], None]
+    assert first["prediction_error"].tolist()[1] == (
+        "SchemaValidationError: column 'petal length (cm)': missing value in a required column"
+    )
+
+
 def test_prediction_type_follows_the_output_schema():
     def sig(outputs: list[dict[str, Any]]) -> Signature:
         return Signature.from_mlflow({"inputs": '[{"type": "double", "name": "x"}]', "outputs": outputs})
@@ -183,6 +206,7 @@ def test_100k_rows_through_faults_every_valid_row_right_every_invalid_row_explai
         assert scored.schema["prediction"].dataType == T.LongType()
         collected = scored.select("id", "prediction", "prediction_error").collect()
     assert sum(proxy.injected.values()) >= 20, proxy.injected  # the faults did happen
+    print(f"\nspark faults: {proxy.requests} requests, {sum(proxy.injected.values())} faults {dict(proxy.injected)}")
     got = {r["id"]: (r["prediction"], r["prediction_error"]) for r in collected}
     assert len(collected) == len(got) == len(rows)  # none lost, none duplicated
     wrong = {i: got[i] for i, want in oracle.items() if got[i] != (want, None)}
