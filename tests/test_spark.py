@@ -19,6 +19,7 @@ pyspark = pytest.importorskip("pyspark")
 from fault_proxy import FaultProxy  # noqa: E402
 from pyspark.errors import PythonException  # noqa: E402
 from pyspark.sql import types as T  # noqa: E402
+from workspace_standin import Endpoint, workspace  # noqa: E402, F401  (fixture)
 
 from client import ConfigurationError, Predictor, Signature  # noqa: E402
 from client.spark import ai_query_sql, prediction_type, score, spark_session  # noqa: E402
@@ -250,6 +251,26 @@ def test_a_row_the_server_rejects_is_isolated_and_re_runs_give_the_same_result(
     assert all(e.startswith("BadRequestError: HTTP 400") for e in raw_errors.values()), raw_errors
     same = {r["id"]: r["prediction"] for r in first if r["id"] not in errors}
     assert {r["id"]: int(r["prediction"]) for r in raw if r["id"] not in raw_errors} == same
+
+
+def test_by_name_with_oauth_the_executors_get_the_drivers_access_token_never_the_secret(
+    spark: Any, scoring_server: str, registry_uri: str, workspace: Any, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+):
+    secret = "sp-secret-" + "x7" * 12
+    ws = workspace(client_secret=secret)
+    ws.add_endpoint(Endpoint(name="iris", entity_name="main.default.iris", entity_version="1", upstream=scoring_server,
+                             served_model_name="iris-1"))
+    monkeypatch.setenv("DATABRICKS_HOST", ws.url)
+    monkeypatch.setenv("DATABRICKS_CLIENT_ID", ws.client_id)
+    monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", secret)
+    p = Predictor.from_endpoint("iris", registry_uri=registry_uri)  # the signature: the endpoint's /openapi
+    rows = iris_rows(3_000)
+    scored = score(spark.createDataFrame(rows, SCHEMA).repartition(3), p, batch_rows=200)
+    got = {r["id"]: (r["prediction"], r["prediction_error"]) for r in scored.collect()}
+    assert got == {i: (want, None) for i, want in expected_predictions(rows, registry_uri).items()}
+    assert ws.tokens_issued == 1 and ws.invocations >= 15  # minted once, on the driver; used by every worker
+    shipped = pickle.dumps(p)
+    assert secret.encode() not in shipped and b"standin-oauth-" in shipped  # the access token, in memory
 
 
 def test_fail_on_error_fails_the_job_naming_the_error(spark: Any, scoring_server: str, registry_uri: str):
