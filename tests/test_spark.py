@@ -74,16 +74,17 @@ def test_a_worker_builds_one_predictor_per_job_and_loads_the_model_once(registry
     import pandas as pd
 
     from client._pickling import settings_of
-    from client.spark import _Job, _score_partition, _worker_predictor
+    from client.spark._score import Job
+    from client.spark._worker import _worker_predictor, score_partition
 
     p = Predictor.from_model(IRIS, registry_uri=registry_uri)
-    job = _Job(key="job-1", settings=settings_of(p), columns=COLUMNS, params=None,
+    job = Job(key="job-1", settings=settings_of(p), columns=COLUMNS, params=None,
                batch_rows=None, concurrency=1, fail_on_error=False, out_type=T.LongType(),
                prediction_col="prediction", error_col="prediction_error")
     frame = pd.DataFrame([dict.fromkeys(COLUMNS, 1.0), {**dict.fromkeys(COLUMNS, 1.0), COLUMNS[2]: None}])
-    first = next(_score_partition(pickle.loads(pickle.dumps(job)), iter([frame])))
+    first = next(score_partition(pickle.loads(pickle.dumps(job)), iter([frame])))
     model = _worker_predictor(job)._direct._model
-    second = next(_score_partition(pickle.loads(pickle.dumps(job)), iter([frame])))
+    second = next(score_partition(pickle.loads(pickle.dumps(job)), iter([frame])))
     assert _worker_predictor(job)._direct._model is model is not None
     assert first.equals(second) and first["prediction"].tolist() == [p.predict(frame.head(1)).predictions[0], None]
     assert first["prediction_error"].tolist()[1] == (
@@ -107,7 +108,7 @@ def test_prediction_type_follows_the_output_schema():
 
 
 def test_a_prediction_is_converted_to_its_spark_type_or_refused():
-    from client.spark import _to_spark
+    from client.spark._worker import _to_spark
 
     assert _to_spark(2, T.LongType()) == 2 and _to_spark(2.0, T.LongType()) == 2
     assert _to_spark(1, T.DoubleType()) == 1.0 and _to_spark(float("nan"), T.DoubleType()) is None
