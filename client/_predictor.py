@@ -15,6 +15,7 @@ from ._batching import Batching
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
 from ._exceptions import ConfigurationError
 from ._sending import Call, ProgressCallback, Sender
+from ._tracing import make_tracer
 from ._transport import RetryConfig, Transport
 from ._types import PredictionResult, Signature
 
@@ -66,6 +67,7 @@ class Predictor:
         validate: bool = True,
         batching: Batching | bool = True,
         allow_insecure_http: bool = False,
+        tracing: bool | None = None,
     ) -> None:
         # Use the classmethods; this signature is not part of the contract.
         self.endpoint = endpoint
@@ -89,6 +91,7 @@ class Predictor:
         self._model_name: str | None = None
         self._model_version: str | None = None
         self._model_run_id: str | None = None
+        self._tracer = make_tracer(tracing)
 
     # -- constructors ------------------------------------------------------------------
 
@@ -111,6 +114,7 @@ class Predictor:
         validate: bool = True,
         batching: Batching | bool = True,
         allow_insecure_http: bool = False,
+        tracing: bool | None = None,
     ) -> Predictor:
         """A Predictor for a serving endpoint, by ``name`` on a workspace or by full ``url``.
 
@@ -124,6 +128,8 @@ class Predictor:
         Concurrent calls are micro-batched (see :class:`Batching`; ``batching=False`` turns it
         off). A credential is never sent over plain ``http://`` to a host other than loopback
         unless ``allow_insecure_http=True``.
+        ``tracing=True`` (default: ``PREDICTOR_TRACING=1``, else off) records one MLflow trace
+        per call in the active MLflow experiment; ``result.trace_id`` names it.
 
         Example::
 
@@ -166,13 +172,17 @@ class Predictor:
             validate=validate,
             batching=batching,
             allow_insecure_http=allow_insecure_http,
+            tracing=tracing,
         )
 
     @classmethod
     def from_model(
-        cls, model_uri: str, *, registry_uri: str | None = None, validate: bool = True, batching: Batching | bool = True
+        cls, model_uri: str, *, registry_uri: str | None = None, validate: bool = True,
+        batching: Batching | bool = True, tracing: bool | None = None,
     ) -> Predictor:
         """A Predictor that loads ``models:/catalog.schema.model@alias`` (or ``/N``) in process.
+
+        ``tracing`` as for :meth:`from_endpoint`.
 
         Example::
 
@@ -185,7 +195,7 @@ class Predictor:
         parse_model_uri(model_uri)  # fail now, not at the first call
         # No total_timeout: nothing goes over a network, and a large model's first load may be slow.
         return cls(model_uri=model_uri, registry_uri=registry_uri, direct=DirectModel(model_uri, registry_uri),
-                   validate=validate, batching=batching, total_timeout=None)
+                   validate=validate, batching=batching, total_timeout=None, tracing=tracing)
 
     def with_user_token(self, user_token: str) -> Predictor:
         """The same endpoint and connection pool, authenticating as a signed-in user."""
@@ -291,6 +301,7 @@ class Predictor:
         timeout: httpx.Timeout | float | None = NOT_GIVEN,
         max_retries: int = NOT_GIVEN,
         on_progress: ProgressCallback | None = None,
+        client_request_id: str | None = None,
     ) -> PredictionResult:
         """Validate ``inputs`` (records, a dict of columns, a DataFrame, or an ndarray for
         tensor models) against the signature, then predict.
@@ -300,6 +311,8 @@ class Predictor:
         under both limits, a few at a time, and ``on_progress(rows_done, rows_total)`` hears once
         of each (once of the whole call when it is not split).
         Raises ``SchemaValidationError`` (nothing sent) or an ``APIError``.
+        Each request carries a ``client_request_id`` (a fresh UUID unless given here), which
+        Model Serving records in its inference and usage tables; the result keeps it.
 
         Example::
 
@@ -309,13 +322,23 @@ class Predictor:
 
         self._transport.check_open()  # a closed Predictor never opens a new pool
         started = time.perf_counter()
+        started_ns = time.time_ns()
         retry = self._retry if max_retries is NOT_GIVEN else RetryConfig(max_retries, self._retry.total_timeout)
         budget = retry.start()  # total_timeout counts from here: the signature's fetch included
         signature = await budget.bound(self.aget_signature()) if self.validate else None
         validated = validate(signature, inputs, params)
-        call = Call(validated, retry, self._timeout if timeout is NOT_GIVEN else _as_timeout(timeout), budget)
-        share = await self._sender.send(call, on_progress)
-        return PredictionResult(
+        request_id = {} if client_request_id is None else {"client_request_id": _checked_request_id(client_request_id)}
+        call = Call(validated, retry, self._timeout if timeout is NOT_GIVEN else _as_timeout(timeout), budget,
+                    **request_id)
+        try:
+            share = await self._sender.send(call, on_progress)
+        except Exception as err:
+            if self._tracer is not None:
+                self._tracer.record_error(err, validated, started_ns, {
+                    "mode": self.mode, "model_name": self._model_name, "model_version": self._model_version,
+                    "endpoint": self.endpoint, "client_request_id": call.client_request_id})
+            raise
+        result = PredictionResult(
             predictions=share.predictions,
             mode=self.mode,
             model_name=self._model_name,
@@ -326,7 +349,11 @@ class Predictor:
             elapsed_ms=(time.perf_counter() - started) * 1000,
             retries=share.retries,
             batch_size=share.batch_size,
+            client_request_id=share.client_request_id,
         )
+        if self._tracer is not None and (trace_id := self._tracer.record(result, validated, started_ns)):
+            result = result.model_copy(update={"trace_id": trace_id})
+        return result
 
     def predict(
         self,
@@ -336,13 +363,15 @@ class Predictor:
         timeout: httpx.Timeout | float | None = NOT_GIVEN,
         max_retries: int = NOT_GIVEN,
         on_progress: ProgressCallback | None = None,
+        client_request_id: str | None = None,
     ) -> PredictionResult:
         """Sync :meth:`apredict`; works where an event loop is already running too.
 
         Calls from many threads share the client's loop, so they are micro-batched too.
         """
         return _sync.run(
-            self.apredict(inputs, params, timeout=timeout, max_retries=max_retries, on_progress=on_progress)
+            self.apredict(inputs, params, timeout=timeout, max_retries=max_retries, on_progress=on_progress,
+                          client_request_id=client_request_id)
         )
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -377,6 +406,12 @@ class Predictor:
     def __repr__(self) -> str:
         target = self.model_uri if self._direct is not None else (self.endpoint or self.url)
         return f"Predictor(mode={self.mode!r}, target={target!r})"
+
+
+def _checked_request_id(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"client_request_id must be a non-empty string, got {value!r}")
+    return value
 
 
 def _as_batching(batching: Batching | bool) -> Batching | None:

@@ -11,8 +11,9 @@ import asyncio
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -32,6 +33,11 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
 
 
+def new_client_request_id() -> str:
+    """A fresh ``client_request_id``: a random UUID, as its own string."""
+    return str(uuid.uuid4())
+
+
 @dataclass(frozen=True)
 class Call:
     """One validated call, the settings it is sent with, and what is left of its budget."""
@@ -40,6 +46,8 @@ class Call:
     retry: RetryConfig
     timeout: httpx.Timeout
     budget: Budget
+    #: Sent as the body's ``client_request_id`` when the call goes alone.
+    client_request_id: str = field(default_factory=new_client_request_id)
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class Share:
     request_id: str | None = None
     retries: int = 0
     batch_size: int = 1
+    client_request_id: str | None = None
 
 
 class Sender:
@@ -120,13 +129,16 @@ class Sender:
 
         sizes = [c.validated.n_rows for c in calls]
         merged = ValidatedInput.concat([c.validated for c in calls])
+        # One id per request: a call alone keeps its own, a batch gets a fresh one all its callers share.
+        request_id = calls[0].client_request_id if len(calls) == 1 else new_client_request_id()
         try:
             if self.direct is not None:
                 predictions = await self.direct.predict(merged.to_model_input(), merged.params)
-                return [Share(p, batch_size=len(calls)) for p in split_rows(predictions, sizes)]
+                return [Share(p, batch_size=len(calls), client_request_id=request_id)
+                        for p in split_rows(predictions, sizes)]
             assert self.url is not None
             budget = calls[0].budget if len(calls) == 1 else Budget.shared([c.budget for c in calls])
-            body = encode_body(merged.to_wire())
+            body = encode_body({**merged.to_wire(), "client_request_id": request_id})
             try:
                 response, retries = await self.transport.post_json(
                     self.url, body, auth=self.auth, budget=budget, timeout=calls[0].timeout
@@ -137,7 +149,7 @@ class Sender:
                         c.budget.spend(budget.retries_used)
             answer = decode_answer(response)
             return [
-                Share(p, answer.served_model_name, answer.request_id, retries, len(calls))
+                Share(p, answer.served_model_name, answer.request_id, retries, len(calls), request_id)
                 for p in split_rows(answer.predictions, sizes)
             ]
         except NotRowAligned:
@@ -156,7 +168,8 @@ class Sender:
 
         async def chunk(start: int, stop: int) -> list[Share]:
             nonlocal done
-            part = replace(call, validated=call.validated.rows(start, stop), budget=call.budget.fork())
+            part = replace(call, validated=call.validated.rows(start, stop), budget=call.budget.fork(),
+                           client_request_id=f"{call.client_request_id}-{start}")
             try:
                 async with slots:
                     (share,) = await self._answer([part])
@@ -179,6 +192,7 @@ class Sender:
             served_model_name=served.pop() if len(served) == 1 else None,
             request_id=shares[0].request_id,
             retries=sum(s.retries for s in shares),
+            client_request_id=call.client_request_id,
         )
 
 

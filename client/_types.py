@@ -151,6 +151,12 @@ class PredictionResult(BaseModel):
     endpoint: str | None = None
     #: Endpoint mode: the ``x-request-id`` response header, when the server sent one.
     request_id: str | None = None
+    #: The ``client_request_id`` sent in the request body (Model Serving records it in the
+    #: inference and usage tables). Calls micro-batched together share their request's id;
+    #: a call sent in chunks sends ``<id>-<first row>`` per chunk.
+    client_request_id: str | None = None
+    #: The MLflow trace of this call, when tracing is on (``tracing=True``) and it was recorded.
+    trace_id: str | None = None
     #: Wall time of the call, retries and waits included.
     elapsed_ms: float = 0.0
     #: Endpoint mode: how many retries the call needed.

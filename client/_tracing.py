@@ -1,0 +1,185 @@
+"""One MLflow trace per prediction call, recorded after the fact, never failing the call.
+
+Off by default in the SDK (``tracing=True`` on a constructor, or ``PREDICTOR_TRACING=1``); this
+module imports MLflow only when a Predictor is built with tracing on. Traces go to MLflow's
+active experiment (``mlflow.set_experiment``), through MLflow's own tracing API and its
+asynchronous exporter: a call pays for building one span in memory (well under a millisecond
+once MLflow is warm), and a tracking store that is down or slow costs a logged warning from
+MLflow's background exporter, never an error or a wait here.
+
+What a trace holds (root span ``Predictor.predict``):
+
+* inputs: ``{"records": [...first rows...], "n_rows": N, "params": {...}}``; outputs:
+  ``{"predictions": [...first rows...], "n_predictions": N}`` (at most ``MAX_TRACED_ROWS`` rows);
+* span attributes: ``predictor.client_request_id``, ``predictor.request_id``,
+  ``predictor.retries``, ``predictor.elapsed_ms``, ``predictor.batch_size``, ``predictor.n_rows``;
+* trace tags (searchable, read by the feedback summary): ``predictor.model_name``,
+  ``predictor.model_version``, ``predictor.served_model_name``, ``predictor.endpoint``,
+  ``predictor.mode``, ``predictor.client_request_id``.
+
+A result that already carries a ``trace_id`` (a chat answer the server traced) is not traced twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._schema import ValidatedInput
+
+log = logging.getLogger(__name__)
+
+TRACING_ENV = "PREDICTOR_TRACING"
+SPAN_NAME = "Predictor.predict"
+#: Rows of inputs and predictions kept in a trace (a 5,000-row call is not copied into the store).
+MAX_TRACED_ROWS = 20
+#: Trace tag names, shared with the feedback summary that reads them back.
+TAG_MODEL_NAME = "predictor.model_name"
+TAG_MODEL_VERSION = "predictor.model_version"
+TAG_SERVED_MODEL = "predictor.served_model_name"
+TAG_ENDPOINT = "predictor.endpoint"
+TAG_MODE = "predictor.mode"
+TAG_CLIENT_REQUEST_ID = "predictor.client_request_id"
+_TRUTHY = {"1", "true", "yes", "on"}
+#: What MLflow's no-op span (tracing disabled, or the trace sampled out) gives as its trace id.
+_NO_OP_TRACE_ID = "MLFLOW_NO_OP_SPAN_TRACE_ID"
+
+
+def tracing_enabled(tracing: bool | None, env: Mapping[str, str] | None = None) -> bool:
+    """``tracing`` if given, else ``PREDICTOR_TRACING`` from the environment (off when unset)."""
+    if tracing is not None:
+        return bool(tracing)
+    env = os.environ if env is None else env
+    return env.get(TRACING_ENV, "").strip().lower() in _TRUTHY
+
+
+def _head(values: Any) -> Any:
+    if isinstance(values, list) and len(values) > MAX_TRACED_ROWS:
+        return values[:MAX_TRACED_ROWS]
+    return values
+
+
+def trace_inputs(validated: ValidatedInput) -> dict[str, Any]:
+    """What the trace shows as the call's inputs: the first rows as records, and the count (pure)."""
+    out: dict[str, Any] = {"n_rows": validated.n_rows}
+    if validated.table is not None:
+        part = validated if validated.n_rows <= MAX_TRACED_ROWS else validated.rows(0, MAX_TRACED_ROWS)
+        split = part.to_wire()["dataframe_split"]
+        out["records"] = [dict(zip(split["columns"], row, strict=True)) for row in split["data"]]
+    else:
+        out["inputs"] = _head(validated.to_wire().get("inputs"))
+    if validated.params:
+        out["params"] = validated.params
+    return out
+
+
+def trace_outputs(predictions: Any) -> dict[str, Any]:
+    """What the trace shows as the call's outputs (pure)."""
+    n = len(predictions) if isinstance(predictions, list) else 1
+    return {"predictions": _head(predictions), "n_predictions": n}
+
+
+def result_tags(result: Any) -> dict[str, str]:
+    """Trace tags naming who answered (pure): empty values are left out."""
+    pairs = {
+        TAG_MODEL_NAME: result.model_name,
+        TAG_MODEL_VERSION: result.model_version,
+        TAG_SERVED_MODEL: result.served_model_name,
+        TAG_ENDPOINT: result.endpoint,
+        TAG_MODE: result.mode,
+        TAG_CLIENT_REQUEST_ID: result.client_request_id,
+    }
+    return {k: str(v) for k, v in pairs.items() if v not in (None, "")}
+
+
+def result_attributes(result: Any) -> dict[str, Any]:
+    """Span attributes of a finished call (pure)."""
+    attrs = {
+        "predictor.client_request_id": result.client_request_id,
+        "predictor.request_id": result.request_id,
+        "predictor.retries": result.retries,
+        "predictor.elapsed_ms": round(result.elapsed_ms, 3),
+        "predictor.batch_size": result.batch_size,
+    }
+    return {k: v for k, v in attrs.items() if v is not None}
+
+
+class Tracer:
+    """Records one trace per call. Every method swallows its own failures (and logs a warning)."""
+
+    def __init__(self) -> None:
+        import mlflow  # noqa: F401 - tracing on: MLflow is needed now, not in the middle of the first call
+
+        try:  # build MLflow's tracer provider now (~0.1 s) rather than on the first call
+            from mlflow.tracing.provider import _get_tracer
+
+            _get_tracer(__name__)
+        except Exception as err:  # a private helper: if it moves, the first call pays instead
+            log.debug("could not warm up MLflow tracing: %s", err)
+        self._warned = False
+
+    def _warn(self, err: BaseException) -> None:
+        # Once per Tracer at warning level: a broken store must not flood the log per call.
+        level = logging.DEBUG if self._warned else logging.WARNING
+        self._warned = True
+        log.log(level, "prediction not traced (%s: %s); the prediction itself is unaffected",
+                type(err).__name__, err)
+
+    def record(
+        self, result: Any, validated: ValidatedInput, started_ns: int, n_rows: int | None = None
+    ) -> str | None:
+        """Write the trace of a finished call; its trace id, or ``None`` if tracing failed or is
+        not needed (the result already has a trace id)."""
+        if getattr(result, "trace_id", None):
+            return None
+        try:
+            import mlflow
+
+            attrs = result_attributes(result)
+            attrs["predictor.n_rows"] = validated.n_rows if n_rows is None else n_rows
+            span = mlflow.start_span_no_context(
+                SPAN_NAME, inputs=trace_inputs(validated), attributes=attrs, tags=result_tags(result),
+                start_time_ns=started_ns,
+            )
+            span.set_outputs(trace_outputs(result.predictions))
+            span.end()
+            trace_id = str(span.trace_id or "")
+            return None if not trace_id or trace_id == _NO_OP_TRACE_ID else trace_id
+        except Exception as err:
+            self._warn(err)
+            return None
+
+    def record_error(self, err: Exception, validated: ValidatedInput, started_ns: int,
+                     attributes: Mapping[str, Any]) -> None:
+        """Write the trace of a call that failed after validation (status ERROR, the exception)."""
+        try:
+            import mlflow
+
+            attrs = {k: v for k, v in attributes.items() if v is not None}
+            tags = {TAG_MODE: str(attrs.pop("mode", "")) or "endpoint"}
+            for key, tag in (("model_name", TAG_MODEL_NAME), ("model_version", TAG_MODEL_VERSION),
+                             ("endpoint", TAG_ENDPOINT), ("client_request_id", TAG_CLIENT_REQUEST_ID)):
+                if attrs.get(key):
+                    tags[tag] = str(attrs[key])
+            span = mlflow.start_span_no_context(
+                SPAN_NAME, inputs=trace_inputs(validated),
+                attributes={f"predictor.{k}": v for k, v in attrs.items()}, tags=tags, start_time_ns=started_ns,
+            )
+            span.record_exception(err)  # the exception event, and status ERROR
+            span.end()
+        except Exception as trace_err:
+            self._warn(trace_err)
+
+
+def wall_ns() -> int:
+    """Now, as MLflow wants span times (nanoseconds since the epoch)."""
+    return time.time_ns()
+
+
+def make_tracer(tracing: bool | None) -> Tracer | None:
+    """A Tracer when tracing is on (argument, else ``PREDICTOR_TRACING``); ``None`` when off."""
+    return Tracer() if tracing_enabled(tracing) else None

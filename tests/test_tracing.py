@@ -1,0 +1,211 @@
+"""Tracing: one MLflow trace per call in a real sqlite tracking store; client_request_id on the wire.
+
+The Predictor runs against MLflow's real scoring server (``scoring_server``) and in direct mode;
+traces land in the session's sqlite tracking store, each test in an experiment of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+
+import httpx
+import pytest
+from conftest import ROOT, free_port
+
+from client import Predictor
+from client._tracing import (
+    MAX_TRACED_ROWS,
+    TAG_CLIENT_REQUEST_ID,
+    TAG_MODEL_NAME,
+    TAG_MODEL_VERSION,
+    Tracer,
+    tracing_enabled,
+    trace_inputs,
+    trace_outputs,
+)
+
+IRIS = "models:/main.default.iris@champion"
+ROW = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
+ROW2 = {**ROW, "petal length (cm)": 5.5, "petal width (cm)": 2.1}
+
+
+# -- pure parts ------------------------------------------------------------------------------
+
+
+def test_tracing_is_off_unless_asked_for():
+    assert tracing_enabled(None, {}) is False
+    assert tracing_enabled(None, {"PREDICTOR_TRACING": "0"}) is False
+    assert tracing_enabled(None, {"PREDICTOR_TRACING": " TRUE "}) is True
+    assert tracing_enabled(False, {"PREDICTOR_TRACING": "1"}) is False  # the argument wins
+    assert tracing_enabled(True, {}) is True
+
+
+def test_trace_inputs_and_outputs_keep_the_first_rows_and_the_count():
+    from client._schema import validate
+
+    rows = [{**ROW, "sepal length (cm)": float(i)} for i in range(MAX_TRACED_ROWS + 5)]
+    shown = trace_inputs(validate(None, rows, {"k": 1}))
+    assert shown["n_rows"] == MAX_TRACED_ROWS + 5 and len(shown["records"]) == MAX_TRACED_ROWS
+    assert shown["records"][3]["sepal length (cm)"] == 3.0 and shown["params"] == {"k": 1}
+    out = trace_outputs(list(range(MAX_TRACED_ROWS + 5)))
+    assert out["n_predictions"] == MAX_TRACED_ROWS + 5 and out["predictions"] == list(range(MAX_TRACED_ROWS))
+
+
+# -- against a real tracking store -----------------------------------------------------------
+
+
+@pytest.fixture
+def experiment(registry_uri):
+    """A fresh experiment in the session's sqlite tracking store, active for the test."""
+    import mlflow
+
+    mlflow.set_tracking_uri(registry_uri)
+    exp = mlflow.set_experiment(f"tracing-{uuid.uuid4().hex[:8]}")
+    yield exp.experiment_id
+    mlflow.set_experiment(experiment_id="0")
+
+
+def traces(experiment_id: str) -> list:
+    import mlflow
+
+    mlflow.flush_trace_async_logging()
+    return mlflow.search_traces(locations=[experiment_id], return_type="list")
+
+
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """The real HTTP transport, keeping each request body it sent."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.bodies: list[dict] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(json.loads(await request.aread()))
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.slow
+def test_endpoint_calls_each_get_one_trace_and_a_client_request_id(experiment, scoring_server):
+    wire = RecordingTransport()
+    with Predictor.from_endpoint(url=f"{scoring_server}/invocations", model_uri=IRIS, tracing=True,
+                                 http_transport=wire) as p:
+        first, second = p.predict([ROW]), p.predict([ROW, ROW2], client_request_id="mine-42")
+    # MLflow's scoring server ignores the extra top-level key and answers as usual.
+    assert first.predictions == [0] and second.predictions[0] == 0 and len(second.predictions) == 2
+    assert [b["client_request_id"] for b in wire.bodies] == [first.client_request_id, "mine-42"]
+    assert str(uuid.UUID(first.client_request_id or "")) == first.client_request_id
+    stored = {t.info.trace_id: t for t in traces(experiment)}
+    assert set(stored) == {first.trace_id, second.trace_id}
+    trace = stored[second.trace_id]
+    assert trace.info.tags[TAG_MODEL_NAME] == "main.default.iris" and trace.info.tags[TAG_MODEL_VERSION] == "1"
+    assert trace.info.tags[TAG_CLIENT_REQUEST_ID] == "mine-42"
+    root = trace.data.spans[0]
+    assert root.inputs["records"] == [ROW, ROW2] and root.inputs["n_rows"] == 2
+    assert root.outputs["predictions"] == second.predictions
+    assert root.attributes["predictor.client_request_id"] == "mine-42"
+    assert root.attributes["predictor.retries"] == 0 and root.attributes["predictor.batch_size"] == 1
+    assert root.attributes["predictor.elapsed_ms"] > 0
+
+
+@pytest.mark.slow
+def test_batched_calls_give_one_trace_per_caller_with_the_batch_size(experiment, scoring_server):
+    wire = RecordingTransport()
+    p = Predictor.from_endpoint(url=f"{scoring_server}/invocations", model_uri=IRIS, tracing=True,
+                                http_transport=wire)
+
+    async def many() -> list:
+        await p.aget_signature()
+        out = await asyncio.gather(*(p.apredict([ROW if i % 2 else ROW2]) for i in range(8)))
+        await p.aclose()
+        return out
+
+    results = asyncio.run(many())
+    assert [r.predictions[0] for r in results] == [2 if i % 2 == 0 else 0 for i in range(8)]
+    assert len(wire.bodies) < 8, "the calls were not coalesced"
+    assert max(r.batch_size for r in results) > 1
+    sent_ids = {b["client_request_id"] for b in wire.bodies}
+    assert {r.client_request_id for r in results} == sent_ids  # every caller knows the request that answered
+    stored = {t.info.trace_id: t for t in traces(experiment)}
+    assert set(stored) == {r.trace_id for r in results} and len(stored) == 8
+    for r in results:
+        span = stored[r.trace_id].data.spans[0]
+        assert span.attributes["predictor.batch_size"] == r.batch_size
+        assert span.outputs["predictions"] == r.predictions  # each caller's own rows, not the batch's
+
+
+@pytest.mark.slow
+def test_direct_mode_traces_too_and_errors_are_traced_as_errors(experiment, scoring_server):
+    direct = Predictor.from_model(IRIS, tracing=True)
+    result = direct.predict([ROW])
+    assert result.trace_id and result.client_request_id
+    # No signature: the scoring server refuses the bad input, and the trace records the failure.
+    p = Predictor.from_endpoint(url=f"{scoring_server}/invocations", tracing=True, max_retries=0)
+    with pytest.raises(Exception, match="(?i)column|schema|input"):
+        p.predict([{"nope": "x"}])
+    stored = traces(experiment)
+    assert len(stored) == 2
+    failed = next(t for t in stored if t.info.trace_id != result.trace_id)
+    assert failed.info.state.value == "ERROR"
+    assert failed.data.spans[0].events[0].name == "exception"
+    ok = next(t for t in stored if t.info.trace_id == result.trace_id)
+    assert ok.info.tags["predictor.mode"] == "direct" and ok.info.state.value == "OK"
+
+
+def test_tracing_off_gives_no_trace_id_and_no_tracer():
+    p = Predictor.from_endpoint(url="http://127.0.0.1:9/invocations", validate=False,
+                                http_transport=httpx.MockTransport(lambda r: httpx.Response(200, json={
+                                    "predictions": [json.loads(r.content)["client_request_id"]]})))
+    result = p.predict([{"x": 1}])
+    assert p._tracer is None and result.trace_id is None
+    assert result.predictions == [result.client_request_id]  # the id went out in the body
+
+
+def test_a_result_that_already_has_a_trace_is_not_traced_again(experiment):
+    from client import PredictionResult
+    from client._schema import validate
+
+    already = PredictionResult(predictions=[1], mode="endpoint", trace_id="tr-from-the-server")
+    assert Tracer().record(already, validate(None, [{"x": 1}], None), 0) is None
+    assert traces(experiment) == []
+
+
+def test_a_bad_client_request_id_is_refused_before_sending():
+    from client import ConfigurationError
+
+    p = Predictor.from_endpoint(url="http://127.0.0.1:9/invocations", validate=False,
+                                http_transport=httpx.MockTransport(lambda r: pytest.fail("sent")))
+    with pytest.raises(ConfigurationError, match="client_request_id"):
+        p.predict([{"x": 1}], client_request_id="  ")
+
+
+_DEAD_STORE_SCRIPT = """
+import json, sys
+from client import Predictor
+p = Predictor.from_endpoint(url=sys.argv[1], model_uri=sys.argv[2], registry_uri=sys.argv[3])
+out = [p.predict([{"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4,
+                   "petal width (cm)": 0.2}]) for _ in range(3)]
+print(json.dumps([[r.predictions, r.trace_id] for r in out]))
+"""
+
+
+@pytest.mark.slow
+def test_a_dead_tracking_store_does_not_fail_predictions(registry_uri, scoring_server):
+    # A tracking server that is down: an http:// URI on a port nothing listens on. Tracing comes
+    # from the environment (PREDICTOR_TRACING=1), as in the apps.
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(ROOT),
+           "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}", "PREDICTOR_TRACING": "1",
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    run = subprocess.run([sys.executable, "-c", _DEAD_STORE_SCRIPT, f"{scoring_server}/invocations", IRIS,
+                          registry_uri], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    answers = json.loads(run.stdout.strip().splitlines()[-1])
+    assert [a[0] for a in answers] == [[0]] * 3
+    assert all(a[1] for a in answers)  # the trace ids are made locally; exporting them is what failed
+    assert "Failed to send trace" in run.stderr, run.stderr[-2000:]  # MLflow's exporter warned, in the background
