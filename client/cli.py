@@ -426,7 +426,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_endpoints_group(sub)
 
+    fb = sub.add_parser("feedback", help="user feedback on traced predictions").add_subparsers(
+        dest="feedback_command", required=True)
+    p = fb.add_parser("summary", help="per model version: predictions, share with feedback, thumbs-up rate")
+    p.add_argument("--model", required=True, help="models:/ URI naming the registered model")
+    p.add_argument("--experiment", default=None, help="MLflow experiment name or id (default: the apps')")
+    p.add_argument("--max-traces", type=int, default=10_000, help="read at most this many latest traces")
+    p.add_argument("--days", type=float, default=30.0, help="only traces of the last DAYS days")
+    p.add_argument("--registry-uri", default=None)
+    p.set_defaults(func=_cmd_feedback_summary)
+
     return parser
+
+
+def _cmd_feedback_summary(args: argparse.Namespace) -> int:
+    from frontends._feedback import summary_text
+
+    print(summary_text(args.model, args.experiment, registry_uri=args.registry_uri, max_traces=args.max_traces,
+                       window_days=args.days))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,122 @@
+"""Feedback as MLflow assessments on prediction traces, and the per-version summary, on a real sqlite store."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from client import PredictionResult
+from client._schema import validate
+from client._tracing import Tracer
+from client.cli import main as cli_main
+from frontends._feedback import (
+    ANONYMOUS,
+    EXPECTED_NAME,
+    FEEDBACK_NAME,
+    current_vote,
+    feedback_user,
+    record_feedback,
+    summarize,
+    summary_rows,
+)
+
+ROW = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
+
+
+@pytest.fixture
+def experiment(registry_uri):
+    import mlflow
+
+    mlflow.set_tracking_uri(registry_uri)
+    exp = mlflow.set_experiment(f"feedback-{uuid.uuid4().hex[:8]}")
+    yield exp
+    mlflow.set_experiment(experiment_id="0")
+
+
+def traced(version: str, served: str | None = None, model: str = "main.default.iris", age_days: float = 0) -> str:
+    """A trace as the SDK writes it for one call answered by ``model`` ``version``."""
+    result = PredictionResult(predictions=[0], mode="endpoint", model_name=model, model_version=version,
+                              served_model_name=served, client_request_id=str(uuid.uuid4()))
+    trace_id = Tracer().record(result, validate(None, [ROW], None), time.time_ns() - int(age_days * 86400e9))
+    assert trace_id
+    return trace_id
+
+
+def assessments(trace_id: str, name: str = FEEDBACK_NAME) -> list:
+    import mlflow
+
+    return [a for a in mlflow.get_trace(trace_id).info.assessments if a.name == name and a.valid is not False]
+
+
+def test_the_user_is_the_forwarded_email_else_anonymous():
+    assert feedback_user({"x-forwarded-email": "ann@example.com"}) == "ann@example.com"
+    assert feedback_user({"X-Forwarded-Email": " "}) == ANONYMOUS
+    assert feedback_user(None) == ANONYMOUS
+
+
+@pytest.mark.slow
+def test_a_second_vote_updates_and_two_users_stay_apart(experiment):
+    trace_id = traced("1")
+    first = record_feedback(trace_id, "ann@example.com", thumbs_up=False, comment=" wrong class ")
+    [stored] = assessments(trace_id)
+    assert (stored.value, stored.rationale, stored.source.source_type, stored.source.source_id) == (
+        False, "wrong class", "HUMAN", "ann@example.com")
+    again = record_feedback(trace_id, "ann@example.com", thumbs_up=True, comment="")  # no new comment: kept
+    [stored] = assessments(trace_id)
+    assert again.assessment_id == first.assessment_id == stored.assessment_id
+    assert stored.value is True and stored.rationale == again.comment == "wrong class"
+    record_feedback(trace_id, "ann@example.com", thumbs_up=True, comment="fine after all")
+    [stored] = assessments(trace_id)
+    assert stored.value is True and stored.rationale == "fine after all"
+    record_feedback(trace_id, "bob@example.com", thumbs_up=False, comment="no", expected="virginica")
+    by_user = {a.source.source_id: a.value for a in assessments(trace_id)}
+    assert by_user == {"ann@example.com": True, "bob@example.com": False}
+    [expected] = assessments(trace_id, EXPECTED_NAME)
+    assert expected.value == "virginica" and expected.source.source_id == "bob@example.com"
+    vote = current_vote(trace_id, "bob@example.com")
+    assert vote is not None and vote.thumbs_up is False and vote.expected == "virginica"
+    assert current_vote(trace_id, "carol@example.com") is None
+
+
+@pytest.mark.slow
+def test_feedback_on_a_just_written_sdk_trace(experiment, registry_uri):
+    from client import Predictor
+
+    result = Predictor.from_model("models:/main.default.iris@champion", tracing=True).predict([ROW])
+    # No flush here: record_feedback flushes MLflow's async exporter itself.
+    vote = record_feedback(result.trace_id or "", ANONYMOUS, thumbs_up=False, comment="hm")
+    assert [a.assessment_id for a in assessments(vote.trace_id)] == [vote.assessment_id]
+
+
+@pytest.mark.slow
+def test_feedback_needs_a_trace_in_the_store(experiment):
+    with pytest.raises(ValueError, match="no trace"):
+        record_feedback("", ANONYMOUS, thumbs_up=True)
+    with pytest.raises(Exception, match="tr-00000000000000000000000000000000"):
+        record_feedback("tr-00000000000000000000000000000000", ANONYMOUS, thumbs_up=True)
+
+
+@pytest.mark.slow
+def test_summary_per_version_and_served_entity_within_the_window(experiment, capsys):
+    v1 = [traced("1", "champion") for _ in range(4)]
+    v2 = [traced("2", "challenger") for _ in range(2)]
+    traced("2", "challenger", age_days=40)  # outside the 30-day window
+    traced("7", model="main.default.other")  # another model
+    record_feedback(v1[0], "ann@example.com", thumbs_up=True)
+    record_feedback(v1[1], "ann@example.com", thumbs_up=False, comment="setosa, surely")
+    record_feedback(v1[1], "bob@example.com", thumbs_up=True)
+    record_feedback(v2[0], "ann@example.com", thumbs_up=False, comment="meh")
+    summary = summarize("main.default.iris", [experiment.experiment_id])
+    assert [(s.model_version, s.served_model_name, s.predictions, s.with_feedback, s.thumbs_up, s.thumbs_down)
+            for s in summary] == [("2", "challenger", 2, 1, 0, 1), ("1", "champion", 4, 2, 2, 1)]
+    assert summary[1].thumbs_up_rate == pytest.approx(2 / 3) and summary[1].feedback_share == 0.5
+    assert [c.text for c in summary[1].comments] == ["setosa, surely"]
+    assert summary_rows(summary)[1]["thumbs-up rate"] == "67%"
+    assert [s.predictions for s in summarize("main.default.iris", [experiment.experiment_id], max_traces=3)] == [2, 1]
+
+    assert cli_main(["feedback", "summary", "--model", "models:/main.default.iris@champion",
+                     "--experiment", experiment.name]) == 0
+    out = capsys.readouterr().out
+    assert "challenger" in out and "67%" in out and "setosa, surely" in out and "main.default.other" not in out
