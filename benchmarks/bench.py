@@ -9,7 +9,9 @@ URL shape as a workspace), then measures in one run:
 - the Predictor: sequential (sync and async), concurrent at c = 1, 8, 32, 128 with and
   without micro-batching, and direct mode;
 - validation + encoding of 10,000 rows against ``json.dumps`` of the same records;
-- ``import client`` time (fresh processes) and peak RSS.
+- ``import client`` time (fresh processes) and peak RSS;
+- tracing: traced over untraced calls (MLflow traces to the local sqlite store), and the
+  feedback summary over 10,000 traces (``--only tracing`` runs this part alone).
 
 Sequential figures are taken in interleaved rounds (raw, Predictor, raw, ...) and the ratio is
 the median of the per-round ratios, because these machines are shared and noisy.
@@ -165,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=400, help="calls per sequential measurement")
     parser.add_argument("--quick", action="store_true", help="fewer calls, for a smoke run")
+    parser.add_argument("--only", choices=["tracing"], default=None, help="run one part alone")
     args = parser.parse_args()
     n = 80 if args.quick else args.n
     home = tempfile.mkdtemp(prefix="bench-")
@@ -180,7 +183,9 @@ def main() -> None:
     # The SDK and mlflow.deployments find the "workspace" through the usual variables.
     os.environ.update(DATABRICKS_HOST=host, DATABRICKS_TOKEN="bench-not-a-secret")
     try:
-        run(url, n)
+        if args.only != "tracing":
+            run(url, n)
+        tracing(url, n, f"sqlite:///{home}/mlflow.db")
     finally:
         server.terminate()
         server.wait(10)
@@ -311,6 +316,58 @@ def run(url: str, n: int) -> None:
     print(f"peak RSS: {rss_endpoint:.0f} MB after the endpoint runs (this process also imported mlflow for the "
           f"signature and the SDK/mlflow baselines); {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
           " MB after direct mode")
+
+
+def tracing(url: str, n: int, store: str) -> None:
+    """What tracing costs a call, and how long the Feedback page's summary takes over 10,000 traces."""
+    import mlflow
+
+    from client import PredictionResult, Predictor
+    from client._schema import validate
+    from client._tracing import Tracer
+    from frontends._feedback import record_feedback, summarize
+
+    mlflow.set_tracking_uri(store)
+    exp = mlflow.set_experiment("/bench-tracing")
+    plain = Predictor.from_endpoint(url=url, model_uri=URI)
+    traced = Predictor.from_endpoint(url=url, model_uri=URI, tracing=True)
+    for fn in (lambda: plain.predict([ROW]), lambda: traced.predict([ROW])):
+        sequential(fn, 30)
+    print("\n-- tracing (MLflow 3 traces, async export to the local sqlite store) --")
+    ratio, lat_plain, lat_traced = interleaved_ratio(lambda: plain.predict([ROW]), lambda: traced.predict([ROW]), n)
+    mlflow.flush_trace_async_logging()
+    print(f"untraced p50 {pct(lat_plain, .5):.2f} ms | traced p50 {pct(lat_traced, .5):.2f} ms "
+          f"(+{pct(lat_traced, .5) - pct(lat_plain, .5):.2f} ms) | time ratio traced/untraced {ratio:.3f}x")
+    tracer = Tracer()
+    sample = validate(None, [ROW], None)
+    t = time.perf_counter()
+    for _ in range(200):
+        tracer.record(PredictionResult(predictions=[0], mode="endpoint", model_name="x", model_version="1"),
+                      sample, time.time_ns())
+    print(f"Tracer.record alone: {(time.perf_counter() - t) / 200 * 1000:.3f} ms per trace (on the caller's thread)")
+    mlflow.flush_trace_async_logging()
+
+    exp = mlflow.set_experiment("/bench-feedback")
+    total, t = 10_000, time.perf_counter()
+    ids = []
+    for i in range(total):
+        result = PredictionResult(predictions=[i % 3], mode="endpoint", model_name="main.default.iris",
+                                  model_version=str(1 + i % 2), served_model_name=("champion", "challenger")[i % 2])
+        ids.append(tracer.record(result, sample, time.time_ns()))
+        if i % 500 == 499:  # MLflow's export queue holds 1,000 traces; do not overrun it
+            mlflow.flush_trace_async_logging()
+    mlflow.flush_trace_async_logging()
+    for i, trace_id in enumerate(ids[:: total // 500]):
+        record_feedback(trace_id or "", f"user{i % 7}@example.com", thumbs_up=i % 3 != 0, comment=f"c{i}")
+    print(f"wrote {total:,} traces and 500 feedbacks in {time.perf_counter() - t:.0f} s")
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        summary = summarize("main.default.iris", [exp.experiment_id], max_traces=total)
+        times.append(time.perf_counter() - t)
+    counted = sum(s.predictions for s in summary)
+    print(f"feedback summary over {counted:,} traces: {statistics.median(times):.2f} s (median of 3; "
+          f"{len(summary)} version/entity groups, {sum(s.with_feedback for s in summary)} with feedback)")
 
 
 if __name__ == "__main__":

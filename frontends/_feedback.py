@@ -35,16 +35,21 @@ __all__ = [
     "EXPECTED_NAME",
     "FEEDBACK_NAME",
     "Comment",
-    "Vote",
     "VersionSummary",
+    "Vote",
+    "comment_rows",
     "current_vote",
     "default_experiment_name",
     "feedback_user",
     "format_summary",
+    "rate_rows",
     "record_feedback",
+    "setup_app_tracking",
     "setup_tracking",
     "summarize",
     "summary_rows",
+    "summary_text",
+    "trace_by_default",
 ]
 
 log = logging.getLogger(__name__)
@@ -99,6 +104,20 @@ def setup_tracking(app: str, env: Mapping[str, str] | None = None) -> str | None
         log.warning("MLflow experiment %r unavailable (%s: %s); predictions are not traced there",
                     wanted, type(err).__name__, err)
         return None
+
+
+def trace_by_default() -> None:
+    """The apps trace every prediction unless ``PREDICTOR_TRACING`` says otherwise (the SDK does not)."""
+    from client._tracing import TRACING_ENV
+
+    os.environ.setdefault(TRACING_ENV, "1")
+
+
+def setup_app_tracking(app: str) -> str | None:
+    """After the app's model is loaded: its experiment's id, or ``None`` when tracing is off."""
+    from client._tracing import tracing_enabled
+
+    return setup_tracking(app) if tracing_enabled(None) else None
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -277,6 +296,17 @@ def summary_rows(summary: Sequence[VersionSummary]) -> list[dict[str, Any]]:
             "thumbs-up rate": "-" if rate is None else f"{rate:.0%}",
         })
     return rows
+
+
+def version_label(s: VersionSummary) -> str:
+    """``v2 challenger``: a version and the served entity that answered as it."""
+    return f"v{s.model_version or '?'}" + (f" {s.served_model_name}" if s.served_model_name else "")
+
+
+def rate_rows(summary: Sequence[VersionSummary]) -> list[dict[str, Any]]:
+    """Thumbs-up rate per version and served entity, for a chart (groups without votes left out)."""
+    return [{"version": version_label(s), "thumbs-up rate": rate}
+            for s in summary if (rate := s.thumbs_up_rate) is not None]
 
 
 def comment_rows(summary: Sequence[VersionSummary], limit: int = LATEST_COMMENTS) -> list[dict[str, Any]]:

@@ -17,7 +17,9 @@ import pandas as pd
 
 from client import Predictor, PredictorError, Signature
 from frontends._example import form_fields, load_example_rows
+from frontends._feedback import setup_app_tracking, trace_by_default
 from frontends._form import Field, form_to_record, parse_csv_rows, signature_rows
+from frontends._gr_feedback import feedback_controls, feedback_tab
 from frontends._proba import class_probabilities, single_prediction
 from frontends._session import (
     AppConfig,
@@ -61,6 +63,8 @@ class Runtime:
         self._serving: Predictor | None = predictor if predictor.mode == "direct" else None
         self._lock = asyncio.Lock()
         self._cache: dict[tuple[str, str | None, str], dict[str, Any]] = {}
+        #: The MLflow experiment traces and feedback go to (``None``: not tracing).
+        self.experiment_id: str | None = None
 
     async def predictor(self) -> Predictor:
         if self._serving is None:
@@ -131,6 +135,14 @@ async def predict_values(runtime: Runtime, values: dict[str, Any], headers: dict
 
     Errors go to the status; the probabilities are ``None`` when the model returns none.
     """
+    text, status, new, probs, _ = await predict_form(runtime, values, headers, history)
+    return text, status, new, probs
+
+
+async def predict_form(runtime: Runtime, values: dict[str, Any], headers: dict[str, str] | None = None,
+                       history: list[list[Any]] | None = None
+                       ) -> tuple[str, str, list[list[Any]], dict[str, float] | None, str | None]:
+    """:func:`predict_values`, and the prediction's trace id (``None`` if untraced or failed)."""
     history = list(history or [])
     as_user = caller_identity(headers, runtime.config) != "app"
     try:
@@ -144,13 +156,13 @@ async def predict_values(runtime: Runtime, values: dict[str, Any], headers: dict
                 raise PredictorError(f"The JSON input is not valid JSON: {e.msg}") from None
         result = await runtime.predict(records, headers)
     except Exception as e:
-        return "", error_text(e, as_user), history, None
+        return "", error_text(e, as_user), history, None, None
     text = format_prediction(result["predictions"])
     status = result_caption(result)
     row = [datetime.now(UTC).strftime("%H:%M:%S"),
            json.dumps(records[0] if runtime.fields else records, default=str), text, result.get("model_version")]
     probs = class_probabilities(single_prediction(result["predictions"]))
-    return text, status, [row, *history][:50], probs
+    return text, status, [row, *history][:50], probs, result.get("trace_id")
 
 
 async def score_csv(runtime: Runtime, path: str | None, headers: dict[str, str] | None = None
@@ -188,6 +200,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                     prediction = gr.Textbox(label="Prediction", interactive=False)
                     probabilities = gr.Label(label="Class probabilities", visible=False)
                     status = gr.Markdown()
+                    trace_state = gr.State(None)
+                    feedback = feedback_controls(trace_state, ask_expected=bool(runtime.fields))
                     history_state = gr.State([])
                     with gr.Accordion("History (0)", open=False) as history_box:
                         history_table = gr.Dataframe(headers=_HISTORY_COLUMNS, interactive=False)
@@ -197,14 +211,15 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                         # a set of inputs: Gradio passes one dict {component: value}
                         history = data.get(history_state) or []
                         values = {names[c]: v for c, v in data.items() if c in names}
-                        text, st, new, probs = await predict_values(runtime, values, _headers(request), history)
+                        text, st, new, probs, trace_id = await predict_form(runtime, values, _headers(request),
+                                                                            history)
                         chart = gr.Label(value=probs, visible=bool(probs))
                         return (text, chart, st, new, pd.DataFrame(new, columns=_HISTORY_COLUMNS),
-                                gr.Accordion(label=f"History ({len(new)})"))
+                                gr.Accordion(label=f"History ({len(new)})"), trace_id, "", "", "")
 
                     button.click(on_predict, inputs={*components.values()} | {history_state},
                                  outputs=[prediction, probabilities, status, history_state, history_table,
-                                          history_box],
+                                          history_box, trace_state, *feedback],
                                  api_name="predict")
                 with gr.Tab("Batch (CSV)"):
                     upload = gr.File(label="CSV file", file_types=[".csv"], type="filepath")
@@ -223,6 +238,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
 
                     score.click(on_score, inputs=[upload], outputs=[results, download, batch_status, distribution],
                                 api_name="score_csv")
+                feedback_tab(lambda: model_info(runtime._serving or runtime._startup, runtime.config).name,
+                             runtime.experiment_id)
             with gr.Column(scale=2):
                 gr.Markdown("## Model")
                 card = gr.Markdown()
@@ -239,6 +256,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
 def create_app(config: AppConfig | None = None) -> tuple[gr.Blocks, Runtime | None]:
     """The app; if the model cannot be reached at start-up, a page saying why (no traceback)."""
     config = config or AppConfig.from_env()
+    trace_by_default()  # before the Predictor is built: the apps trace unless PREDICTOR_TRACING=0
     try:
         predictor, signature = load_predictor(config)
         fields = form_fields(signature, load_example_rows(config.registry_model_uri, config.registry_uri), os.environ)
@@ -248,6 +266,7 @@ def create_app(config: AppConfig | None = None) -> tuple[gr.Blocks, Runtime | No
             gr.Markdown(f"# {config.title}\n\nThe model ({config.source}) could not be loaded.\n\n{error_text(e)}")
         return broken, None
     runtime = Runtime(config, predictor, signature, fields)
+    runtime.experiment_id = setup_app_tracking("gradio")
     return build_app(runtime), runtime
 
 

@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # `streamlit run frontends/streamlit_app.py` runs
 
 from client import Predictor, PredictorError, Signature
 from frontends._example import form_fields, load_example_rows
+from frontends._feedback import feedback_user, setup_app_tracking, trace_by_default
 from frontends._form import Field, csv_template, form_to_record, parse_csv_rows, signature_rows
 from frontends._proba import class_probabilities, single_prediction
 from frontends._session import (
@@ -34,6 +35,7 @@ from frontends._session import (
     predictor_for,
     result_caption,
 )
+from frontends._st_feedback import feedback_controls, feedback_page
 
 log = logging.getLogger("frontends.streamlit_app")
 _BLANK = "(blank)"
@@ -46,9 +48,17 @@ def _resources() -> tuple[AppConfig, Predictor, Signature | None, list[Field]]:
     import os
 
     config = AppConfig.from_env()
+    trace_by_default()  # before the Predictor is built: the apps trace unless PREDICTOR_TRACING=0
     predictor, signature = load_predictor(config)
     fields = form_fields(signature, load_example_rows(config.registry_model_uri, config.registry_uri), os.environ)
     return config, predictor, signature, fields
+
+
+@st.cache_resource(show_spinner=False)
+def _experiment_id() -> str | None:
+    """The app's MLflow experiment (set up after the model loaded), or ``None`` when not tracing."""
+    _resources()
+    return setup_app_tracking("streamlit")
 
 
 @st.cache_data(show_spinner=False, max_entries=2000, ttl=3600)
@@ -171,6 +181,8 @@ def main() -> None:
     headers = _headers()
     predictor = predictor_for(base, headers, config)
     identity = caller_identity(headers, config)
+    user = feedback_user(headers)
+    experiment_id = _experiment_id()
     as_user = identity != "app"
     st.title(config.title)
     with st.sidebar:
@@ -178,7 +190,7 @@ def main() -> None:
 
     history: list[dict[str, Any]] = st.session_state.setdefault("history", [])
 
-    single, batch = st.tabs(["Single prediction", "Batch (CSV)"])
+    single, batch, feedback = st.tabs(["Single prediction", "Batch (CSV)", "Feedback"])
     with single:
         with st.form("predict-form"):
             if fields:
@@ -213,6 +225,7 @@ def main() -> None:
             _show_error(st.session_state["error"], as_user)
         elif "last" in st.session_state:
             _show_prediction(st.session_state["last"])
+            feedback_controls(st.session_state["last"].get("trace_id"), user, key="form", ask_expected=bool(fields))
         if history:
             with st.expander(f"History ({len(history)})"):
                 st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
@@ -238,6 +251,9 @@ def main() -> None:
                 st.error("The file is not UTF-8 text.")
             except Exception as e:
                 _show_error(e, as_user)
+
+    with feedback:
+        feedback_page(model_info(base, config).name, experiment_id)
 
 
 main()
