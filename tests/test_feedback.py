@@ -120,3 +120,19 @@ def test_summary_per_version_and_served_entity_within_the_window(experiment, cap
                      "--experiment", experiment.name]) == 0
     out = capsys.readouterr().out
     assert "challenger" in out and "67%" in out and "setosa, surely" in out and "main.default.other" not in out
+
+
+def test_each_app_gets_an_experiment_it_can_edit_and_reads_it_from_the_resource():
+    import yaml
+    from conftest import ROOT
+
+    app = yaml.safe_load((ROOT / "app.yaml").read_text())
+    assert {"name": "PREDICTOR_EXPERIMENT", "valueFrom": "experiment"} in app["env"]
+    bundle = yaml.safe_load((ROOT / "databricks.yml").read_text())
+    for key, spec in bundle["resources"]["apps"].items():
+        assert {"name": "PREDICTOR_EXPERIMENT", "value_from": "experiment"} in spec["config"]["env"], key
+        [resource] = [r for r in spec["resources"] if r["name"] == "experiment"]
+        assert resource["experiment"]["permission"] == "CAN_EDIT"
+        ref = resource["experiment"]["experiment_id"]
+        name = ref.removeprefix("${resources.experiments.").removesuffix(".id}")
+        assert name in bundle["resources"]["experiments"], ref
