@@ -49,7 +49,6 @@ __all__ = [
     "summarize",
     "summary_rows",
     "summary_text",
-    "trace_by_default",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,18 +105,10 @@ def setup_tracking(app: str, env: Mapping[str, str] | None = None) -> str | None
         return None
 
 
-def trace_by_default() -> None:
-    """The apps trace every prediction unless ``PREDICTOR_TRACING`` says otherwise (the SDK does not)."""
-    from client._tracing import TRACING_ENV
-
-    os.environ.setdefault(TRACING_ENV, "1")
-
-
-def setup_app_tracking(app: str) -> str | None:
-    """After the app's model is loaded: its experiment's id, or ``None`` when tracing is off."""
-    from client._tracing import tracing_enabled
-
-    return setup_tracking(app) if tracing_enabled(None) else None
+def setup_app_tracking(app: str, tracing: bool) -> str | None:
+    """After the app's model is loaded (registering the demo switches experiments): the app's
+    experiment id, or ``None`` when tracing is off (``AppConfig.tracing``)."""
+    return setup_tracking(app) if tracing else None
 
 
 # -- writing -----------------------------------------------------------------------------------

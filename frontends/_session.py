@@ -10,7 +10,8 @@ Environment (first match wins):
 
 ``PREDICTOR_MODEL_URI`` with an endpoint gives the signature's source; ``PREDICTOR_REGISTRY_URI``
 the registry. ``PREDICTOR_ON_BEHALF_OF_USER=1`` makes each call authenticate as the signed-in
-user (``X-Forwarded-Access-Token``) instead of the app's service principal.
+user (``X-Forwarded-Access-Token``) instead of the app's service principal. The apps trace every
+prediction into MLflow (see ``frontends/_feedback.py``) unless ``PREDICTOR_TRACING=0``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class AppConfig:
     registry_uri: str | None = None
     on_behalf_of_user: bool = False
     title: str = "Model predictions"
+    #: One MLflow trace per prediction (on in the apps unless ``PREDICTOR_TRACING=0``).
+    tracing: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppConfig:
@@ -85,6 +88,7 @@ class AppConfig:
             registry_uri=get("PREDICTOR_REGISTRY_URI"),
             on_behalf_of_user=(get("PREDICTOR_ON_BEHALF_OF_USER") or "").lower() in _TRUTHY,
             title=get("PREDICTOR_APP_TITLE") or "Model predictions",
+            tracing=(get("PREDICTOR_TRACING") or "1").lower() in _TRUTHY,
         )
 
     @property
@@ -108,12 +112,15 @@ class AppConfig:
 def build_predictor(config: AppConfig) -> Predictor:
     """The app-wide Predictor (not yet connected; nothing is fetched here)."""
     if config.endpoint:
-        return Predictor.from_endpoint(config.endpoint, model_uri=config.model_uri, registry_uri=config.registry_uri)
+        return Predictor.from_endpoint(config.endpoint, model_uri=config.model_uri, registry_uri=config.registry_uri,
+                                       tracing=config.tracing)
     if config.endpoint_url:
         return Predictor.from_endpoint(
-            url=config.endpoint_url, model_uri=config.model_uri, registry_uri=config.registry_uri
+            url=config.endpoint_url, model_uri=config.model_uri, registry_uri=config.registry_uri,
+            tracing=config.tracing,
         )
-    return Predictor.from_model(config.model_uri or DEMO_MODEL_URI, registry_uri=config.registry_uri)
+    return Predictor.from_model(config.model_uri or DEMO_MODEL_URI, registry_uri=config.registry_uri,
+                                tracing=config.tracing)
 
 
 def _register_demo(config: AppConfig) -> None:

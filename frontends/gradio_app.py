@@ -17,7 +17,7 @@ import pandas as pd
 
 from client import Predictor, PredictorError, Signature
 from frontends._example import form_fields, load_example_rows
-from frontends._feedback import setup_app_tracking, trace_by_default
+from frontends._feedback import setup_app_tracking
 from frontends._form import Field, form_to_record, parse_csv_rows, signature_rows
 from frontends._gr_feedback import feedback_controls, feedback_tab
 from frontends._proba import class_probabilities, single_prediction
@@ -256,7 +256,6 @@ def build_app(runtime: Runtime) -> gr.Blocks:
 def create_app(config: AppConfig | None = None) -> tuple[gr.Blocks, Runtime | None]:
     """The app; if the model cannot be reached at start-up, a page saying why (no traceback)."""
     config = config or AppConfig.from_env()
-    trace_by_default()  # before the Predictor is built: the apps trace unless PREDICTOR_TRACING=0
     try:
         predictor, signature = load_predictor(config)
         fields = form_fields(signature, load_example_rows(config.registry_model_uri, config.registry_uri), os.environ)
@@ -266,7 +265,7 @@ def create_app(config: AppConfig | None = None) -> tuple[gr.Blocks, Runtime | No
             gr.Markdown(f"# {config.title}\n\nThe model ({config.source}) could not be loaded.\n\n{error_text(e)}")
         return broken, None
     runtime = Runtime(config, predictor, signature, fields)
-    runtime.experiment_id = setup_app_tracking("gradio")
+    runtime.experiment_id = setup_app_tracking("gradio", config.tracing)
     return build_app(runtime), runtime
 
 

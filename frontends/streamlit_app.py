@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # `streamlit run frontends/streamlit_app.py` runs
 
 from client import Predictor, PredictorError, Signature
 from frontends._example import form_fields, load_example_rows
-from frontends._feedback import feedback_user, setup_app_tracking, trace_by_default
+from frontends._feedback import feedback_user, setup_app_tracking
 from frontends._form import Field, csv_template, form_to_record, parse_csv_rows, signature_rows
 from frontends._proba import class_probabilities, single_prediction
 from frontends._session import (
@@ -48,7 +48,6 @@ def _resources() -> tuple[AppConfig, Predictor, Signature | None, list[Field]]:
     import os
 
     config = AppConfig.from_env()
-    trace_by_default()  # before the Predictor is built: the apps trace unless PREDICTOR_TRACING=0
     predictor, signature = load_predictor(config)
     fields = form_fields(signature, load_example_rows(config.registry_model_uri, config.registry_uri), os.environ)
     return config, predictor, signature, fields
@@ -57,8 +56,7 @@ def _resources() -> tuple[AppConfig, Predictor, Signature | None, list[Field]]:
 @st.cache_resource(show_spinner=False)
 def _experiment_id() -> str | None:
     """The app's MLflow experiment (set up after the model loaded), or ``None`` when not tracing."""
-    _resources()
-    return setup_app_tracking("streamlit")
+    return setup_app_tracking("streamlit", _resources()[0].tracing)
 
 
 @st.cache_data(show_spinner=False, max_entries=2000, ttl=3600)

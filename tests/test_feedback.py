@@ -136,3 +136,13 @@ def test_each_app_gets_an_experiment_it_can_edit_and_reads_it_from_the_resource(
         ref = resource["experiment"]["experiment_id"]
         name = ref.removeprefix("${resources.experiments.").removesuffix(".id}")
         assert name in bundle["resources"]["experiments"], ref
+
+
+def test_the_apps_trace_unless_told_not_to():
+    from frontends._session import AppConfig, build_predictor
+
+    assert AppConfig.from_env({}).tracing is True
+    assert AppConfig.from_env({"PREDICTOR_TRACING": "0"}).tracing is False
+    off = build_predictor(AppConfig(endpoint_url="http://127.0.0.1:9/invocations", tracing=False))
+    on = build_predictor(AppConfig(endpoint_url="http://127.0.0.1:9/invocations"))
+    assert off._tracer is None and on._tracer is not None

@@ -9,6 +9,7 @@ and two users' votes stay apart; then the Feedback page counts them.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from pathlib import Path
@@ -117,10 +118,8 @@ class Ui:
         from playwright.sync_api import Error
 
         if self.kind == "streamlit":
-            try:
+            with contextlib.suppress(Error):
                 self.page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=10_000)
-            except Error:
-                pass
 
     def feedback_page(self) -> None:
         self.page.get_by_role("tab", name="Feedback").click()
