@@ -168,6 +168,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=400, help="calls per sequential measurement")
     parser.add_argument("--quick", action="store_true", help="fewer calls, for a smoke run")
     parser.add_argument("--only", choices=["tracing", "feedback"], default=None, help="run one part alone")
+    parser.add_argument("--feedback-store", default=None,
+                        help="sqlite:/// store to read (and top up to 10,000 traces): writing them takes long")
     args = parser.parse_args()
     n = 80 if args.quick else args.n
     home = tempfile.mkdtemp(prefix="bench-")
@@ -188,7 +190,7 @@ def main() -> None:
         if args.only in (None, "tracing"):
             tracing(url, n, f"sqlite:///{home}/mlflow.db")
         if args.only in (None, "feedback"):
-            feedback_summary(f"sqlite:///{home}/mlflow.db")
+            feedback_summary(args.feedback_store or f"sqlite:///{home}/mlflow.db")
     finally:
         server.terminate()
         server.wait(10)
@@ -349,6 +351,17 @@ def tracing(url: str, n: int, store: str) -> None:
     print(f"Tracer.record alone: {(time.perf_counter() - t) / 200 * 1000:.3f} ms per trace (on the caller's thread)")
     mlflow.flush_trace_async_logging()
 
+    # A tracking server that is down (nothing listens on the port): the exporter fails in the background.
+    import logging
+
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    logging.getLogger("mlflow.tracing.export.mlflow_v3").setLevel(logging.ERROR)  # one warning per trace
+    mlflow.set_tracking_uri(f"http://127.0.0.1:{free_port()}")
+    ratio, lat_plain, lat_traced = interleaved_ratio(lambda: plain.predict([ROW]), lambda: traced.predict([ROW]), n)
+    print(f"tracking store down: untraced p50 {pct(lat_plain, .5):.2f} ms | traced p50 {pct(lat_traced, .5):.2f} ms "
+          f"| time ratio traced/untraced {ratio:.3f}x, 0 failed calls")
+    mlflow.set_tracking_uri(store)
+
 
 def feedback_summary(store: str) -> None:
     """The Feedback page's read: 10,000 traces (500 with feedback) in the local sqlite store."""
@@ -364,8 +377,12 @@ def feedback_summary(store: str) -> None:
     print("\n-- feedback summary (the Feedback page and `predictor feedback summary`) --", flush=True)
     exp = mlflow.set_experiment("/bench-feedback")
     total, t = 10_000, time.perf_counter()
-    ids = []
-    for i in range(total):
+    old = mlflow.search_traces(locations=[exp.experiment_id], max_results=total, include_spans=False,
+                               return_type="list")
+    ids = [tr.info.trace_id for tr in old]
+    voted = sum(bool(tr.info.assessments) for tr in old)
+    print(f"  {len(ids):,} traces already in the store ({voted} with feedback)", flush=True)
+    for i in range(len(ids), total):
         result = PredictionResult(predictions=[i % 3], mode="endpoint", model_name="main.default.iris",
                                   model_version=str(1 + i % 2), served_model_name=("champion", "challenger")[i % 2])
         ids.append(tracer.record(result, sample, time.time_ns()))
@@ -374,9 +391,9 @@ def feedback_summary(store: str) -> None:
             if i % 2500 == 2499:
                 print(f"  {i + 1:,} traces written, {time.perf_counter() - t:.0f} s", flush=True)
     mlflow.flush_trace_async_logging()
-    for i, trace_id in enumerate(ids[:: total // 500]):
+    for i, trace_id in enumerate(ids[:: total // 500][voted:], start=voted):
         record_feedback(trace_id or "", f"user{i % 7}@example.com", thumbs_up=i % 3 != 0, comment=f"c{i}")
-    print(f"wrote {total:,} traces and 500 feedbacks in {time.perf_counter() - t:.0f} s "
+    print(f"topped up to {total:,} traces and 500 feedbacks in {time.perf_counter() - t:.0f} s "
           f"(MLflow's exporter into sqlite: the store's write rate, not the callers')", flush=True)
     times = []
     for _ in range(3):

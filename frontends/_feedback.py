@@ -161,8 +161,11 @@ def record_feedback(trace_id: str, user: str, *, thumbs_up: bool, comment: str |
 
     if not trace_id:
         raise ValueError("this prediction has no trace: tracing was off or the store unreachable")
-    mlflow.flush_trace_async_logging()  # the trace may still be in the exporter's queue
-    trace = mlflow.get_trace(trace_id)
+    trace = mlflow.get_trace(trace_id, silent=True)
+    if trace is None:  # just written: still in the exporter's queue. Flush only then: a flush
+        # costs up to a second and makes concurrent predictions export synchronously meanwhile.
+        mlflow.flush_trace_async_logging()
+        trace = mlflow.get_trace(trace_id, silent=True)
     if trace is None:
         raise ValueError(f"trace {trace_id} is not in the tracking store")
     comment = (comment or "").strip() or None
