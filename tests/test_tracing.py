@@ -197,10 +197,10 @@ print(json.dumps([[r.predictions, r.trace_id] for r in out]))
 
 
 @pytest.mark.slow
-def test_a_dead_tracking_store_does_not_fail_predictions(scoring_server):
+def test_a_dead_tracking_store_does_not_fail_predictions(scoring_server, tmp_path):
     # A tracking server that is down: an http:// URI on a port nothing listens on. Tracing comes
     # from the environment (PREDICTOR_TRACING=1), as in the apps.
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(ROOT),
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}", "PREDICTOR_TRACING": "1",
            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
     run = subprocess.run([sys.executable, "-c", _DEAD_STORE_SCRIPT, f"{scoring_server}/invocations"], env=env,
