@@ -100,8 +100,9 @@ def test_feedback_needs_a_trace_in_the_store(experiment):
 
 @pytest.mark.slow
 def test_summary_per_version_and_served_entity_within_the_window(experiment, capsys):
-    v1 = [traced("1", "champion") for _ in range(4)]
-    v2 = [traced("2", "challenger") for _ in range(2)]
+    # Distinct start times (a minute ago, then seconds ago), so that "the latest N" is well defined.
+    v1 = [traced("1", "champion", age_days=(60 - i) / 86400) for i in range(4)]
+    v2 = [traced("2", "challenger", age_days=(2 - i) / 86400) for i in range(2)]
     traced("2", "challenger", age_days=40)  # outside the 30-day window
     traced("7", model="main.default.other")  # another model
     record_feedback(v1[0], "ann@example.com", thumbs_up=True)
