@@ -122,8 +122,9 @@ class Ui:
                 self.page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=10_000)
 
     def feedback_page(self) -> None:
-        self.page.get_by_role("tab", name="Feedback").click()
-        self.page.get_by_role("button", name="Refresh").click()  # others voted since this page was drawn
+        self.page.get_by_role("tab", name="Feedback").click()  # Gradio reads the store when the tab opens
+        if self.kind == "streamlit":  # tabs do not rerun a Streamlit page; others voted since it was drawn
+            self.page.get_by_role("button", name="Refresh").click()
         self.page.get_by_text("per model version and served entity").first.wait_for(timeout=TIMEOUT)
 
     def expect_cell(self, text: str) -> None:
