@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._batching import Batching
+    from ._chat import AsyncChatStream, ChatDelta, ChatMessage, ChatResult, ChatStream, ToolCall
     from ._exceptions import (
         APIConnectionError,
         APIError,
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
         RateLimitError,
         SchemaProblem,
         SchemaValidationError,
+        StreamError,
+        StreamEventError,
+        StreamInterruptedError,
     )
     from ._predictor import NOT_GIVEN, Predictor
     from ._types import ColumnSpec, ParamSpec, PredictionResult, Signature, TensorSpec
@@ -48,9 +52,14 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncChatStream",
     "AuthenticationError",
     "BadRequestError",
     "Batching",
+    "ChatDelta",
+    "ChatMessage",
+    "ChatResult",
+    "ChatStream",
     "ColumnSpec",
     "ConfigurationError",
     "InternalServerError",
@@ -67,12 +76,22 @@ __all__ = [
     "SchemaProblem",
     "SchemaValidationError",
     "Signature",
+    "StreamError",
+    "StreamEventError",
+    "StreamInterruptedError",
     "TensorSpec",
+    "ToolCall",
 ]
 
 #: The private module each public name lives in; names not listed come from ``_exceptions``.
 _MODULE_OF = {
+    "AsyncChatStream": "_chat",
     "Batching": "_batching",
+    "ChatDelta": "_chat",
+    "ChatMessage": "_chat",
+    "ChatResult": "_chat",
+    "ChatStream": "_chat",
+    "ToolCall": "_chat",
     "NOT_GIVEN": "_predictor",
     "Predictor": "_predictor",
     "ColumnSpec": "_types",

@@ -49,6 +49,9 @@ DEFAULT_HOME_DIR = ".predictor"
 DEMO_MODEL_NAME = "main.default.iris"
 DEMO_MODEL_ALIAS = "champion"
 DEMO_MODEL_URI = f"models:/{DEMO_MODEL_NAME}@{DEMO_MODEL_ALIAS}"
+#: The demo agent (a ResponsesAgent that calls the iris model as a tool), registered beside it.
+DEMO_AGENT_NAME = "main.default.assistant"
+DEMO_AGENT_URI = f"models:/{DEMO_AGENT_NAME}@{DEMO_MODEL_ALIAS}"
 
 USER_AGENT = "uc-predictor-client"
 

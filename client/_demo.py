@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from ._constants import DEMO_MODEL_ALIAS, DEMO_MODEL_NAME, DEMO_MODEL_URI
+from ._constants import DEMO_AGENT_NAME, DEMO_AGENT_URI, DEMO_MODEL_ALIAS, DEMO_MODEL_NAME, DEMO_MODEL_URI
 from ._registry import activate, home_dir, resolve_registry_uri
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ensure_experiment", "register_demo_model"]
+__all__ = ["ensure_experiment", "register_demo_agent", "register_demo_model"]
 
 
 def ensure_experiment(name: str) -> str:
@@ -74,3 +74,35 @@ def register_demo_model(registry_uri: str | None = None) -> str:
     MlflowClient().set_registered_model_alias(DEMO_MODEL_NAME, DEMO_MODEL_ALIAS, str(version))
     logger.info("registered %s version %s", DEMO_MODEL_NAME, version)
     return DEMO_MODEL_URI
+
+
+def register_demo_agent(registry_uri: str | None = None) -> str:
+    """Log and register the demo agent (``client/_demo_agent.py``, a ``ResponsesAgent``) as
+    ``main.default.assistant@champion``; return its URI. Idempotent like :func:`register_demo_model`.
+    """
+    uri = resolve_registry_uri(registry_uri)
+    activate(uri)
+    if alias_exists(DEMO_AGENT_NAME, DEMO_MODEL_ALIAS):
+        logger.info("%s already registered", DEMO_AGENT_URI)
+        return DEMO_AGENT_URI
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from ._demo_agent import IrisAssistant
+
+    ensure_experiment("/predictor-demo")
+    with mlflow.start_run(run_name="assistant-demo"):
+        # The ResponsesAgent signature is MLflow's own; pinning the requirements skips MLflow's slow
+        # requirement inference (a subprocess that imports the model).
+        info = mlflow.pyfunc.log_model(
+            name="agent",
+            python_model=IrisAssistant(),
+            registered_model_name=DEMO_AGENT_NAME,
+            pip_requirements=[f"mlflow=={mlflow.__version__}"],
+            input_example={"input": [{"role": "user", "content": "hello"}]},
+        )
+    version = info.registered_model_version
+    MlflowClient().set_registered_model_alias(DEMO_AGENT_NAME, DEMO_MODEL_ALIAS, str(version))
+    logger.info("registered %s version %s", DEMO_AGENT_NAME, version)
+    return DEMO_AGENT_URI

@@ -28,6 +28,8 @@ class DirectModel:
         self.version: str | None = None
         self.signature: Signature | None = None
         self.run_id: str | None = None
+        #: The MLmodel's ``metadata.task`` (e.g. ``agent/v1/responses`` for a ResponsesAgent), if any.
+        self.task: str | None = None
         self._model: Any = None
         self._loading: SingleFlight[None] = SingleFlight()  # not an asyncio.Lock: any event loop may load
 
@@ -57,10 +59,16 @@ class DirectModel:
             raise ConfigurationError(f"cannot load {self.model_uri} from {registry}: {err.message}") from err
         self.name, self.version = name, str(version)
         self.run_id = model.metadata.run_id
+        self.task = (model.metadata.metadata or {}).get("task")
         sig = model.metadata.signature
         self.signature = Signature.from_mlflow(sig.to_dict()) if sig is not None else None
         self._model = model
         log.info("loaded %s version %s", name, version)
+
+    @property
+    def pyfunc(self) -> Any:
+        """The loaded ``PyFuncModel`` (after :meth:`load`): chat models call ``predict``/``predict_stream``."""
+        return self._model
 
     async def predict(self, model_input: Any, params: dict[str, Any] | None) -> Any:
         await self.load()

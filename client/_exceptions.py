@@ -11,6 +11,9 @@
         ├── APIConnectionError                  no answer: refused, reset, DNS, TLS, truncated body
         │   └── APITimeoutError                 no answer in time
         ├── APIResponseValidationError          an answer that is not Model Serving JSON
+        ├── StreamError                         a streamed answer that began and did not finish
+        │   ├── StreamInterruptedError          the connection broke or went quiet between chunks
+        │   └── StreamEventError                the model sent an error event in the stream
         └── APIStatusError                      an answer with a 4xx/5xx status
             ├── BadRequestError                 400 (and other 4xx not listed here)
             ├── AuthenticationError             401, after one token refresh
@@ -49,6 +52,9 @@ __all__ = [
     "RateLimitError",
     "SchemaProblem",
     "SchemaValidationError",
+    "StreamError",
+    "StreamEventError",
+    "StreamInterruptedError",
 ]
 
 #: Longest server message we relay; the scoring server embeds input data in its errors.
@@ -195,3 +201,34 @@ class RateLimitError(APIStatusError):
 
 class InternalServerError(APIStatusError):
     """5xx: the endpoint failed through every retry."""
+
+
+class StreamError(APIError):
+    """A streamed answer began and did not finish. Nothing is retried once the first byte arrived.
+
+    ``events_received`` and ``text_received`` (characters of answer text) say how much arrived.
+    """
+
+    def __init__(
+        self, message: str, *, events_received: int = 0, text_received: int = 0, request: httpx.Request | None = None
+    ) -> None:
+        text = f"{_truncate(message)} (after {events_received} events, {text_received} characters of text)"
+        super().__init__(text, request=request)
+        self.events_received = events_received
+        self.text_received = text_received
+
+
+class StreamInterruptedError(StreamError):
+    """The connection broke, timed out between chunks (``timed_out``), or ended before ``[DONE]``."""
+
+    def __init__(self, message: str, *, timed_out: bool = False, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.timed_out = timed_out
+
+
+class StreamEventError(StreamError):
+    """The model reported an error inside the stream; ``error_code`` as the server named it."""
+
+    def __init__(self, message: str, *, error_code: str | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.error_code = error_code

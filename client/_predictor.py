@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
@@ -18,6 +18,9 @@ from ._sending import Call, ProgressCallback, Sender
 from ._tracing import make_tracer
 from ._transport import RetryConfig, Transport
 from ._types import PredictionResult, Signature
+
+if TYPE_CHECKING:
+    from ._chat import AsyncChatStream, ChatResult, ChatStream
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,7 @@ class Predictor:
         self._model_version: str | None = None
         self._model_run_id: str | None = None
         self._tracer = make_tracer(tracing)
+        self._chat_kind: tuple[str, str | None] | None = None  # (kind, chat format), found by client/_chat
 
     # -- constructors ------------------------------------------------------------------
 
@@ -318,6 +322,7 @@ class Predictor:
 
             result = await p.apredict(df, params={"threshold": 0.7})
         """
+        from ._chat._api import refuse_chat
         from ._schema import validate
 
         self._transport.check_open()  # a closed Predictor never opens a new pool
@@ -325,6 +330,7 @@ class Predictor:
         started_ns = time.time_ns()
         retry = self._retry if max_retries is NOT_GIVEN else RetryConfig(max_retries, self._retry.total_timeout)
         budget = retry.start()  # total_timeout counts from here: the signature's fetch included
+        await budget.bound(refuse_chat(self))
         signature = await budget.bound(self.aget_signature()) if self.validate else None
         validated = validate(signature, inputs, params)
         request_id = {} if client_request_id is None else {"client_request_id": _checked_request_id(client_request_id)}
@@ -373,6 +379,91 @@ class Predictor:
             self.apredict(inputs, params, timeout=timeout, max_retries=max_retries, on_progress=on_progress,
                           client_request_id=client_request_id)
         )
+
+    # -- chat and agent models (client/_chat) ---------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        """``"chat"`` for chat/agent models, else ``"tabular"`` or ``"tensor"``; found once, from the
+        endpoint's ``task``, the MLmodel's ``metadata.task``, then the signature's shape.
+
+        Example::
+
+            Predictor.from_model("models:/main.default.assistant@champion").kind   # "chat"
+        """
+        return _sync.run(self.aget_kind())
+
+    async def aget_kind(self) -> str:
+        """Async :attr:`kind`."""
+        from ._chat._api import resolve
+
+        return (await resolve(self))[0]
+
+    async def achat(
+        self,
+        messages: Any,
+        *,
+        custom_inputs: dict[str, Any] | None = None,
+        timeout: httpx.Timeout | float | None = NOT_GIVEN,
+        max_retries: int = NOT_GIVEN,
+    ) -> ChatResult:
+        """Ask a chat model: ``messages`` is a str (one user turn) or a list of ``{"role", "content"}``.
+
+        Messages are checked before anything is sent (``SchemaValidationError``); the answer's
+        ``trace_id`` and ``request_id`` are filled when the server gives them.
+
+        Example::
+
+            reply = await p.achat("How do I reset my password?")
+            reply.text, reply.trace_id
+        """
+        from ._chat._api import achat
+
+        return await achat(self, messages, custom_inputs=custom_inputs, timeout=timeout, max_retries=max_retries)
+
+    def chat(
+        self,
+        messages: Any,
+        *,
+        custom_inputs: dict[str, Any] | None = None,
+        timeout: httpx.Timeout | float | None = NOT_GIVEN,
+        max_retries: int = NOT_GIVEN,
+    ) -> ChatResult:
+        """Sync :meth:`achat`."""
+        return _sync.run(self.achat(messages, custom_inputs=custom_inputs, timeout=timeout, max_retries=max_retries))
+
+    def astream(
+        self,
+        messages: Any,
+        *,
+        custom_inputs: dict[str, Any] | None = None,
+        timeout: httpx.Timeout | float | None = NOT_GIVEN,
+        max_retries: int = NOT_GIVEN,
+    ) -> AsyncChatStream:
+        """Stream a chat model's answer as :class:`ChatDelta` objects (the messages are checked now).
+
+        Example::
+
+            async for delta in p.astream("Tell me about iris"):
+                print(delta.text, end="")
+        """
+        from ._chat._api import astream
+
+        return astream(self, messages, custom_inputs=custom_inputs, timeout=timeout, max_retries=max_retries)
+
+    def stream(
+        self,
+        messages: Any,
+        *,
+        custom_inputs: dict[str, Any] | None = None,
+        timeout: httpx.Timeout | float | None = NOT_GIVEN,
+        max_retries: int = NOT_GIVEN,
+    ) -> ChatStream:
+        """Sync :meth:`astream`: ``for delta in p.stream(messages): print(delta.text, end="")``."""
+        from ._chat import ChatStream
+
+        return ChatStream(self.astream(messages, custom_inputs=custom_inputs, timeout=timeout,
+                                       max_retries=max_retries))
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
-"""Serve a registered model locally the way Model Serving does, with MLflow's own scoring app.
+"""Serve a registered model locally the way Model Serving does, with MLflow's own servers.
 
-The app answers at ``/invocations`` (plus ``/ping``, ``/health``, ``/version``) and at
-``/serving-endpoints/{name}/invocations``, so an endpoint-mode Predictor can talk to it. Like a
+Classic models get MLflow's scoring app; chat and agent models (``metadata.task`` one of the chat
+tasks) get MLflow's agent server (``mlflow.genai.agent_server``): SSE streaming when the body says
+``"stream": true`` and trace ids on request. Either answers at ``/invocations`` (plus ``/ping``)
+and at ``/serving-endpoints/{name}/invocations``, so an endpoint-mode Predictor can talk to it. Like a
 workspace endpoint, each answer carries a ``served-model-name`` header naming the served entity
 (by default ``<model>-<version>``, the name a workspace gives an unnamed served entity), which
 databricks-sdk reads into ``QueryEndpointResponse.served_model_name``.
@@ -59,16 +61,58 @@ def build_app(
     import mlflow.pyfunc
     from mlflow.pyfunc import scoring_server
     from starlette.applications import Starlette
-    from starlette.routing import Mount
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import BaseRoute, Mount, Route
+
+    from ._chat._messages import TASK_FORMATS
 
     registry = resolve_registry_uri(registry_uri)
     activate(registry)
     model = mlflow.pyfunc.load_model(model_uri)
-    scoring_app = scoring_server.init(model)
+    task = (model.metadata.metadata or {}).get("task")
+    chat = task in TASK_FORMATS
+    scoring_app = agent_app(model, TASK_FORMATS[str(task)]) if chat else scoring_server.init(model)
     served = served_entity or default_served_name(model_uri, registry)
-    logger.info("serving %s as endpoint %r, served entity %r", model_uri, name, served)
-    routes = [Mount(f"/serving-endpoints/{name}", app=scoring_app), Mount("/", app=scoring_app)]
+    logger.info("serving %s as endpoint %r, served entity %r%s", model_uri, name, served,
+                f" (agent server, {task})" if chat else "")
+    # The agent server has /health but no /ping; Model Serving and the scoring server answer both.
+    routes: list[BaseRoute] = [
+        Route(path, lambda _request: PlainTextResponse("\n")) for path in ("/ping", f"/serving-endpoints/{name}/ping")
+    ] if chat else []
+    routes += [Mount(f"/serving-endpoints/{name}", app=scoring_app), Mount("/", app=scoring_app)]
     return ServedModelName(Starlette(routes=routes), served)
+
+
+def agent_app(model: Any, fmt: str) -> Any:
+    """MLflow's agent server around a loaded chat model; one per process (it keeps its handlers
+    in module globals). ``predict_stream`` runs in a thread of its own, so a slow model
+    never stalls the server's event loop (the agent server would iterate a sync generator on it).
+    """
+    import asyncio
+
+    from mlflow.genai.agent_server import server as agent_server
+
+    from ._chat._stream import thread_events
+
+    def payload(request: Any) -> dict[str, Any]:
+        data = request.model_dump(exclude_none=True) if hasattr(request, "model_dump") else dict(request)
+        data.pop("databricks_options", None)  # Model Serving's, not the model's
+        return data
+
+    async def invoke(request: Any) -> Any:
+        return await asyncio.to_thread(model.predict, payload(request))
+
+    async def stream(request: Any) -> Any:
+        data = payload(request)
+        events, close = thread_events(lambda: model.predict_stream(data))
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await close()
+
+    agent_server._invoke_function, agent_server._stream_function = invoke, stream
+    return agent_server.AgentServer("ResponsesAgent" if fmt == "responses" else None).app
 
 
 def serve(

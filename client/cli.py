@@ -14,9 +14,10 @@ from typing import Any
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ._demo import register_demo_model
+    from ._demo import register_demo_agent, register_demo_model
 
     print(register_demo_model(args.registry_uri))
+    print(register_demo_agent(args.registry_uri))
     return 0
 
 
@@ -377,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="predictor", description="Predictions from MLflow / Model Serving models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="register the iris demo model (main.default.iris@champion)")
+    p = sub.add_parser("demo", help="register the demo models: main.default.iris and main.default.assistant")
     p.add_argument("--registry-uri", default=None)
     p.set_defaults(func=_cmd_demo)
 

@@ -258,7 +258,9 @@ def create_app(config: AppConfig | None = None) -> tuple[gr.Blocks, Runtime | No
     config = config or AppConfig.from_env()
     try:
         predictor, signature = load_predictor(config)
-        fields = form_fields(signature, load_example_rows(config.registry_model_uri, config.registry_uri), os.environ)
+        chat = predictor.kind == "chat"
+        fields = [] if chat else form_fields(
+            signature, load_example_rows(config.registry_model_uri, config.registry_uri), os.environ)
     except Exception as e:
         log.exception("could not load %s", config.source)
         with gr.Blocks(title=config.title) as broken:
@@ -266,6 +268,10 @@ def create_app(config: AppConfig | None = None) -> tuple[gr.Blocks, Runtime | No
         return broken, None
     runtime = Runtime(config, predictor, signature, fields)
     runtime.experiment_id = setup_app_tracking("gradio", config.tracing)
+    if chat:  # a chat page instead of the form
+        from frontends._chat_page_gradio import build
+
+        return build(runtime, DEFAULT_CONCURRENCY), runtime
     return build_app(runtime), runtime
 
 

@@ -49,6 +49,8 @@ def _resources() -> tuple[AppConfig, Predictor, Signature | None, list[Field]]:
 
     config = AppConfig.from_env()
     predictor, signature = load_predictor(config)
+    if predictor.kind == "chat":  # a chat page, no form
+        return config, predictor, signature, []
     fields = form_fields(signature, load_example_rows(config.registry_model_uri, config.registry_uri), os.environ)
     return config, predictor, signature, fields
 
@@ -182,6 +184,12 @@ def main() -> None:
     user = feedback_user(headers)
     experiment_id = _experiment_id()
     as_user = identity != "app"
+    if base.kind == "chat":
+        from frontends._chat_page_streamlit import render
+
+        card = model_info(base, config, endpoint_state=_endpoint_state(base, base.endpoint)).card()
+        render(config.title, card, predictor, as_user)
+        return
     st.title(config.title)
     with st.sidebar:
         _model_card(config, base, signature)

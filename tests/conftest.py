@@ -117,3 +117,19 @@ def scoring_server(registry_uri: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def mixed_server(registry_uri: str) -> Iterator[str]:
     yield from _start_server("models:/main.default.mixed@champion", "mixed", registry_uri)
+
+
+@pytest.fixture(scope="session")
+def agent_registry(registry_uri: str) -> str:
+    """``registry_uri`` with the demo agent (``main.default.assistant@champion``) registered too."""
+    from client._demo import register_demo_agent
+
+    register_demo_agent(registry_uri)
+    return registry_uri
+
+
+@pytest.fixture(scope="session")
+def agent_server(agent_registry: str) -> Iterator[str]:
+    """``python -m client serve models:/main.default.assistant@champion --name assistant``: MLflow's
+    agent server. Its chunks are paced (``PREDICTOR_DEMO_AGENT_PACE_MS``) only when a request asks."""
+    yield from _start_server("models:/main.default.assistant@champion", "assistant", agent_registry)

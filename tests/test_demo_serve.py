@@ -130,7 +130,8 @@ def test_cli_demo_subprocess(tmp_path: Path) -> None:
         [sys.executable, "-m", "client", "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert proc.stdout.strip().splitlines()[-1] == "models:/main.default.iris@champion"
+    assert proc.stdout.strip().splitlines()[-2:] == ["models:/main.default.iris@champion",
+                                                     "models:/main.default.assistant@champion"]
     assert (tmp_path / "mlflow.db").exists()
     assert not (tmp_path / "mlruns").exists()
 
@@ -154,3 +155,14 @@ def test_cli_predict_url(scoring_server: str, capsys: pytest.CaptureFixture[str]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["predictions"] == [0, 2, 1] and out["mode"] == "endpoint"
+
+
+def test_demo_agent_is_a_responses_agent_with_a_signature(agent_registry: str) -> None:
+    import mlflow
+
+    from client._demo import register_demo_agent
+
+    assert register_demo_agent(agent_registry) == "models:/main.default.assistant@champion"  # idempotent
+    info = mlflow.models.get_model_info("models:/main.default.assistant@champion")
+    assert info.metadata["task"] == "agent/v1/responses"
+    assert "input" in info.signature.inputs.input_names()

@@ -31,6 +31,7 @@ class FakePredictor:
     """Stands in for a Predictor in the fast tests: answers 1 when petal length > 2, else 0."""
 
     mode = "direct"
+    kind = "tabular"  # a chat model would get the chat page
     model_name = "main.default.iris"
     model_version = "1"
     model_run_id = None

@@ -20,7 +20,12 @@ Routes (wire format as in /work/shared/reference/wire-formats.md and databricks-
 - ``POST /serving-endpoints/{name}/invocations``: checks the bearer token, picks a served entity by
   the traffic routes (smooth weighted round robin, so 90/10 is exactly 9 of every 10 calls), then
   proxies to its upstream (``upstreams["model/version"]``, ``upstreams["model"]`` or the
-  endpoint's ``upstream``; e.g. a real MLflow scoring server) or returns a canned answer
+  endpoint's ``upstream``; e.g. a real MLflow scoring server) or returns a canned answer. Chat
+  endpoints (``task`` set, e.g. ``agent/v1/responses``, upstream MLflow's agent server): a body
+  with ``"stream": true`` is relayed as it streams; the ids come back in Model Serving's shape,
+  ``databricks_output`` (``databricks_request_id``, and ``trace.info.trace_id`` when the body asked
+  ``databricks_options.return_trace``), translated from the agent server's ``metadata.trace_id``
+  answer field and ``{"trace_id"}`` stream event.
 
 Use the ``workspace`` fixture (a factory)::
 
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import secrets
 import socket
 import threading
@@ -62,6 +68,8 @@ class Endpoint:
     upstream: str | None = None
     canned: Any = field(default_factory=lambda: {"predictions": [0]})
     served_model_name: str | None = None
+    #: ``llm/v1/chat``, ``agent/v1/chat``, ``agent/v2/chat``, ``agent/v1/responses``; classic models: none.
+    task: str | None = None
     state: dict[str, str] = field(default_factory=lambda: {"ready": "READY", "config_update": "NOT_UPDATING"})
     #: Set for endpoints created through the API: then ``config``/``pending_config`` are the wire
     #: configs (``served_entities``, ``traffic_config``) and the single entity above is unused.
@@ -227,6 +235,8 @@ class WorkspaceStandin:
 
     def detail(self, ep: Endpoint) -> dict[str, Any]:
         body: dict[str, Any] = {"name": ep.name, "id": "standin-" + ep.name, "state": ep.state, "creator": "standin"}
+        if ep.task:
+            body["task"] = ep.task
         if (config := ep.active_config()) is not None:
             body["config"] = config
         if ep.pending_config is not None:
@@ -253,7 +263,7 @@ class WorkspaceStandin:
     def app(self) -> Any:
         from starlette.applications import Starlette
         from starlette.requests import Request
-        from starlette.responses import JSONResponse, Response
+        from starlette.responses import JSONResponse, Response, StreamingResponse
         from starlette.routing import Route
 
         def err(status: int, code: str, message: str) -> JSONResponse:
@@ -429,6 +439,8 @@ class WorkspaceStandin:
                 or self.upstreams.get(entity["entity_name"])
                 or ep.upstream
             )
+            if upstream and ep.task:
+                return await relay_chat(request, upstream, headers)
             if upstream:
                 async with httpx.AsyncClient(timeout=60) as client:
                     up = await client.post(
@@ -440,6 +452,48 @@ class WorkspaceStandin:
                     up.content, status_code=up.status_code, media_type=up.headers.get("content-type"), headers=headers
                 )
             return JSONResponse(ep.canned, headers=headers)
+
+        async def relay_chat(request: Request, upstream: str, headers: dict[str, str]) -> Response:
+            body = await request.body()
+            asked = json.loads(body or b"{}")
+            want_trace = bool((asked.get("databricks_options") or {}).get("return_trace"))
+            request_id = headers["x-request-id"]
+
+            def ids(trace_id: str | None) -> dict[str, Any]:
+                out: dict[str, Any] = {"databricks_request_id": request_id}
+                if trace_id and want_trace:
+                    out["trace"] = {"info": {"trace_id": trace_id}}
+                return out
+
+            client = httpx.AsyncClient(timeout=60)
+            up = await client.send(client.build_request(
+                "POST", f"{upstream.rstrip('/')}/invocations", content=body,
+                headers={"content-type": "application/json", "x-mlflow-return-trace-id": str(want_trace).lower()},
+            ), stream=True)
+            if not asked.get("stream") or up.status_code != 200:
+                content = await up.aread()
+                await up.aclose()
+                await client.aclose()
+                if up.status_code != 200:
+                    return Response(content, status_code=up.status_code, media_type=up.headers.get("content-type"))
+                answer = json.loads(content)
+                answer["databricks_output"] = ids((answer.pop("metadata", None) or {}).get("trace_id"))
+                return JSONResponse(answer, headers=headers)
+
+            async def relay() -> Any:
+                try:
+                    async for line in up.aiter_lines():
+                        data = line.removeprefix("data: ")
+                        if line.startswith("data: ") and data.startswith("{") and '"trace_id"' in data:
+                            event = json.loads(data)
+                            if set(event) == {"trace_id"}:  # the agent server's, in Model Serving's shape
+                                line = "data: " + json.dumps({"databricks_output": ids(event["trace_id"])})
+                        yield line + "\n"
+                finally:
+                    await up.aclose()
+                    await client.aclose()
+
+            return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)
 
         return Starlette(
             routes=[

@@ -1,0 +1,104 @@
+"""The demo agent for real: MLflow's agent server (``predictor serve``), by URL and by name through the
+workspace stand-in, and loaded in process; both modes must agree chunk for chunk."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from workspace_standin import Endpoint, workspace  # noqa: F401  (fixture)
+
+from client import ChatDelta, Predictor, StreamEventError, StreamInterruptedError
+
+AGENT = "models:/main.default.assistant@champion"
+QUESTION = "Which iris is 6.7 3.0 5.2 2.3?"
+
+pytestmark = pytest.mark.slow
+
+
+def content(deltas: list[ChatDelta]) -> list[tuple[str, str, Any]]:
+    """What the model said, delta by delta (trace deltas are the server's, not the model's)."""
+    return [(d.type, d.text, d.message) for d in deltas if d.type != "trace"]
+
+
+@pytest.fixture
+def served(agent_server: str) -> Predictor:
+    return Predictor.from_endpoint(url=f"{agent_server}/serving-endpoints/assistant/invocations", model_uri=AGENT)
+
+
+def test_endpoint_and_direct_mode_agree_chunk_for_chunk(served: Predictor, agent_registry: str) -> None:
+    direct = Predictor.from_model(AGENT)
+    assert served.kind == direct.kind == "chat"
+    endpoint_stream = served.stream(QUESTION)
+    endpoint_deltas = list(endpoint_stream)
+    direct_stream = direct.stream(QUESTION)
+    direct_deltas = list(direct_stream)
+    assert content(endpoint_deltas) == content(direct_deltas)
+    direct_reply = direct.chat(QUESTION)
+    assert direct_stream.get_final_result().trace_id and direct_reply.trace_id  # MLflow traced the loaded agent
+    assert sum(d.type == "text" for d in endpoint_deltas) > 10  # word by word, not one lump
+
+    reply = served.chat(QUESTION)
+    streamed = endpoint_stream.get_final_result()
+    assert "".join(d.text for d in endpoint_deltas) == streamed.text == reply.text == direct_reply.text
+    assert reply.text.endswith("is an Iris virginica.")  # the iris model's answer for that row, via the tool
+    assert [c.name for c in reply.tool_calls] == [c.name for c in streamed.tool_calls] == ["classify_iris"]
+    assert [m.role for m in reply.messages] == ["assistant", "tool", "assistant"]
+    assert reply.trace_id and streamed.trace_id and reply.trace_id != streamed.trace_id
+    assert (reply.model_name, reply.model_version, reply.mode) == ("main.default.assistant", "1", "endpoint")
+    assert streamed.first_text_ms is not None and streamed.first_text_ms <= streamed.elapsed_ms
+
+
+async def test_async_stream_and_both_server_paths(agent_server: str, agent_registry: str) -> None:
+    texts = []
+    for path in ("/invocations", "/serving-endpoints/assistant/invocations"):
+        async with Predictor.from_endpoint(url=agent_server + path, model_uri=AGENT) as p:
+            texts.append("".join([d.text async for d in p.astream([{"role": "user", "content": "hello"}])]))
+            assert (await p.achat("hello")).text == texts[-1]
+    assert texts[0] == texts[1] and texts[0].startswith("I answer questions about the demo iris model.")
+
+
+def test_text_arrives_while_the_model_is_still_producing(served: Predictor) -> None:
+    # 100 ms between ~40 chunks: a buffered answer would arrive all at once, at the end.
+    arrivals = [time.monotonic() for d in served.stream("hello", custom_inputs={"pace_ms": 100}) if d.text]
+    assert len(arrivals) > 30
+    assert arrivals[-1] - arrivals[0] >= 2.0
+
+
+def test_a_stall_between_chunks_is_an_interruption_saying_what_arrived(served: Predictor) -> None:
+    got = []
+    with pytest.raises(StreamInterruptedError) as info:
+        for d in served.stream("hello", custom_inputs={"pace_ms": 5000}, timeout=1.0):
+            got.append(d.text)
+    assert info.value.timed_out and info.value.text_received == len("".join(got)) > 0
+
+
+def test_an_error_inside_the_model_is_a_stream_event_error(served: Predictor) -> None:
+    with pytest.raises(StreamEventError, match="could not convert"):
+        list(served.stream("hello", custom_inputs={"pace_ms": "soon"}))
+
+
+def test_by_endpoint_name_the_task_says_chat_and_ids_come_back(
+    workspace, agent_server: str, agent_registry: str, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    ws = workspace()
+    ws.add_endpoint(Endpoint(name="support-agent", entity_name="main.default.assistant", entity_version="1",
+                             upstream=agent_server, served_model_name="assistant-1", task="agent/v1/responses"))
+    ws.add_pat("pat-123")
+    monkeypatch.setenv("DATABRICKS_HOST", ws.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", "pat-123")
+    for var in ("DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    with Predictor.from_endpoint("support-agent", registry_uri=agent_registry) as p:
+        assert p.kind == "chat"
+        stream = p.stream(QUESTION)
+        text = "".join(d.text for d in stream)
+        result = stream.get_final_result()
+        reply = p.chat(QUESTION)
+    assert text == reply.text and reply.text.endswith("Iris virginica.")
+    for answer in (result, reply):
+        assert answer.trace_id and answer.trace_id.startswith("tr-")
+        assert answer.request_id and answer.endpoint == "support-agent"
+        assert answer.model_version == "1"
+    assert reply.served_model_name == "assistant-1"
