@@ -10,8 +10,9 @@ Environment (first match wins):
 
 ``PREDICTOR_MODEL_URI`` with an endpoint gives the signature's source; ``PREDICTOR_REGISTRY_URI``
 the registry. ``PREDICTOR_ON_BEHALF_OF_USER=1`` makes each call authenticate as the signed-in
-user (``X-Forwarded-Access-Token``) instead of the app's service principal. The apps trace every
-prediction into MLflow (see ``frontends/_feedback.py``) unless ``PREDICTOR_TRACING=0``.
+user (``X-Forwarded-Access-Token``) instead of the app's service principal; a request without
+that header is then refused (:class:`SignInRequired`), never served as the app. The apps trace
+every prediction into MLflow (see ``frontends/_feedback.py``) unless ``PREDICTOR_TRACING=0``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,11 +43,13 @@ from frontends._proba import prediction_label, single_prediction
 __all__ = [
     "AppConfig",
     "ModelInfo",
+    "SignInRequired",
     "build_predictor",
     "caller_identity",
     "describe_error",
     "format_prediction",
     "load_predictor",
+    "missing_scopes",
     "model_info",
     "prediction_distribution",
     "prediction_rows",
@@ -59,6 +63,15 @@ log = logging.getLogger(__name__)
 USER_TOKEN_HEADER = "X-Forwarded-Access-Token"
 #: What a signed-in user sees when their forwarded token is refused (it expired in a long session).
 SESSION_EXPIRED = "**Your sign-in has expired.** Reload the page to continue."
+#: What a visitor sees when the app acts as the signed-in user but the request carried no user token.
+SIGN_IN_REQUIRED = (
+    "**Sign in to use this app.** It calls the model as the signed-in user, and this request carried no "
+    "user token. Open the app through its Databricks Apps URL; if you did, the app lacks user "
+    "authorization: its owner adds `user_api_scopes: [serving.serving-endpoints]` to the app in "
+    "`databricks.yml` and redeploys."
+)
+#: Databricks' refusal of a token without a scope: "Provided OAuth token does not have required scopes: sql".
+_MISSING_SCOPES = re.compile(r"does not have (?:the )?required scopes?:?\s*(?P<scopes>[\w.:\-, ]+)", re.IGNORECASE)
 _TRUTHY = {"1", "true", "yes", "on"}
 
 
@@ -174,10 +187,25 @@ def user_token_from_headers(headers: Mapping[str, str] | None, config: AppConfig
     return None
 
 
+class SignInRequired(PredictorError):
+    """The app acts as the signed-in user, and the request carried no user token: nothing is sent."""
+
+    def __init__(self) -> None:
+        super().__init__("no X-Forwarded-Access-Token on a request to an app that acts as the signed-in user")
+
+
 def predictor_for(base: Predictor, headers: Mapping[str, str] | None, config: AppConfig) -> Predictor:
-    """The Predictor to use for this caller: the app's, or the same pool as the signed-in user."""
+    """The Predictor to use for this caller: the app's, or the same pool as the signed-in user.
+
+    Acting on behalf of users, a request without a user token raises :class:`SignInRequired`:
+    falling back to the app's own identity would serve anyone with the app's rights.
+    """
     token = user_token_from_headers(headers, config)
-    return base.with_user_token(token) if token else base
+    if token:
+        return base.with_user_token(token)
+    if config.on_behalf_of_user:
+        raise SignInRequired()
+    return base
 
 
 def caller_identity(headers: Mapping[str, str] | None, config: AppConfig) -> str:
@@ -289,18 +317,41 @@ def result_caption(result: Mapping[str, Any]) -> str:
     return text
 
 
+def missing_scopes(err: BaseException) -> tuple[str, ...]:
+    """The OAuth scopes a 403 says the token lacks (``()`` for any other error).
+
+    >>> missing_scopes(PermissionDeniedError("Provided OAuth token does not have required scopes: sql, files",
+    ...                                      status_code=403))
+    ('sql', 'files')
+    """
+    if not isinstance(err, PermissionDeniedError):
+        return ()
+    found = _MISSING_SCOPES.search(err.message or "")
+    if not found:
+        return ()
+    return tuple(s.strip(".") for s in re.split(r"[,\s]+", found["scopes"]) if s.strip("."))
+
+
 def describe_error(err: BaseException, *, as_user: bool = False) -> str:
     """Markdown for an error on a page: what went wrong, never a traceback or a token.
 
     ``as_user``: the call ran with the signed-in user's forwarded token, so a 401 means that
     token expired (Streamlit keeps the first request's headers for the whole session).
     """
+    if isinstance(err, SignInRequired):
+        return SIGN_IN_REQUIRED
     if isinstance(err, SchemaValidationError):
         return "**The input does not match the model's signature:**\n\n" + "\n".join(f"- {p}" for p in err.problems)
     if isinstance(err, AuthenticationError):
         if as_user:
             return SESSION_EXPIRED
         return "**The app's credentials were refused by the endpoint (HTTP 401).** Ask the app's owner to check them."
+    scopes = missing_scopes(err) if as_user else ()
+    if scopes:  # the user's token was issued without a scope the app needs: the app's config, not the user
+        listed = ", ".join(f"`{s}`" for s in scopes)
+        return (f"**The app lacks user authorization:** your sign-in does not carry the scope(s) {listed} "
+                f"(HTTP 403). The app's owner adds them to the app's `user_api_scopes` in `databricks.yml` "
+                f"(`user_api_scopes: [{', '.join(scopes)}]`) and redeploys; then reload the page.")
     if isinstance(err, PermissionDeniedError):
         who = "You are" if as_user else "The app is"
         return f"**{who} not allowed to query this endpoint (HTTP 403).**"

@@ -77,12 +77,13 @@ class Runtime:
 
     async def predict(self, records: Any, headers: dict[str, str] | None) -> dict[str, Any]:
         base = await self.predictor()
+        predictor = predictor_for(base, headers, self.config)  # before the cache: who may call at all
         identity = caller_identity(headers, self.config)
         version = model_info(base, self.config).version
         key = (identity, version, json.dumps(records, sort_keys=True, default=str))
         if key in self._cache:
             return self._cache[key]
-        result = await predictor_for(base, headers, self.config).apredict(records)
+        result = await predictor.apredict(records)
         out = result.model_dump(mode="json")
         if len(self._cache) > 2000:
             self._cache.clear()

@@ -25,6 +25,7 @@ from frontends._form import Field, csv_template, form_to_record, parse_csv_rows,
 from frontends._proba import class_probabilities, single_prediction
 from frontends._session import (
     AppConfig,
+    SignInRequired,
     caller_identity,
     describe_error,
     format_prediction,
@@ -179,7 +180,13 @@ def main() -> None:
         st.stop()
         return
     headers = _headers()
-    predictor = predictor_for(base, headers, config)
+    try:
+        predictor = predictor_for(base, headers, config)
+    except SignInRequired as e:  # acting as the user, and no user came: no form, no prediction
+        st.title(config.title)
+        _show_error(e)
+        st.stop()
+        return
     identity = caller_identity(headers, config)
     user = feedback_user(headers)
     experiment_id = _experiment_id()

@@ -3,7 +3,8 @@
 ``start_app("streamlit", env)`` runs the command from ``app.yaml`` with the variables Databricks
 Apps preset; ``start_app("gradio", env)`` runs ``python -m frontends.gradio_app``.
 ``Recorder`` is a loopback proxy in front of a scoring server that records each call's bearer
-token and answers 401 to tokens starting with ``expired``.
+token, answers 401 to tokens starting with ``expired`` and, as Databricks does for a token
+without a scope, 403 to tokens starting with ``noscope``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
+#: Databricks' 403 for a token issued without a scope the call needs.
+MISSING_SCOPE = "Provided OAuth token does not have required scopes: serving.serving-endpoints"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
@@ -133,6 +136,9 @@ class Recorder:
                 if token and token.startswith("expired"):
                     status, content = 401, json.dumps({"error_code": "UNAUTHENTICATED",
                                                        "message": "Token expired."}).encode()
+                elif token and token.startswith("noscope"):  # a user token issued without the serving scope
+                    status, content = 403, json.dumps({"error_code": "PERMISSION_DENIED", "message": MISSING_SCOPE
+                                                       }).encode()
                 else:
                     r = httpx.post(recorder.upstream + "/invocations", content=body, timeout=30,
                                    headers={"Content-Type": self.headers.get("Content-Type", "application/json")})

@@ -4,6 +4,11 @@ Each app runs as a real server (Streamlit with ``app.yaml``'s command, Gradio wi
 ``python -m frontends.gradio_app``), started once per (frontend, mode). Endpoint mode calls
 the real MLflow scoring server (``mixed_server``) through a loopback ``Recorder`` that notes
 each call's bearer token; direct mode loads the model in the app. One Chromium per module.
+
+The apps act on behalf of the signed-in user, as on Databricks Apps: every page is opened
+through a ``FrontDoor`` (``tests/front_door.py``), a proxy per user that adds the user's
+``X-Forwarded-*`` headers to every request, the WebSocket handshake included. The browser
+itself never sends them.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import re
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +24,7 @@ from typing import Any
 import pytest
 from _browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Recorder, launch_app, wait_ready
 from _models import MIXED_MODEL_URI, mixed_expected
+from front_door import FrontDoor, User
 
 from frontends._session import format_prediction
 
@@ -74,12 +81,14 @@ def apps(request, registry_uri, browser, tmp_path_factory):
         pages = []
         for server in servers.values():
             wait_ready(server)
+            door = FrontDoor(server.url, User.named("warm-up", token="warm-up-token")).start()
             page = browser.new_page()
-            page.goto(server.url, timeout=60_000)
-            pages.append(page)
-        for page in pages:  # the first session loads the model (Streamlit) and fetches the signature
+            page.goto(door.url, timeout=60_000)
+            pages.append((page, door))
+        for page, door in pages:  # the first session loads the model (Streamlit) and fetches the signature
             page.get_by_label("x", exact=True).wait_for(timeout=120_000)
             page.close()
+            door.stop()
         yield servers, recorder
     finally:
         for server in servers.values():
@@ -97,6 +106,24 @@ def app(request, apps):
     return apps[0][request.param]
 
 
+@pytest.fixture
+def sign_in(app, browser):
+    """``sign_in(name, token)``: a new browser context on ``app`` through that user's own front door."""
+    opened: list[tuple[Any, FrontDoor]] = []
+
+    def open_as(name: str, token: str | None, wait_for_form: bool = True) -> Driver:
+        door = FrontDoor(app.url, User.named(name, token)).start()
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        opened.append((ctx, door))
+        ui = Driver(ctx.new_page(), app.kind)
+        return ui.open(door.url) if wait_for_form else ui.goto(door.url)
+
+    yield open_as
+    for ctx, door in opened:
+        ctx.close()
+        door.stop()
+
+
 # -- the two frontends behind one interface ---------------------------------------------------
 
 
@@ -107,8 +134,12 @@ class Driver:
         self.page, self.kind = page, kind
 
     def open(self, url: str) -> Driver:
-        self.page.goto(url, timeout=60_000)
+        self.goto(url)
         self.page.get_by_label("x", exact=True).wait_for(timeout=60_000)
+        return self
+
+    def goto(self, url: str) -> Driver:
+        self.page.goto(url, timeout=60_000)
         return self
 
     def fill(self, row: dict[str, Any]) -> None:
@@ -195,12 +226,11 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
 # -- the tests ---------------------------------------------------------------------------------
 
 
-def test_form_batch_and_errors(app, browser, tmp_path):
+def test_form_batch_and_errors(app, sign_in, tmp_path):
     """Fill every field by its label, predict, see a readable error for a bad value, score a CSV."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    ui = Driver(page, app.kind)
+    ui = sign_in("tester", "tester-token")
+    page = ui.page
     try:
-        ui.open(app.url)
         ui.fill({**ROW, "s": ""})
         ui.predict()
         ui.expect_text(r"column 's': a value is required")
@@ -221,28 +251,20 @@ def test_form_batch_and_errors(app, browser, tmp_path):
     except Exception:
         ui.shot(f"{app.name}-failure")
         raise
-    finally:
-        page.close()
 
 
-def test_sessions_keep_their_own_token_cache_and_history(app, browser, recorder):
+def test_sessions_keep_their_own_token_cache_and_history(app, sign_in, recorder):
     """Two signed-in users (forwarded tokens): each call carries its caller's token, a cached
     prediction is never served to the other user, and each history is its own."""
-    from collections import Counter
-
     before = recorder.tokens.copy()
-    contexts = []
-    drivers: dict[str, Driver] = {}
+    drivers: list[Driver] = []
 
-    def session(token: str) -> Driver:
-        ctx = browser.new_context(viewport={"width": 1400, "height": 1000},
-                                  extra_http_headers={"X-Forwarded-Access-Token": token})
-        contexts.append(ctx)
-        drivers[token] = Driver(ctx.new_page(), app.kind)
-        return drivers[token].open(app.url)
+    def session(name: str, token: str) -> Driver:
+        drivers.append(sign_in(name, token))
+        return drivers[-1]
 
     try:
-        alice, bob = session("alice-token"), session("bob-token")
+        alice, bob = session("alice", "alice-token"), session("bob", "bob-token")
         # the same input three times; alice's second one is cached (her form still holds ROW2)
         for ui, fill in ((alice, True), (bob, True), (alice, False)):
             if fill:
@@ -263,7 +285,7 @@ def test_sessions_keep_their_own_token_cache_and_history(app, browser, recorder)
             return
         assert calls == Counter({"alice-token": 1, "bob-token": 1})
 
-        carol = session("expired-carol")  # her token has expired: the upstream answers 401
+        carol = session("carol", "expired-carol")  # her token has expired: the upstream answers 401
         carol.fill(ROW2)
         carol.predict()
         carol.expect_text(r"Your sign-in has expired.*Reload the page")
@@ -271,10 +293,59 @@ def test_sessions_keep_their_own_token_cache_and_history(app, browser, recorder)
         html = carol.page.content()
         assert "Traceback" not in html and "expired-carol" not in html
         assert (recorder.tokens - before)["expired-carol"] == 1  # a user token is not refreshed or retried
+
+        dana = session("dana", "noscope-dana")  # her token lacks the serving scope: the upstream answers 403
+        dana.fill(ROW2)
+        dana.predict()
+        dana.expect_text(r"user_api_scopes: \[serving\.serving-endpoints\]")
+        dana.shot(f"{app.name}-missing-scope")
+        assert "noscope-dana" not in dana.page.content()
+        assert (recorder.tokens - before)["noscope-dana"] == 1
     except Exception:
-        for i, ui in enumerate(drivers.values()):
+        for i, ui in enumerate(drivers):
             ui.shot(f"{app.name}-sessions-failure-{i}")
         raise
-    finally:
-        for ctx in contexts:
+
+
+def test_a_user_without_a_forwarded_token_is_asked_to_sign_in(app, sign_in, recorder):
+    """Acting as the signed-in user, the app refuses a request that carries no user token (the
+    front door sends the user's name but no token, as when the app lacks user authorization):
+    a sign-in message, no prediction, nothing sent upstream as the app."""
+    before = recorder.tokens.copy()
+    ui = sign_in("erin", None, wait_for_form=app.kind == "gradio")
+    try:
+        if app.kind == "gradio":  # the page is the same for everyone; the refusal comes with the click
+            ui.fill(ROW2)
+            ui.predict()
+        ui.expect_text(r"Sign in to use this app")
+        ui.shot(f"{app.name}-sign-in-required")
+        from playwright.sync_api import expect
+
+        if app.kind == "streamlit":
+            expect(ui.page.get_by_role("button", name="Predict")).to_have_count(0)
+        else:
+            expect(ui.page.get_by_label("Prediction", exact=True)).to_have_value("")
+        assert recorder.tokens - before == Counter()
+    except Exception:
+        ui.shot(f"{app.name}-sign-in-failure")
+        raise
+
+
+def test_streamlit_shows_no_deploy_button_or_usage_statistics(apps, browser):
+    """``.streamlit/config.toml`` (read from the repo root, as in an App): no toolbar "Deploy"
+    button or developer menu, and no usage statistics collected."""
+    from playwright.sync_api import expect
+
+    app = apps[0]["streamlit-direct"]
+    with FrontDoor(app.url, User.named("frank", "frank-token")) as door:
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        try:
+            ui = Driver(ctx.new_page(), app.kind).open(door.url)
+            expect(ui.page.get_by_test_id("stHeader")).to_be_attached(timeout=TIMEOUT)  # the header is drawn
+            ui.shot("streamlit-chrome")
+            expect(ui.page.get_by_test_id("stAppDeployButton")).to_have_count(0)
+            expect(ui.page.get_by_role("button", name=re.compile("Deploy"))).to_have_count(0)
+            expect(ui.page.get_by_test_id("stMainMenu")).to_have_count(0)
+        finally:
             ctx.close()
+    assert "usage statistics" not in app.log_path.read_text(errors="replace")
