@@ -9,7 +9,7 @@ from ._registry import activate, home_dir, resolve_registry_uri
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ensure_experiment", "register_demo_agent", "register_demo_model"]
+__all__ = ["SKLEARN_REQUIREMENTS", "ensure_experiment", "pip_requirements", "register_demo_agent", "register_demo_model"]
 
 
 def ensure_experiment(name: str) -> str:
@@ -25,6 +25,21 @@ def ensure_experiment(name: str) -> str:
         exp_id = exp.experiment_id
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def pip_requirements(*packages: str) -> list[str]:
+    """Pinned requirements of a logged model, from what is installed.
+
+    Given explicitly, MLflow skips its own inference, which loads the model in a subprocess
+    to see what it imports (seconds per model). Every demo registration passes these.
+    """
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in packages]
+
+
+#: What the scikit-learn demo models need at serving time (what MLflow itself infers for them).
+SKLEARN_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "scikit-learn", "scipy")
 
 
 def alias_exists(name: str, alias: str) -> bool:
@@ -69,6 +84,7 @@ def register_demo_model(registry_uri: str | None = None) -> str:
             input_example=X.head(3),
             registered_model_name=DEMO_MODEL_NAME,
             serialization_format="cloudpickle",
+            pip_requirements=pip_requirements(*SKLEARN_REQUIREMENTS),
         )
     version = info.registered_model_version
     MlflowClient().set_registered_model_alias(DEMO_MODEL_NAME, DEMO_MODEL_ALIAS, str(version))

@@ -45,7 +45,9 @@ def activate(registry_uri: str) -> None:
 
     tracking = "databricks" if registry_uri.startswith("databricks") else registry_uri
     if registry_uri.startswith("sqlite:///"):
-        Path(registry_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        from ._local_store import seed_sqlite_store
+
+        seed_sqlite_store(Path(registry_uri.removeprefix("sqlite:///")))  # a new store: no migrations to run
     with _lock:
         # MLflow also writes these into os.environ (for subprocesses); a library must not
         # change its caller's environment, or the next resolve_registry_uri() would see it.
