@@ -25,7 +25,7 @@ SCALAR_COLUMN_TYPES: tuple[str, ...] = ("boolean", "integer", "long", "float", "
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class ColumnSpec(_Frozen):
@@ -137,7 +137,7 @@ class PredictionResult(BaseModel):
         result.model_version      # "3"
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     predictions: Any
     mode: Literal["endpoint", "direct"]
