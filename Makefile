@@ -1,22 +1,35 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
+# Installs go through uv (installed with pip if absent); `pip install -e '.[dev]'` works as well.
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTHON ?= python3
+UV     := $(shell command -v uv 2>/dev/null || echo $(PYTHON) -m uv)
 
-.PHONY: setup demo test test-sdk-range lint bench chromium java
+.PHONY: setup demo test test-sdk-range lint bench chromium java uv
 
 # The lowest databricks-sdk pyproject.toml allows; the main venv has the highest.
 SDK_MIN     := 0.58.0
 VENV_SDKMIN := .venv-sdk-min
 AUTH_SUITES := tests/test_auth.py tests/test_workspace_e2e.py tests/test_token_lifecycle.py
 
-setup: $(VENV)/.installed
+# uv itself, from PyPI, when it is not on PATH (then run as `python3 -m uv`).
+uv:
+	@command -v uv >/dev/null || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+$(PY): | uv
+	$(UV) venv -q --python $(PYTHON) $(VENV)
+
+# The apps and the SDK only: what `make demo` needs.
+$(VENV)/.apps: pyproject.toml | $(PY)
+	$(UV) pip install -q -p $(PY) -e '.[apps]'
 	touch $@
+
+# Everything `make test` and `make lint` need.
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(UV) pip install -q -p $(PY) -e '.[dev]'
+	touch $@ $(VENV)/.apps
+
+setup: $(VENV)/.installed
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser download).
 chromium:
@@ -27,7 +40,7 @@ java:
 	@command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
 # Register the demo model in the local registry and open the Streamlit app on it.
-demo: setup
+demo: $(VENV)/.apps
 	$(VENV)/bin/predictor demo
 	$(VENV)/bin/streamlit run frontends/streamlit_app.py
 
@@ -39,9 +52,9 @@ test: setup chromium java
 test-sdk-range: $(VENV_SDKMIN)/.installed
 	$(VENV_SDKMIN)/bin/python -m pytest -q -p no:cacheprovider $(AUTH_SUITES)
 
-$(VENV_SDKMIN)/.installed: pyproject.toml
-	uv venv -q --allow-existing $(VENV_SDKMIN)
-	uv pip install -q -p $(VENV_SDKMIN)/bin/python -e '.[dev]' 'databricks-sdk==$(SDK_MIN)'
+$(VENV_SDKMIN)/.installed: pyproject.toml | uv
+	$(UV) venv -q --allow-existing $(VENV_SDKMIN)
+	$(UV) pip install -q -p $(VENV_SDKMIN)/bin/python -e '.[dev]' 'databricks-sdk==$(SDK_MIN)'
 	touch $@
 
 lint: setup
