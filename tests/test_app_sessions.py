@@ -18,7 +18,7 @@ from _browser import Recorder
 from _models import MIXED_MODEL_URI, mixed_expected
 
 from client import Predictor
-from frontends._session import SESSION_EXPIRED, AppConfig, format_prediction, load_predictor
+from frontends._session import SESSION_EXPIRED, SIGN_IN_REQUIRED, AppConfig, format_prediction, load_predictor
 
 pytestmark = pytest.mark.slow
 
@@ -107,11 +107,30 @@ def test_streamlit_expired_user_token_asks_to_reload(streamlit_session, recorder
     assert (recorder.tokens - before) == Counter({"expired-dave": 1})
 
 
-def test_streamlit_without_a_forwarded_token_uses_the_app_identity(streamlit_session, recorder):
+def test_streamlit_without_a_forwarded_token_refuses_to_act_as_the_app(env, recorder):
+    """On behalf of users, a session without a user token gets the sign-in message, no form and no
+    prediction: it is not served with the app's own identity (it was, before: fail open)."""
+    import streamlit as st
+    from streamlit.runtime.context import ContextProxy
+    from streamlit.testing.v1 import AppTest
+
+    st.cache_resource.clear()
+    env.setattr(ContextProxy, "headers", property(lambda self: {"X-Forwarded-Email": "nobody@example.com"}))
     before = recorder.tokens.copy()
-    at = streamlit_session(None)
-    assert at.metric[0].value == EXPECTED
-    assert recorder.tokens - before == Counter({None: 1})
+    at = AppTest.from_file(str(ROOT / "frontends" / "streamlit_app.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == [SIGN_IN_REQUIRED]
+    assert not at.button and not at.number_input and not at.metric
+    assert recorder.tokens - before == Counter()
+
+
+def test_streamlit_missing_scope_names_the_user_api_scopes_to_add(streamlit_session, recorder):
+    before = recorder.tokens.copy()
+    at = streamlit_session("noscope-gus")  # the upstream answers Databricks' missing-scope 403
+    assert not at.metric
+    assert len(at.error) == 1 and "user_api_scopes: [serving.serving-endpoints]" in at.error[0].value
+    assert "noscope-gus" not in at.error[0].value
+    assert recorder.tokens - before == Counter({"noscope-gus": 1})
 
 
 # -- Gradio ----------------------------------------------------------------------------------
@@ -137,3 +156,20 @@ def test_gradio_calls_are_per_user_cached_per_user_and_expiry_asks_to_reload(env
     assert recorder.tokens - before == Counter({"alice": 2, "bob": 1, "expired-erin": 1})
     text, status, history, _ = out["expired-erin"][0]
     assert (text, status, history) == ("", SESSION_EXPIRED, [])
+
+
+def test_gradio_refuses_a_call_without_a_user_token_and_names_missing_scopes(env, recorder):
+    from frontends.gradio_app import Runtime, predict_values
+
+    config = AppConfig.from_env()
+    runtime = Runtime(config, *load_predictor(config))
+    before = recorder.tokens.copy()
+
+    async def run():
+        return (await predict_values(runtime, dict(ROW), {"X-Forwarded-Email": "nobody@example.com"}, []),
+                await predict_values(runtime, dict(ROW), {HEADER: "noscope-hal"}, []))
+
+    (text, status, history, _), (text2, status2, _, _) = asyncio.run(run())
+    assert (text, status, history) == ("", SIGN_IN_REQUIRED, [])
+    assert text2 == "" and "user_api_scopes: [serving.serving-endpoints]" in status2
+    assert recorder.tokens - before == Counter({"noscope-hal": 1})  # nothing sent without a user token

@@ -13,10 +13,6 @@ from client._types import ColumnSpec
 from frontends._form import build_fields
 from frontends._session import AppConfig, format_prediction, load_predictor
 
-# Imported here, before any test patches frontends._session.load_predictor: the app binds the
-# name at import, and a first import under a patch would keep the fake for the whole session.
-import frontends.gradio_app  # noqa: F401  isort: skip
-
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 IRIS = "models:/main.default.iris@champion"
@@ -73,6 +69,11 @@ FAKE_SIG = Signature(columns=tuple(ColumnSpec(name=n, type="double") for n in IR
 def fake(monkeypatch):
     import frontends._example as example
     import frontends._session as session
+
+    # Before patching: the app binds load_predictor at import, and a first import under the patch
+    # would keep the fake for the whole session. (Not at module level: gradio costs seconds to import,
+    # and collection would pay them before the first test.)
+    import frontends.gradio_app  # noqa: F401
 
     predictor = FakePredictor()
     monkeypatch.setattr(session, "load_predictor", lambda config=None: (predictor, FAKE_SIG))
