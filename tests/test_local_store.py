@@ -41,6 +41,7 @@ def test_a_new_store_is_seeded_and_mlflow_uses_it_without_migrating(tmp_path, ca
 
     uri = f"sqlite:///{db}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    caplog.clear()  # the reference store above was migrated, of course
     with caplog.at_level("INFO", logger="mlflow.store.db.utils"):
         exp = client.create_experiment("seeded")
         client.create_registered_model("main.default.seeded")
