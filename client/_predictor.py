@@ -17,7 +17,9 @@ from ._exceptions import ConfigurationError
 from ._sending import Call, ProgressCallback, Sender
 from ._tracing import make_tracer
 from ._transport import RetryConfig, Transport
-from ._types import PredictionResult, Signature
+
+if TYPE_CHECKING:  # pydantic's model machinery loads with the first result, not with the import
+    from ._types import PredictionResult, Signature
 
 if TYPE_CHECKING:
     from ._chat import AsyncChatStream, ChatResult, ChatStream
@@ -344,6 +346,8 @@ class Predictor:
                     "mode": self.mode, "model_name": self._model_name, "model_version": self._model_version,
                     "endpoint": self.endpoint, "client_request_id": call.client_request_id})
             raise
+        from ._types import PredictionResult
+
         result = PredictionResult(
             predictions=share.predictions,
             mode=self.mode,

@@ -41,6 +41,8 @@ def test_import_loads_no_heavy_module():
     # The facade loads names on first use: the bare import does not even bring httpx.
     assert loaded_after("import client", ("httpx", "pydantic", *heavy)) == []
     assert loaded_after("from client import PredictorError", ("httpx", "pydantic")) == []
+    # pydantic's model machinery (most of the Predictor's import cost) comes with the first result
+    assert loaded_after("from client import Predictor", ("pydantic.main",)) == []
 
 
 def test_unknown_names_are_attribute_errors_and_dir_is_the_api():
