@@ -77,10 +77,10 @@ def first_prediction(repo: Path, timeout: float = 300) -> float:
 
 
 def first_test(repo: Path) -> float:
-    """``make test``'s own steps (set-up, chromium check, pytest), pytest selecting the suite's first test."""
+    """``make test``'s own steps (set-up, chromium and java checks, pytest), pytest selecting the suite's first test."""
     env = clean_env()
     start = time.monotonic()
-    subprocess.run(["make", "setup", "chromium"], cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["make", "setup", "chromium", "java"], cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL)
     subprocess.run([".venv/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k",
                     "test_all_is_sorted_and_importable"], cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL)
     return time.monotonic() - start
