@@ -9,7 +9,13 @@ from ._registry import activate, home_dir, resolve_registry_uri
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SKLEARN_REQUIREMENTS", "ensure_experiment", "pip_requirements", "register_demo_agent", "register_demo_model"]
+__all__ = [
+    "SKLEARN_REQUIREMENTS",
+    "ensure_experiment",
+    "pip_requirements",
+    "register_demo_agent",
+    "register_demo_model",
+]
 
 
 def ensure_experiment(name: str) -> str:
