@@ -5,6 +5,7 @@ Run: ``python -m frontends.gradio_app`` (listens on ``$DATABRICKS_APP_PORT``, de
 
 import asyncio
 import csv
+import gc
 import json
 import logging
 import os
@@ -188,7 +189,8 @@ async def score_csv(runtime: Runtime, path: str | None, headers: dict[str, str] 
 
 
 def build_app(runtime: Runtime) -> gr.Blocks:
-    with gr.Blocks(title=runtime.config.title) as demo:
+    # analytics off: no telemetry calls out of the workspace (and none to wait for offline)
+    with gr.Blocks(title=runtime.config.title, analytics_enabled=False) as demo:
         gr.Markdown(f"# {runtime.config.title}")
         with gr.Row():
             with gr.Column(scale=3):
@@ -272,8 +274,11 @@ def create_app(config: AppConfig | None = None) -> tuple[gr.Blocks, Runtime | No
     if chat:  # a chat page instead of the form
         from frontends._chat_page_gradio import build
 
-        return build(runtime, DEFAULT_CONCURRENCY), runtime
-    return build_app(runtime), runtime
+        app = build(runtime, DEFAULT_CONCURRENCY)
+    else:
+        app = build_app(runtime)
+    gc.freeze()  # the model, MLflow and Gradio live as long as the process: keep them out of every GC scan
+    return app, runtime
 
 
 def main() -> None:
@@ -281,7 +286,8 @@ def main() -> None:
     demo, _ = create_app()
     port = int(os.environ.get("DATABRICKS_APP_PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
     host = os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0")
-    demo.launch(server_name=host, server_port=port, show_error=False)
+    # Client-side rendering (SSR would start a Node server beside this one for nothing on Databricks).
+    demo.launch(server_name=host, server_port=port, show_error=False, ssr_mode=False)
 
 
 if __name__ == "__main__":

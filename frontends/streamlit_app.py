@@ -19,7 +19,6 @@ if __package__ in (None, ""):  # `streamlit run frontends/streamlit_app.py` runs
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import Predictor, PredictorError, Signature
-from frontends._example import form_fields, load_example_rows
 from frontends._feedback import feedback_user, setup_app_tracking
 from frontends._form import Field, csv_template, form_to_record, parse_csv_rows, signature_rows
 from frontends._proba import class_probabilities, single_prediction
@@ -29,7 +28,6 @@ from frontends._session import (
     caller_identity,
     describe_error,
     format_prediction,
-    load_predictor,
     model_info,
     prediction_distribution,
     prediction_rows,
@@ -37,6 +35,7 @@ from frontends._session import (
     result_caption,
 )
 from frontends._st_feedback import feedback_controls, feedback_page
+from frontends._streamlit_resources import resources
 
 log = logging.getLogger("frontends.streamlit_app")
 _BLANK = "(blank)"
@@ -44,22 +43,10 @@ _BLANK = "(blank)"
 BATCH_CHUNK = 500
 
 
-@st.cache_resource(show_spinner="Loading the model...")
-def _resources() -> tuple[AppConfig, Predictor, Signature | None, list[Field]]:
-    import os
-
-    config = AppConfig.from_env()
-    predictor, signature = load_predictor(config)
-    if predictor.kind == "chat":  # a chat page, no form
-        return config, predictor, signature, []
-    fields = form_fields(signature, load_example_rows(config.registry_model_uri, config.registry_uri), os.environ)
-    return config, predictor, signature, fields
-
-
 @st.cache_resource(show_spinner=False)
 def _experiment_id() -> str | None:
     """The app's MLflow experiment (set up after the model loaded), or ``None`` when not tracing."""
-    return setup_app_tracking("streamlit", _resources()[0].tracing)
+    return setup_app_tracking("streamlit", resources()[0].tracing)
 
 
 @st.cache_data(show_spinner=False, max_entries=2000, ttl=3600)
@@ -113,7 +100,7 @@ def _widget(field: Field) -> Any:
 
 
 def _predict(predictor: Predictor, identity: str, records: Any) -> dict[str, Any]:
-    version = model_info(predictor, _resources()[0]).version
+    version = model_info(predictor, resources()[0]).version
     return _cached_predict(identity, version, json.dumps(records, sort_keys=True, default=str), predictor)
 
 
@@ -170,10 +157,79 @@ def _model_card(config: AppConfig, predictor: Predictor, signature: Signature | 
         st.caption("The model has no column signature; inputs are sent as JSON, unvalidated.")
 
 
+@st.fragment
+def _single_tab(predictor: Predictor, identity: str, as_user: bool, fields: list[Field], user: str) -> None:
+    """The form, its answer and the history: a click reruns only this part of the page."""
+    history: list[dict[str, Any]] = st.session_state.setdefault("history", [])
+    with st.form("predict-form"):
+        if fields:
+            optional = [f.name for f in fields if not f.required]
+            st.caption(f"Optional: {', '.join(optional)}; every other field is required." if optional
+                       else "Every field is required.")
+            values = {f.name: _widget(f) for f in fields}
+        else:
+            values = {"__json__": st.text_area("JSON input", value="[]", key="field:__json__")}
+        submitted = st.form_submit_button("Predict", type="primary")
+    if submitted:
+        try:
+            records = [form_to_record(fields, values)] if fields else json.loads(values["__json__"])
+            with st.spinner("Predicting..."):
+                result = _predict(predictor, identity, records)
+            st.session_state["last"] = result
+            history.insert(0, {
+                "time": datetime.now(UTC).strftime("%H:%M:%S"),
+                "input": json.dumps(records[0] if fields else records, default=str),
+                "prediction": format_prediction(result["predictions"]),
+                "version": result.get("model_version"),
+            })
+            del history[50:]
+            st.session_state.pop("error", None)
+        except json.JSONDecodeError as e:
+            st.session_state["error"] = PredictorError(f"The JSON input is not valid JSON: {e.msg}")
+            st.session_state.pop("last", None)
+        except Exception as e:
+            st.session_state["error"] = e
+            st.session_state.pop("last", None)
+    if "error" in st.session_state:
+        _show_error(st.session_state["error"], as_user)
+    elif "last" in st.session_state:
+        _show_prediction(st.session_state["last"])
+        feedback_controls(st.session_state["last"].get("trace_id"), user, key="form", ask_expected=bool(fields))
+    if history:
+        with st.expander(f"History ({len(history)})"):
+            st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
+
+
+@st.fragment
+def _batch_tab(predictor: Predictor, identity: str, as_user: bool, fields: list[Field],
+               signature: Signature | None) -> None:
+    """CSV upload and its results: an upload reruns only this part of the page."""
+    if fields:
+        st.download_button("CSV template", csv_template(signature).encode(), file_name="template.csv",
+                           mime="text/csv", key="csv-template")
+    upload = st.file_uploader("CSV file", type=["csv"], key="csv-upload",
+                              help="A header row naming the model's columns, one row per record.")
+    if upload is not None:
+        try:
+            records = parse_csv_rows(upload.getvalue().decode("utf-8-sig"), signature)
+            result = _score_batch(predictor, identity, records)
+            table = pd.DataFrame(prediction_rows(records, result["predictions"]))
+            st.success(f"Scored {len(records)} rows with version {result.get('model_version') or '?'}.")
+            st.toast(f"Scored {len(records)} rows")
+            st.dataframe(table, hide_index=True, width="stretch")
+            st.download_button("Download results", table.to_csv(index=False).encode(),
+                               file_name="predictions.csv", mime="text/csv")
+            _distribution(table)
+        except UnicodeDecodeError:
+            st.error("The file is not UTF-8 text.")
+        except Exception as e:
+            _show_error(e, as_user)
+
+
 def main() -> None:
     st.set_page_config(page_title="Model predictions", layout="wide")
     try:
-        config, base, signature, fields = _resources()
+        config, base, signature, fields = resources()
     except Exception as e:
         st.title("Model predictions")
         _show_error(e)
@@ -201,70 +257,11 @@ def main() -> None:
     with st.sidebar:
         _model_card(config, base, signature)
 
-    history: list[dict[str, Any]] = st.session_state.setdefault("history", [])
-
     single, batch, feedback = st.tabs(["Single prediction", "Batch (CSV)", "Feedback"])
     with single:
-        with st.form("predict-form"):
-            if fields:
-                optional = [f.name for f in fields if not f.required]
-                st.caption(f"Optional: {', '.join(optional)}; every other field is required." if optional
-                           else "Every field is required.")
-                values = {f.name: _widget(f) for f in fields}
-            else:
-                values = {"__json__": st.text_area("JSON input", value="[]", key="field:__json__")}
-            submitted = st.form_submit_button("Predict", type="primary")
-        if submitted:
-            try:
-                records = [form_to_record(fields, values)] if fields else json.loads(values["__json__"])
-                with st.spinner("Predicting..."):
-                    result = _predict(predictor, identity, records)
-                st.session_state["last"] = result
-                history.insert(0, {
-                    "time": datetime.now(UTC).strftime("%H:%M:%S"),
-                    "input": json.dumps(records[0] if fields else records, default=str),
-                    "prediction": format_prediction(result["predictions"]),
-                    "version": result.get("model_version"),
-                })
-                del history[50:]
-                st.session_state.pop("error", None)
-            except json.JSONDecodeError as e:
-                st.session_state["error"] = PredictorError(f"The JSON input is not valid JSON: {e.msg}")
-                st.session_state.pop("last", None)
-            except Exception as e:
-                st.session_state["error"] = e
-                st.session_state.pop("last", None)
-        if "error" in st.session_state:
-            _show_error(st.session_state["error"], as_user)
-        elif "last" in st.session_state:
-            _show_prediction(st.session_state["last"])
-            feedback_controls(st.session_state["last"].get("trace_id"), user, key="form", ask_expected=bool(fields))
-        if history:
-            with st.expander(f"History ({len(history)})"):
-                st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
-
+        _single_tab(predictor, identity, as_user, fields, user)
     with batch:
-        if fields:
-            st.download_button("CSV template", csv_template(signature).encode(), file_name="template.csv",
-                               mime="text/csv", key="csv-template")
-        upload = st.file_uploader("CSV file", type=["csv"], key="csv-upload",
-                                  help="A header row naming the model's columns, one row per record.")
-        if upload is not None:
-            try:
-                records = parse_csv_rows(upload.getvalue().decode("utf-8-sig"), signature)
-                result = _score_batch(predictor, identity, records)
-                table = pd.DataFrame(prediction_rows(records, result["predictions"]))
-                st.success(f"Scored {len(records)} rows with version {result.get('model_version') or '?'}.")
-                st.toast(f"Scored {len(records)} rows")
-                st.dataframe(table, hide_index=True, width="stretch")
-                st.download_button("Download results", table.to_csv(index=False).encode(),
-                                   file_name="predictions.csv", mime="text/csv")
-                _distribution(table)
-            except UnicodeDecodeError:
-                st.error("The file is not UTF-8 text.")
-            except Exception as e:
-                _show_error(e, as_user)
-
+        _batch_tab(predictor, identity, as_user, fields, signature)
     with feedback:
         feedback_page(model_info(base, config).name, experiment_id)
 

@@ -1,0 +1,37 @@
+"""The Streamlit app's process-wide resources (config, Predictor, signature, form fields), cached once.
+
+A module of its own so that the page (``streamlit_app.py``) and the server entry point
+(``streamlit_server.py``, which loads them when the server starts) share one cached function.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import streamlit as st
+
+from client import Predictor, Signature
+from frontends import _example, _session
+from frontends._form import Field
+from frontends._session import AppConfig
+
+__all__ = ["resources"]
+
+
+@st.cache_resource(show_spinner="Loading the model...")
+def resources() -> tuple[AppConfig, Predictor, Signature | None, list[Field]]:
+    """Load once per process; a failure is not cached (the next page load tries again)."""
+    config = AppConfig.from_env()
+    # Looked up on the modules at call time (tests patch them).
+    predictor, signature = _session.load_predictor(config)
+    if predictor.kind == "chat":  # a chat page, no form
+        gc.freeze()
+        return config, predictor, signature, []
+    rows = _example.load_example_rows(config.registry_model_uri, config.registry_uri)
+    fields = _example.form_fields(signature, rows, os.environ)
+    # Streamlit runs a full gc.collect() after every script run (runner.postScriptGC); with MLflow,
+    # pandas and the model loaded that scan costs ~200 ms of CPU per click, holding the GIL while the
+    # answer waits to be sent. What is loaded now lives as long as the process: leave it out of it.
+    gc.freeze()
+    return config, predictor, signature, fields
