@@ -3,7 +3,10 @@
 The conversation lives in the browser session's Chatbot (never shared); the Chatbot's clear
 button starts a new one, the Stop button cancels the handler, which closes the stream's
 connection. Errors before any text are a ``gr.Error``; a stream cut off midway keeps its text
-and says why under it. Below the chat: which model answered and its trace id.
+and says why under it. Below the chat: which model answered and its trace id, then thumbs
+up/down and a comment for the latest answer (``frontends/_gr_feedback.feedback_controls``),
+stored as a ``user_feedback`` assessment on that answer's trace, wherever it was written (the
+agent server's or Model Serving's experiment in endpoint mode, the app's in direct mode).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import gradio as gr
 
 from client import PredictorError
 from frontends._chat import caption, chat_error_text, conversation, tool_lines
+from frontends._gr_feedback import feedback_controls
 from frontends._session import caller_identity, predictor_for
 
 if TYPE_CHECKING:
@@ -39,31 +43,38 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
                 async for delta in stream:
                     if delta.text:
                         text += delta.text
-                        yield text, ""
+                        yield text, "", None
             result = stream.get_final_result()
         except PredictorError as err:
             why = chat_error_text(err, as_user=as_user)
             if not text:
                 raise gr.Error(_plain(why), print_exception=False) from None
-            yield text + "\n\n---\n\n" + why, ""
+            yield text + "\n\n---\n\n" + why, "", None
             return
         details = [caption(result), *("Tool: " + line for line in tool_lines(result))]
-        yield result.text, "  \n".join(details)
+        yield result.text, "  \n".join(details), result.trace_id
 
     with gr.Blocks(title=runtime.config.title) as demo:
         gr.Markdown(f"# {runtime.config.title}")
         with gr.Row():
             with gr.Column(scale=3):
                 details = gr.Markdown(render=False)
+                trace_state = gr.State(None)  # the latest answer's trace id: what the thumbs rate
+                chatbot = gr.Chatbot(label="Conversation", height=460)
                 gr.ChatInterface(
                     answer,
-                    chatbot=gr.Chatbot(label="Conversation", height=460),
+                    chatbot=chatbot,
                     textbox=gr.Textbox(placeholder="Ask the model", show_label=False, submit_btn=True, stop_btn=True),
-                    additional_outputs=[details],
+                    additional_outputs=[details, trace_state],
                     stop_btn=True,
                     api_name="chat",
                 )
                 details.render()
+                comment, _, status = feedback_controls(trace_state)
+                # a new answer (or a cleared chat) starts with an empty comment and no status
+                trace_state.change(lambda _trace: ("", ""), inputs=trace_state, outputs=[comment, status],
+                                   api_visibility="private")
+                chatbot.clear(lambda: None, outputs=trace_state, api_visibility="private")
             with gr.Column(scale=2):
                 gr.Markdown("## Model")
                 card = gr.Markdown()

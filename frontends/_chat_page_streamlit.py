@@ -5,6 +5,10 @@ the answer's "Stop" (or sending another message) while it streams makes Streamli
 script; the interrupted ``write_stream`` drops the stream, whose generator closes the connection,
 and the text that had arrived is kept with a "stopped" note. (Streamlit's own toolbar Stop halts
 the run without a rerun: the note then appears with the next message.)
+
+Under each answer: thumbs up/down and a comment (``frontends/_st_feedback.feedback_controls``),
+stored as a ``user_feedback`` assessment on the answer's trace, wherever that trace was written
+(the agent server's or Model Serving's experiment in endpoint mode, the app's in direct mode).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import streamlit as st
 
 from client import ChatStream, Predictor
 from frontends._chat import STOPPED, caption, chat_error_text, conversation, tool_lines
+from frontends._feedback import feedback_user
+from frontends._st_feedback import feedback_controls
 
 _HISTORY = "chat_history"
 _PENDING = "chat_pending"
@@ -28,7 +34,15 @@ def _pieces(stream: ChatStream, pending: dict[str, Any]) -> Iterator[str]:
             yield delta.text
 
 
-def _show(turn: dict[str, Any]) -> None:
+def _user() -> str:
+    """Who votes: the front door's ``X-Forwarded-Email`` (else "anonymous")."""
+    try:
+        return feedback_user(dict(st.context.headers))
+    except Exception:  # no browser session (e.g. AppTest)
+        return feedback_user(None)
+
+
+def _show(turn: dict[str, Any], user: str = "") -> None:
     with st.chat_message(turn["role"]):
         if turn.get("error"):
             st.error(turn["content"])
@@ -38,6 +52,8 @@ def _show(turn: dict[str, Any]) -> None:
             st.caption("Tool: " + line)
         if turn.get("caption"):
             st.caption(turn["caption"])
+        if turn["role"] == "assistant" and not turn.get("note"):  # a whole answer, not an error or a stopped one
+            feedback_controls(turn.get("trace_id"), user, key="chat")
 
 
 def render(title: str, card: str, predictor: Predictor, as_user: bool) -> None:
@@ -53,8 +69,9 @@ def render(title: str, card: str, predictor: Predictor, as_user: bool) -> None:
     pending = st.session_state.pop(_PENDING, None)
     if pending is not None:  # the last run was interrupted mid-answer: keep what had arrived
         history.append({"role": "assistant", "content": (pending["text"] + "\n\n" + STOPPED).strip(), "note": True})
+    user = _user()
     for turn in history:
-        _show(turn)
+        _show(turn, user)
 
     prompt = st.chat_input("Ask the model")
     if not prompt:
@@ -79,5 +96,5 @@ def render(title: str, card: str, predictor: Predictor, as_user: bool) -> None:
             return
         st.session_state.pop(_PENDING, None)
         history.append({"role": "assistant", "content": result.text, "caption": caption(result),
-                        "tools": tool_lines(result)})
+                        "tools": tool_lines(result), "trace_id": result.trace_id})
         st.rerun()  # redraw the answer as a history turn (with its caption), the Stop button gone

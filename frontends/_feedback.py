@@ -63,6 +63,9 @@ DEFAULT_MAX_TRACES = 10_000
 DEFAULT_WINDOW_DAYS = 30
 LATEST_COMMENTS = 10
 SEARCH_PAGE = 1_000
+#: How long a vote waits for a trace another process is still writing: the agent server (and
+#: Model Serving) send an answer's trace id before they export its trace.
+TRACE_WAIT_S = 10.0
 
 
 def feedback_user(headers: Mapping[str, str] | None) -> str:
@@ -149,24 +152,40 @@ def current_vote(trace_id: str, user: str) -> Vote | None:
                 None if exp is None else exp.value)
 
 
+def _stored_trace(trace_id: str, wait_s: float) -> Any | None:
+    """The trace as stored, waiting up to ``wait_s`` for one that is still being written."""
+    import mlflow
+    from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+    trace = mlflow.get_trace(trace_id, silent=True)
+    if trace is None:  # just written here: still in the exporter's queue. Flush only then: a flush
+        # costs up to a second and makes concurrent predictions export synchronously meanwhile.
+        mlflow.flush_trace_async_logging()
+        trace = mlflow.get_trace(trace_id, silent=True)
+    if trace is None and wait_s > 0:  # written by the agent server / Model Serving, after its answer
+        fetch = Retrying(retry=retry_if_result(lambda t: t is None), stop=stop_after_delay(wait_s),
+                         wait=wait_fixed(0.25), retry_error_callback=lambda _state: None)
+        trace = fetch(mlflow.get_trace, trace_id, silent=True)
+    return trace
+
+
 def record_feedback(trace_id: str, user: str, *, thumbs_up: bool, comment: str | None = None,
-                    expected: Any = None) -> Vote:
+                    expected: Any = None, wait_s: float = TRACE_WAIT_S) -> Vote:
     """Store ``user``'s thumbs (and comment, and the value they believe right) on the trace.
 
-    The user's earlier feedback on the same trace is updated, never duplicated (an empty comment
-    keeps the earlier one). Raises
-    ``ValueError`` for a trace id that is not in the store (MLflow's error otherwise).
+    The trace may be in any experiment of the tracking store: the app's own (its predictions,
+    direct-mode chat answers) or the one the agent server or Model Serving wrote a chat answer's
+    trace to; a trace that is not there yet is waited for up to ``wait_s`` seconds. The user's
+    earlier feedback on the same trace is updated, never duplicated (an empty comment keeps the
+    earlier one). Raises ``ValueError`` for a trace id that is not in the store (MLflow's error
+    otherwise).
     """
     import mlflow
     from mlflow.entities import AssessmentSource, AssessmentSourceType, Expectation, Feedback
 
     if not trace_id:
         raise ValueError("this prediction has no trace: tracing was off or the store unreachable")
-    trace = mlflow.get_trace(trace_id, silent=True)
-    if trace is None:  # just written: still in the exporter's queue. Flush only then: a flush
-        # costs up to a second and makes concurrent predictions export synchronously meanwhile.
-        mlflow.flush_trace_async_logging()
-        trace = mlflow.get_trace(trace_id, silent=True)
+    trace = _stored_trace(trace_id, wait_s)
     if trace is None:
         raise ValueError(f"trace {trace_id} is not in the tracking store")
     comment = (comment or "").strip() or None

@@ -4,10 +4,16 @@ The demo agent is told to pace its chunks (``/pace N``), so the test can see par
 on the page before the model has produced its last chunk; the final text must equal the
 non-streamed answer. Also: a second browser session has its own conversation, "new conversation"
 clears it, and Stop ends an answer midway.
+
+Feedback on an answer: a user signed in through the front door (``tests/front_door.py``) gives
+thumbs down with a comment, then thumbs up; the store holds one ``user_feedback`` assessment by
+that user on the answer's trace, changed by the second click. That trace is where the model
+side wrote it: the agent server's experiment in endpoint mode, the app's own in direct mode.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -15,8 +21,10 @@ from typing import Any
 
 import pytest
 from _browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, launch_app, wait_ready
+from front_door import FrontDoor, User
 
 from client import Predictor
+from frontends._feedback import FEEDBACK_NAME, default_experiment_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -41,23 +49,33 @@ def browser():
         b.close()
 
 
+class ChatApps:
+    """The chat apps, each started when a test first asks for it (a test run with ``-k`` starts
+    only the apps it uses), then shared by the module's tests."""
+
+    def __init__(self, registry: str, agent_server: str, logs: Path) -> None:
+        self.registry, self.agent_server, self.logs = registry, agent_server, logs
+        self.servers: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.servers:
+            kind, mode = name.split("-")
+            env = {"PREDICTOR_MODEL_URI": AGENT, "PREDICTOR_REGISTRY_URI": self.registry,
+                   "MLFLOW_TRACKING_URI": self.registry, "MLFLOW_REGISTRY_URI": self.registry}
+            if mode == "endpoint":
+                env["PREDICTOR_ENDPOINT_URL"] = f"{self.agent_server}/serving-endpoints/assistant/invocations"
+            self.servers[name] = launch_app(kind, env, self.logs / f"{name}.log")
+            wait_ready(self.servers[name])
+        return self.servers[name]
+
+
 @pytest.fixture(scope="module")
 def chat_apps(agent_registry: str, agent_server: str, tmp_path_factory: pytest.TempPathFactory):
-    logs = tmp_path_factory.mktemp("chat_apps")
-    servers: dict[str, Any] = {}
+    apps = ChatApps(agent_registry, agent_server, tmp_path_factory.mktemp("chat_apps"))
     try:
-        for name in APPS:
-            kind, mode = name.split("-")
-            env = {"PREDICTOR_MODEL_URI": AGENT, "PREDICTOR_REGISTRY_URI": agent_registry,
-                   "MLFLOW_TRACKING_URI": agent_registry, "MLFLOW_REGISTRY_URI": agent_registry}
-            if mode == "endpoint":
-                env["PREDICTOR_ENDPOINT_URL"] = f"{agent_server}/serving-endpoints/assistant/invocations"
-            servers[name] = launch_app(kind, env, logs / f"{name}.log")
-        for server in servers.values():
-            wait_ready(server)
-        yield servers
+        yield apps
     finally:
-        for server in servers.values():
+        for server in apps.servers.values():
             server.stop()
 
 
@@ -155,3 +173,67 @@ def test_answers_stream_into_the_page_and_end_as_the_whole_answer(
             assert re.search(r"\(stopped\)", stopped)
     finally:
         page.close()
+
+
+def _feedback_on(trace_id: str) -> list[tuple[str, str, Any, str | None]]:
+    """(assessment id, user, value, comment) of the valid ``user_feedback`` on the trace."""
+    import mlflow
+
+    trace = mlflow.get_trace(trace_id)
+    assert trace is not None, f"trace {trace_id} is not in the store"
+    return [(a.assessment_id, a.source.source_id, a.value, a.rationale) for a in trace.info.assessments
+            if a.name == FEEDBACK_NAME and a.valid is not False]
+
+
+def _vote(chat: ChatDriver, name: str, comment: str | None = None) -> None:
+    from playwright.sync_api import Error, expect
+
+    page = chat.page
+    if comment is not None:
+        box = page.get_by_label("Comment (optional)", exact=True).last
+        box.fill(comment, timeout=TIMEOUT)
+        if chat.kind == "streamlit":
+            box.press("Enter")  # commit the text (a rerun) before the click
+            with contextlib.suppress(Error):
+                page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=10_000)
+    role = "radio" if chat.kind == "streamlit" else "button"  # st.feedback's thumbs are radios
+    page.get_by_role(role, name=name, exact=True).last.click(timeout=TIMEOUT)
+    word = name.split()[-1]
+    expect(page.get_by_text(re.compile(f"Feedback saved: thumbs {word}"))).to_be_visible(timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_thumbs_on_an_answer_are_stored_on_its_trace_for_the_signed_in_user(
+    name: str, chat_apps: Any, browser: Any, agent_registry: str
+) -> None:
+    import mlflow
+
+    kind, mode = name.split("-")
+    with FrontDoor(chat_apps[name].url, User.named("alice", token=None)) as door:
+        page = browser.new_page(viewport={"width": 1200, "height": 1100})
+        try:
+            chat = ChatDriver(page, kind).open(door.url)
+            chat.send(QUESTION)
+            chat.wait_for_answer(lambda t: LAST_WORD in t)
+            page.get_by_text(re.compile(r"trace tr-[0-9a-f]{32}")).last.wait_for(timeout=TIMEOUT)
+            [trace_id] = re.findall(r"trace (tr-[0-9a-f]{32})", page.inner_text("body"))
+
+            _vote(chat, "Thumbs down", comment="say which model version")
+            chat.shot(f"chat-feedback-{name}")
+            [(assessment_id, user, value, comment)] = _feedback_on(trace_id)
+            assert (user, value, comment) == ("alice@example.com", False, "say which model version")
+
+            _vote(chat, "Thumbs up")  # the same assessment, changed; the comment kept
+            assert _feedback_on(trace_id) == [(assessment_id, "alice@example.com", True, "say which model version")]
+
+            app_experiment = mlflow.get_experiment_by_name(default_experiment_name(kind))
+            assert app_experiment is not None
+            stored_in = mlflow.get_trace(trace_id).info.experiment_id
+            # endpoint mode: the agent server's experiment (its default one), not the app's
+            assert (stored_in == app_experiment.experiment_id) == (mode == "direct"), (stored_in, mode)
+            assert "Traceback" not in page.content()
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / f"chat-feedback-{name}-failure.png"), full_page=True)
+            raise
+        finally:
+            page.close()

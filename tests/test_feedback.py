@@ -95,7 +95,7 @@ def test_feedback_needs_a_trace_in_the_store(experiment):
     with pytest.raises(ValueError, match="no trace"):
         record_feedback("", ANONYMOUS, thumbs_up=True)
     with pytest.raises(Exception, match="tr-00000000000000000000000000000000"):
-        record_feedback("tr-00000000000000000000000000000000", ANONYMOUS, thumbs_up=True)
+        record_feedback("tr-00000000000000000000000000000000", ANONYMOUS, thumbs_up=True, wait_s=0.5)
 
 
 @pytest.mark.slow
