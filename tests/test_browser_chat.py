@@ -96,9 +96,10 @@ class ChatDriver:
         return self
 
     def send(self, text: str) -> None:
-        # Gradio blanks the placeholder while it answers: find its box by test id.
+        # Gradio blanks the placeholder while it answers: find its box by test id (the first one:
+        # the feedback comment box below the chat is a textbox too).
         box = self.page.get_by_placeholder("Ask the model") if self.kind == "streamlit" else \
-            self.page.get_by_test_id("textbox")
+            self.page.get_by_test_id("textbox").first
         box.fill(text, timeout=TIMEOUT)
         box.press("Enter")
 
