@@ -102,3 +102,23 @@ def test_by_endpoint_name_the_task_says_chat_and_ids_come_back(
         assert answer.request_id and answer.endpoint == "support-agent"
         assert answer.model_version == "1"
     assert reply.served_model_name == "assistant-1"
+
+
+def test_feedback_right_after_a_streamed_endpoint_answer_lands_on_the_servers_trace(served: Predictor) -> None:
+    """The agent server sends the trace id before it exports the trace: the vote waits for it."""
+    import mlflow
+
+    from frontends._feedback import FEEDBACK_NAME, record_feedback
+
+    stream = served.stream(QUESTION)
+    for _ in stream:
+        pass
+    trace_id = stream.get_final_result().trace_id
+    assert trace_id
+    down = record_feedback(trace_id, "ann@example.com", thumbs_up=False, comment="which version?")
+    up = record_feedback(trace_id, "ann@example.com", thumbs_up=True)
+    trace = mlflow.get_trace(trace_id)
+    [vote] = [a for a in trace.info.assessments if a.name == FEEDBACK_NAME and a.valid is not False]
+    assert (vote.source.source_type, vote.source.source_id) == ("HUMAN", "ann@example.com")
+    assert (vote.value, vote.rationale) == (True, "which version?")
+    assert vote.assessment_id == down.assessment_id == up.assessment_id
