@@ -1,4 +1,5 @@
-"""A demo model to try the SDK with: logistic regression on iris, ``main.default.iris@champion``."""
+"""Demo models to try the SDK with: ``main.default.iris@champion`` (logistic regression on iris,
+answering a class name and class probabilities, see ``_demo_iris``) and the demo agent."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ._registry import activate, home_dir, resolve_registry_uri
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "IRIS_REQUIREMENTS",
     "SKLEARN_REQUIREMENTS",
     "ensure_experiment",
     "pip_requirements",
@@ -46,6 +48,8 @@ def pip_requirements(*packages: str) -> list[str]:
 
 #: What the scikit-learn demo models need at serving time (what MLflow itself infers for them).
 SKLEARN_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "scikit-learn", "scipy")
+#: What the iris demo (``_demo_iris.IrisClassifier``, coefficients and numpy) needs at serving time.
+IRIS_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas")
 
 
 def alias_exists(name: str, alias: str) -> bool:
@@ -70,28 +74,37 @@ def register_demo_model(registry_uri: str | None = None) -> str:
         logger.info("%s already registered", DEMO_MODEL_URI)
         return DEMO_MODEL_URI
 
+    import sys
+
+    import cloudpickle
     import mlflow
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
+    from . import _demo_iris
+
     data = load_iris(as_frame=True)
     X = data.data.astype("float64")
-    y = data.target
-    model = LogisticRegression(max_iter=500).fit(X, y)
-    signature = infer_signature(X, model.predict(X))
+    y = data.target_names[data.target]  # class names, not 0/1/2
+    model = _demo_iris.IrisClassifier(LogisticRegression(max_iter=500).fit(X, y))
+    example = X.head(3)
+    signature = infer_signature(example, model.predict(None, example))
     ensure_experiment("/predictor-demo")
-    with mlflow.start_run(run_name="iris-demo"):
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=X.head(3),
-            registered_model_name=DEMO_MODEL_NAME,
-            serialization_format="cloudpickle",
-            pip_requirements=pip_requirements(*SKLEARN_REQUIREMENTS),
-        )
+    cloudpickle.register_pickle_by_value(sys.modules[_demo_iris.__name__])  # the logged model needs no `client`
+    try:
+        with mlflow.start_run(run_name="iris-demo"):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=model,
+                signature=signature,
+                input_example=example,
+                registered_model_name=DEMO_MODEL_NAME,
+                pip_requirements=pip_requirements(*IRIS_REQUIREMENTS),
+            )
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[_demo_iris.__name__])
     version = info.registered_model_version
     MlflowClient().set_registered_model_alias(DEMO_MODEL_NAME, DEMO_MODEL_ALIAS, str(version))
     logger.info("registered %s version %s", DEMO_MODEL_NAME, version)
