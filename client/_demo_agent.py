@@ -79,7 +79,10 @@ class IrisAssistant(ResponsesAgent):
 
         if self._iris is None:
             self._iris = mlflow.pyfunc.load_model(DEMO_MODEL_URI)
-        label = int(self._iris.predict(pd.DataFrame([measurements]).astype("float64"))[0])
+        out = self._iris.predict(pd.DataFrame([measurements]).astype("float64"))
+        if isinstance(out, pd.DataFrame) and "prediction" in out.columns:  # a class name (the demo model)
+            return str(out["prediction"].iloc[0])
+        label = int(out[0])  # a class index (an iris model registered before the demo answered names)
         return SPECIES[label] if 0 <= label < len(SPECIES) else str(label)
 
 

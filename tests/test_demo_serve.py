@@ -9,11 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _iris import iris_labels
 
 ROOT = Path(__file__).resolve().parent.parent
 
 IRIS_COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+IRIS_LABELS = ["setosa", "virginica", "versicolor"]
 
 
 def test_demo_registration_is_idempotent(registry_uri: str) -> None:
@@ -35,7 +37,7 @@ def test_served_paths_agree(scoring_server: str) -> None:
     b = httpx.post(f"{scoring_server}/invocations", json=payload, timeout=30)
     assert a.status_code == b.status_code == 200, (a.text, b.text)
     assert a.json() == b.json()
-    assert a.json()["predictions"] == [0, 2, 1]
+    assert iris_labels(a.json()["predictions"]) == IRIS_LABELS
     assert httpx.get(f"{scoring_server}/serving-endpoints/iris/ping", timeout=10).status_code == 200
 
 
@@ -58,14 +60,14 @@ def test_official_clients_query_it_like_a_workspace_endpoint(
     answer = WorkspaceClient(host=scoring_server, token="dapi-local-not-checked").serving_endpoints.query(
         "iris", dataframe_records=records
     )
-    assert answer.predictions == [0, 2, 1]
+    assert iris_labels(answer.predictions) == IRIS_LABELS
     assert answer.served_model_name == "iris-1"  # main.default.iris@champion is version 1
     via_mlflow = get_deploy_client("databricks").predict(endpoint="iris", inputs={"dataframe_records": records})
-    assert via_mlflow["predictions"] == [0, 2, 1]
+    assert via_mlflow["predictions"] == answer.predictions
     # Only invocations answers carry it, as on a workspace; the header is MLflow's answer plus one.
     assert "served-model-name" not in httpx.get(f"{scoring_server}/ping", timeout=10).headers
     r = httpx.post(f"{scoring_server}/invocations", json={"dataframe_records": records}, timeout=30)
-    assert r.headers.get_list("served-model-name") == ["iris-1"] and r.json() == {"predictions": [0, 2, 1]}
+    assert r.headers.get_list("served-model-name") == ["iris-1"] and r.json() == {"predictions": answer.predictions}
 
 
 def test_served_entity_name_can_be_given(registry_uri: str) -> None:
@@ -80,7 +82,7 @@ def test_served_entity_name_can_be_given(registry_uri: str) -> None:
     payload = {"dataframe_split": {"columns": IRIS_COLUMNS, "data": IRIS_ROWS[:1]}}
     with TestClient(app) as http:
         r = http.post("/serving-endpoints/iris/invocations", json=payload)
-    assert r.status_code == 200 and r.json() == {"predictions": [0]}
+    assert r.status_code == 200 and iris_labels(r.json()["predictions"]) == ["setosa"]
     assert r.headers["served-model-name"] == "champion"
 
 
@@ -154,7 +156,7 @@ def test_cli_predict_url(scoring_server: str, capsys: pytest.CaptureFixture[str]
     ]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["predictions"] == [0, 2, 1] and out["mode"] == "endpoint"
+    assert iris_labels(out["predictions"]) == IRIS_LABELS and out["mode"] == "endpoint"
 
 
 def test_demo_agent_is_a_responses_agent_with_a_signature(agent_registry: str) -> None:

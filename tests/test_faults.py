@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _iris import IRIS_CLASSES, iris_labels
 from fault_proxy import FAULTS, FaultProxy
 
 from client import (
@@ -166,6 +167,9 @@ async def run_calls(p: Predictor, rows: list[dict[str, float]], concurrency: int
 def direct_predictions(registry_uri: str) -> dict[tuple[float, ...], Any]:
     rows = make_rows(2000)
     preds = Predictor.from_model(IRIS, registry_uri=registry_uri).predict(rows).predictions
+    # Class names and probabilities, all three classes among them; compared exactly below (the demo
+    # model's probabilities do not depend on which rows share a request).
+    assert set(iris_labels(preds)) == set(IRIS_CLASSES)
     return {key(r): p for r, p in zip(rows, preds, strict=True)}
 
 

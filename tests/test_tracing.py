@@ -14,6 +14,7 @@ import uuid
 
 import httpx
 import pytest
+from _iris import iris_labels
 from conftest import ROOT, free_port
 
 from client import BadRequestError, Predictor
@@ -98,7 +99,8 @@ def test_endpoint_calls_each_get_one_trace_and_a_client_request_id(experiment, s
                                  http_transport=wire) as p:
         first, second = p.predict([ROW]), p.predict([ROW, ROW2], client_request_id="mine-42")
     # MLflow's scoring server ignores the extra top-level key and answers as usual.
-    assert first.predictions == [0] and second.predictions[0] == 0 and len(second.predictions) == 2
+    assert iris_labels(first.predictions) == ["setosa"] and iris_labels(second.predictions)[0] == "setosa"
+    assert len(second.predictions) == 2
     assert [b["client_request_id"] for b in wire.bodies] == [first.client_request_id, "mine-42"]
     assert str(uuid.UUID(first.client_request_id or "")) == first.client_request_id
     stored = {t.info.trace_id: t for t in traces(experiment)}
@@ -127,7 +129,8 @@ def test_batched_calls_give_one_trace_per_caller_with_the_batch_size(experiment,
         return out
 
     results = asyncio.run(many())
-    assert [r.predictions[0] for r in results] == [2 if i % 2 == 0 else 0 for i in range(8)]
+    labels = [iris_labels(r.predictions)[0] for r in results]
+    assert labels == ["virginica" if i % 2 == 0 else "setosa" for i in range(8)]
     assert len(wire.bodies) < 8, "the calls were not coalesced"
     assert max(r.batch_size for r in results) > 1
     sent_ids = {b["client_request_id"] for b in wire.bodies}
@@ -207,6 +210,6 @@ def test_a_dead_tracking_store_does_not_fail_predictions(scoring_server, tmp_pat
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     answers = json.loads(run.stdout.strip().splitlines()[-1])
-    assert [a[0] for a in answers] == [[0]] * 3
+    assert [iris_labels(a[0]) for a in answers] == [["setosa"]] * 3
     assert all(a[1] for a in answers)  # the trace ids are made locally; exporting them is what failed
     assert "Failed to send trace" in run.stderr, run.stderr[-2000:]  # MLflow's exporter warned, in the background
