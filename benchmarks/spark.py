@@ -97,7 +97,7 @@ def main() -> None:
         from pyspark.sql import functions as F
 
         from client import Predictor
-        from client.spark import score, spark_session
+        from client.spark import prediction_type, score, spark_session
 
         spark = spark_session("local[2]", app_name="spark-bench")
         spark.sparkContext.setLogLevel("ERROR")
@@ -122,7 +122,9 @@ def main() -> None:
             results["Predictor.predict, one process"] = args.rows / (time.perf_counter() - started)
         direct = Predictor.from_model(URI, registry_uri=registry)
         results["score, direct mode (local[2])"] = args.rows / timed_job(score(df, direct))
-        udf = mlflow.pyfunc.spark_udf(spark, URI, result_type="long", env_manager="local")
+        # The demo's output (a class name and its probabilities) as a struct, the type score() gives it too.
+        udf = mlflow.pyfunc.spark_udf(spark, URI, result_type=prediction_type(direct.get_signature()),
+                                      env_manager="local")
         results["mlflow spark_udf, direct (local[2])"] = args.rows / timed_job(
             df.withColumn("prediction", udf(F.struct(*[F.col(f"`{c}`") for c in COLUMNS])))
         )

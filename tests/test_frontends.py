@@ -117,7 +117,9 @@ def test_gradio_handler_with_a_fake_predictor(fake, monkeypatch):
 def expected(registry_uri) -> str:
     """The demo model's answer for IRIS_ROW, straight from the client."""
     with Predictor.from_model(IRIS, registry_uri=registry_uri) as p:
-        return format_prediction(p.predict([IRIS_ROW]).predictions)
+        text = format_prediction(p.predict([IRIS_ROW]).predictions)
+    assert text == "setosa"  # the class name, not its index
+    return text
 
 
 @pytest.fixture
@@ -142,6 +144,11 @@ def _apptest():
     return AppTest.from_file(str(ROOT / "frontends" / "streamlit_app.py"), default_timeout=180)
 
 
+def probability_charts(at) -> list:
+    """The bar charts of class probabilities on the page (the Feedback tab may draw one of its own)."""
+    return [c for c in at.get("vega_lite_chart") if '"probability"' in c.proto.spec]
+
+
 @pytest.mark.slow
 def test_streamlit_predicts_the_demo_model_in_direct_mode(app_env, expected):
     at = _apptest().run()
@@ -163,9 +170,11 @@ def test_streamlit_prefills_the_form_from_the_input_example(app_env, expected):
     # the demo model's input example: first row is IRIS_ROW; every column required
     assert {n.label: n.value for n in at.number_input} == IRIS_ROW
     assert all(n.help == "double, required" for n in at.number_input)
+    assert not probability_charts(at)
     at.button[0].click().run()  # nothing typed: the defaults are a valid record
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.metric[0].value == expected
+    assert len(probability_charts(at)) == 1  # the demo's class probabilities, on the first screen
 
 
 @pytest.mark.slow

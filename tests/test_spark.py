@@ -7,6 +7,7 @@ registered model's own ``predict`` in this process.
 
 from __future__ import annotations
 
+import json
 import pickle
 import random
 from collections.abc import Iterator
@@ -16,8 +17,10 @@ import pytest
 
 pyspark = pytest.importorskip("pyspark")
 
+from _iris import IRIS_CLASSES, iris_labels  # noqa: E402
 from fault_proxy import FAULTS, FaultProxy  # noqa: E402
 from pyspark.errors import PythonException  # noqa: E402
+from pyspark.sql import Row  # noqa: E402
 from pyspark.sql import types as T  # noqa: E402
 from workspace_standin import Endpoint, workspace  # noqa: E402, F401  (fixture)
 
@@ -79,7 +82,7 @@ def test_a_worker_builds_one_predictor_per_job_and_loads_the_model_once(registry
 
     p = Predictor.from_model(IRIS, registry_uri=registry_uri)
     job = Job(key="job-1", settings=settings_of(p), columns=COLUMNS, params=None,
-               batch_rows=None, concurrency=1, fail_on_error=False, out_type=T.LongType(),
+               batch_rows=None, concurrency=1, fail_on_error=False, out_type=prediction_type(p.get_signature()),
                prediction_col="prediction", error_col="prediction_error")
     frame = pd.DataFrame([dict.fromkeys(COLUMNS, 1.0), {**dict.fromkeys(COLUMNS, 1.0), COLUMNS[2]: None}])
     first = next(score_partition(pickle.loads(pickle.dumps(job)), iter([frame])))
@@ -174,8 +177,18 @@ SCHEMA = T.StructType([T.StructField("id", T.LongType(), False),
                        *(T.StructField(c, T.DoubleType(), True) for c in COLUMNS)])
 
 
-def expected_predictions(rows: list[tuple[Any, ...]], registry_uri: str) -> dict[int, int]:
-    """The registered model's own answers, in this process (the oracle)."""
+IRIS_TYPE = T.StructType([T.StructField("prediction", T.StringType()),
+                          *(T.StructField(f"probability_{c}", T.DoubleType()) for c in IRIS_CLASSES)])
+
+
+def plain(value: Any) -> Any:
+    """A struct prediction as a dict (Spark gives a ``Row``), to compare with the model's own answer."""
+    return value.asDict() if isinstance(value, Row) else value
+
+
+def expected_predictions(rows: list[tuple[Any, ...]], registry_uri: str) -> dict[int, dict[str, Any]]:
+    """The registered model's own answers, in this process (the oracle): each row's class name and
+    class probabilities, as a dict."""
     import mlflow.pyfunc
     import pandas as pd
 
@@ -184,7 +197,9 @@ def expected_predictions(rows: list[tuple[Any, ...]], registry_uri: str) -> dict
     activate(registry_uri)
     model = mlflow.pyfunc.load_model(IRIS)
     frame = pd.DataFrame([r[1:] for r in rows], columns=list(COLUMNS))
-    return {r[0]: int(p) for r, p in zip(rows, model.predict(frame), strict=True)}
+    answers = model.predict(frame).to_dict(orient="records")
+    assert set(iris_labels(answers)) == set(IRIS_CLASSES)
+    return {r[0]: p for r, p in zip(rows, answers, strict=True)}
 
 
 def test_100k_rows_through_faults_every_valid_row_right_every_invalid_row_explained(
@@ -206,11 +221,11 @@ def test_100k_rows_through_faults_every_valid_row_right_every_invalid_row_explai
         p = Predictor.from_endpoint(url=f"{proxy.url}/invocations", model_uri=IRIS, registry_uri=registry_uri,
                                     max_retries=10, total_timeout=None, timeout=30.0)
         scored = score(df, p, concurrency=4, batch_rows=500)
-        assert scored.schema["prediction"].dataType == T.LongType()
+        assert scored.schema["prediction"].dataType == IRIS_TYPE  # the output schema's columns
         collected = scored.select("id", "prediction", "prediction_error").collect()
     assert sum(proxy.injected.values()) >= 20, proxy.injected  # the faults did happen
     print(f"\nspark faults: {proxy.requests} requests, {sum(proxy.injected.values())} faults {dict(proxy.injected)}")
-    got = {r["id"]: (r["prediction"], r["prediction_error"]) for r in collected}
+    got = {r["id"]: (plain(r["prediction"]), r["prediction_error"]) for r in collected}
     assert len(collected) == len(got) == len(rows)  # none lost, none duplicated
     wrong = {i: got[i] for i, want in oracle.items() if got[i] != (want, None)}
     assert not wrong, f"{len(wrong)} valid rows wrong, e.g. {list(wrong.items())[:3]}"
@@ -221,7 +236,7 @@ def test_100k_rows_through_faults_every_valid_row_right_every_invalid_row_explai
 
     # Direct mode on the executors gives the same answers as the endpoint.
     direct = score(df, Predictor.from_model(IRIS, registry_uri=registry_uri))
-    got_direct = {r["id"]: (r["prediction"], r["prediction_error"]) for r in direct.select(
+    got_direct = {r["id"]: (plain(r["prediction"]), r["prediction_error"]) for r in direct.select(
         "id", "prediction", "prediction_error").collect()}
     assert got_direct == got
 
@@ -251,8 +266,8 @@ def test_a_row_the_server_rejects_is_isolated_and_re_runs_give_the_same_result(
     raw_errors = {r["id"]: r["prediction_error"] for r in raw if r["prediction_error"] is not None}
     assert set(raw_errors) == {3, 777}
     assert all(e.startswith("BadRequestError: HTTP 400") for e in raw_errors.values()), raw_errors
-    same = {r["id"]: r["prediction"] for r in first if r["id"] not in errors}
-    assert {r["id"]: int(r["prediction"]) for r in raw if r["id"] not in raw_errors} == same
+    same = {r["id"]: plain(r["prediction"]) for r in first if r["id"] not in errors}
+    assert {r["id"]: json.loads(r["prediction"]) for r in raw if r["id"] not in raw_errors} == same
 
 
 def test_by_name_with_oauth_the_executors_get_the_drivers_access_token_never_the_secret(
@@ -268,7 +283,7 @@ def test_by_name_with_oauth_the_executors_get_the_drivers_access_token_never_the
     p = Predictor.from_endpoint("iris", registry_uri=registry_uri)  # the signature: the endpoint's /openapi
     rows = iris_rows(3_000)
     scored = score(spark.createDataFrame(rows, SCHEMA).repartition(3), p, batch_rows=200)
-    got = {r["id"]: (r["prediction"], r["prediction_error"]) for r in scored.collect()}
+    got = {r["id"]: (plain(r["prediction"]), r["prediction_error"]) for r in scored.collect()}
     assert got == {i: (want, None) for i, want in expected_predictions(rows, registry_uri).items()}
     assert ws.tokens_issued == 1 and ws.invocations >= 15  # minted once, on the driver; used by every worker
     shipped = pickle.dumps(p)
