@@ -63,16 +63,28 @@ def alias_exists(name: str, alias: str) -> bool:
         return False
 
 
+def _answers_class_names() -> bool:
+    """Whether the registered demo model answers a class name and probabilities (older ones: 0, 1, 2)."""
+    from mlflow.models import get_model_info
+
+    signature = get_model_info(DEMO_MODEL_URI).signature
+    outputs = signature.outputs.input_names() if signature is not None and signature.outputs is not None else []
+    return "prediction" in outputs and any(str(n).startswith("probability_") for n in outputs)
+
+
 def register_demo_model(registry_uri: str | None = None) -> str:
     """Train, log and register the iris demo model; return its ``models:/`` URI.
 
-    Idempotent: if ``main.default.iris@champion`` already exists nothing is done.
+    Idempotent: if ``main.default.iris@champion`` already exists nothing is done, unless it is an
+    older demo that answered class indices; then a new version becomes the champion.
     """
     uri = resolve_registry_uri(registry_uri)
     activate(uri)
     if alias_exists(DEMO_MODEL_NAME, DEMO_MODEL_ALIAS):
-        logger.info("%s already registered", DEMO_MODEL_URI)
-        return DEMO_MODEL_URI
+        if _answers_class_names():
+            logger.info("%s already registered", DEMO_MODEL_URI)
+            return DEMO_MODEL_URI
+        logger.info("%s answers class indices (an older demo): registering a new version", DEMO_MODEL_URI)
 
     import sys
 

@@ -138,6 +138,43 @@ def test_cli_demo_subprocess(tmp_path: Path) -> None:
     assert not (tmp_path / "mlruns").exists()
 
 
+_OLD_DEMO_SCRIPT = """
+import mlflow, sys
+from mlflow import MlflowClient
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from mlflow.models import infer_signature
+from client._demo import ensure_experiment
+from client._registry import activate, resolve_registry_uri
+from client.cli import main
+
+activate(resolve_registry_uri(None))
+data = load_iris(as_frame=True)
+model = LogisticRegression(max_iter=500).fit(data.data, data.target)  # the demo before: answers 0, 1, 2
+ensure_experiment("/old-demo")
+with mlflow.start_run():
+    info = mlflow.sklearn.log_model(model, name="model", registered_model_name="main.default.iris",
+                                    signature=infer_signature(data.data, model.predict(data.data)),
+                                    pip_requirements=["scikit-learn"])
+MlflowClient().set_registered_model_alias("main.default.iris", "champion", info.registered_model_version)
+assert main(["demo"]) == 0 and main(["demo"]) == 0  # the second run finds the new version current
+from client import Predictor
+champion = MlflowClient().get_model_version_by_alias("main.default.iris", "champion").version
+row = dict(zip(["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"], [5.1, 3.5, 1.4, 0.2]))
+print(champion, Predictor.from_model("models:/main.default.iris@champion").predict([row]).predictions[0]["prediction"])
+"""
+
+
+@pytest.mark.slow
+def test_cli_demo_replaces_an_older_demo_that_answered_class_indices(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(PREDICTOR_HOME=str(tmp_path), PYTHONPATH=str(ROOT), HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", _OLD_DEMO_SCRIPT], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.strip().splitlines()[-1] == "2 setosa"  # a new version, the champion, answering a name
+
+
 @pytest.mark.slow
 def test_cli_predict_url(scoring_server: str, capsys: pytest.CaptureFixture[str]) -> None:
     import json
