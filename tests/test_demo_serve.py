@@ -160,7 +160,7 @@ MlflowClient().set_registered_model_alias("main.default.iris", "champion", info.
 assert main(["demo"]) == 0 and main(["demo"]) == 0  # the second run finds the new version current
 from client import Predictor
 champion = MlflowClient().get_model_version_by_alias("main.default.iris", "champion").version
-row = dict(zip(["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"], [5.1, 3.5, 1.4, 0.2]))
+row = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
 print(champion, Predictor.from_model("models:/main.default.iris@champion").predict([row]).predictions[0]["prediction"])
 """
 
