@@ -210,9 +210,11 @@ def test_gradio_handlers(app_env, expected, tmp_path):
     config = AppConfig.from_env()
     runtime = Runtime(config, *load_predictor(config))
     assert build_app(runtime) is not None
-    text, status, history, _ = asyncio.run(predict_values(runtime, dict(IRIS_ROW), {}, []))
+    text, status, history, probs = asyncio.run(predict_values(runtime, dict(IRIS_ROW), {}, []))
     assert text == expected, status
     assert "direct" in status and len(history) == 1 and history[0][2] == expected
+    assert set(probs) == {"setosa", "versicolor", "virginica"} and max(probs, key=probs.get) == expected
+    assert sum(probs.values()) == pytest.approx(1.0)  # drawn as gr.Label's bars
 
     text, status, history, _ = asyncio.run(
         predict_values(runtime, {**IRIS_ROW, "petal width (cm)": None}, {}, history))
@@ -224,7 +226,9 @@ def test_gradio_handlers(app_env, expected, tmp_path):
                         + "6.7,3.0,5.2,2.3\n")
     table, out, status = asyncio.run(score_csv(runtime, str(csv_path), {}))
     assert len(table) == 2 and "prediction" in table.columns, status
-    assert str(table["prediction"].iloc[0]) == expected
+    assert list(table["prediction"]) == [expected, "virginica"]
+    assert (table["probability_setosa"] + table["probability_versicolor"] + table["probability_virginica"]).tolist(
+    ) == pytest.approx([1.0, 1.0])
     assert out and Path(out).read_text().startswith(",".join(IRIS_ROW))
 
 
