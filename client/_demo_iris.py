@@ -4,7 +4,7 @@
 ``versicolor``, ``virginica``) as an MLflow pyfunc whose output is a DataFrame::
 
     prediction  probability_setosa  probability_versicolor  probability_virginica
-    setosa      0.979               0.021                   0.000
+    setosa      0.982               0.018                   0.000
 
 so Model Serving answers ``{"predictions": [{"prediction": "setosa", "probability_setosa": ...}]}``
 and the apps draw the probabilities as a chart. Only the fitted coefficients are kept, pickled by
@@ -28,8 +28,8 @@ class IrisClassifier(PythonModel):
         self.intercept = model.intercept_.copy()
 
     # A DataFrame hint: MLflow infers no signature from it (the logged one is explicit) and does not
-    # warn that the hint is missing. Evaluated here (no `from __future__ import annotations`), so
-    # the by-value pickle carries the class itself.
+    # warn that the hint is missing. No `from __future__ import annotations` in this module: the hint
+    # is the class itself in the by-value pickle, not a string to resolve when the model loads.
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         x = model_input[self.features].to_numpy(dtype="float64")
         # The same arithmetic as LogisticRegression.predict_proba, but elementwise rather than a
