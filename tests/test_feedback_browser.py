@@ -95,10 +95,13 @@ class Ui:
         from playwright.sync_api import expect
 
         self.page.get_by_role("button", name="Predict").click()
+        # the demo's input example (the form's defaults) is a setosa; its class probabilities are drawn
         if self.kind == "streamlit":
             expect(self.page.get_by_test_id("stMetricLabel")).to_have_text("Prediction", timeout=TIMEOUT)
+            expect(self.page.get_by_test_id("stMetricValue")).to_have_text("setosa", timeout=TIMEOUT)
         else:
-            expect(self.page.get_by_label("Prediction", exact=True)).not_to_have_value("", timeout=TIMEOUT)
+            expect(self.page.get_by_label("Prediction", exact=True)).to_have_value("setosa", timeout=TIMEOUT)
+        expect(self.page.get_by_text("Class probabilities", exact=True).first).to_be_visible(timeout=TIMEOUT)
         self.thumbs("Thumbs down").wait_for(timeout=TIMEOUT)
 
     def vote(self, name: str, comment: str | None = None) -> None:
