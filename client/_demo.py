@@ -12,7 +12,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "IRIS_REQUIREMENTS",
-    "SKLEARN_REQUIREMENTS",
     "ensure_experiment",
     "pip_requirements",
     "register_demo_agent",
@@ -46,8 +45,6 @@ def pip_requirements(*packages: str) -> list[str]:
     return [f"{p}=={version(p)}" for p in packages]
 
 
-#: What the scikit-learn demo models need at serving time (what MLflow itself infers for them).
-SKLEARN_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "scikit-learn", "scipy")
 #: What the iris demo (``_demo_iris.IrisClassifier``, coefficients and numpy) needs at serving time.
 IRIS_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas")
 
