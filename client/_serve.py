@@ -19,7 +19,7 @@ from ._registry import activate, resolve_registry_uri
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ServedModelName", "build_app", "default_served_name", "serve"]
+__all__ = ["ServedModelName", "build_app", "default_served_name", "serve", "use_experiment"]
 
 
 class ServedModelName:
@@ -54,10 +54,13 @@ def default_served_name(model_uri: str, registry: str) -> str:
 
 
 def build_app(
-    model_uri: str, name: str, registry_uri: str | None = None, served_entity: str | None = None
+    model_uri: str, name: str, registry_uri: str | None = None, served_entity: str | None = None,
+    experiment: str | None = None,
 ) -> Any:
     """Load ``model_uri`` and return an ASGI app serving it under both paths, answering as
-    ``served_entity`` (default: :func:`default_served_name`)."""
+    ``served_entity`` (default: :func:`default_served_name`). A chat model's answers are traced
+    by the agent server into ``experiment`` (a name, created if missing, or an id; default:
+    ``MLFLOW_EXPERIMENT_NAME``/``MLFLOW_EXPERIMENT_ID``, else the store's Default experiment)."""
     import mlflow.pyfunc
     from mlflow.pyfunc import scoring_server
     from starlette.applications import Starlette
@@ -71,6 +74,8 @@ def build_app(
     model = mlflow.pyfunc.load_model(model_uri)
     task = (model.metadata.metadata or {}).get("task")
     chat = task in TASK_FORMATS
+    if chat and experiment:
+        use_experiment(experiment)
     scoring_app = agent_app(model, TASK_FORMATS[str(task)]) if chat else scoring_server.init(model)
     served = served_entity or default_served_name(model_uri, registry)
     logger.info("serving %s as endpoint %r, served entity %r%s", model_uri, name, served,
@@ -81,6 +86,19 @@ def build_app(
     ] if chat else []
     routes += [Mount(f"/serving-endpoints/{name}", app=scoring_app), Mount("/", app=scoring_app)]
     return ServedModelName(Starlette(routes=routes), served)
+
+
+def use_experiment(experiment: str) -> str:
+    """Make ``experiment`` (a name, created if missing, or an id) MLflow's active one; its id."""
+    import mlflow
+
+    if experiment.isdigit():
+        return str(mlflow.set_experiment(experiment_id=experiment).experiment_id)
+    if mlflow.get_tracking_uri().startswith("sqlite"):
+        from ._demo import ensure_experiment
+
+        return ensure_experiment(experiment)  # artifacts under the predictor home, not ./mlruns
+    return str(mlflow.set_experiment(experiment).experiment_id)
 
 
 def agent_app(model: Any, fmt: str) -> Any:
@@ -122,9 +140,10 @@ def serve(
     port: int = 5000,
     registry_uri: str | None = None,
     served_entity: str | None = None,
+    experiment: str | None = None,
 ) -> None:
     """Run :func:`build_app` under uvicorn until interrupted."""
     import uvicorn
 
-    app = build_app(model_uri, name, registry_uri, served_entity)
+    app = build_app(model_uri, name, registry_uri, served_entity, experiment)
     uvicorn.run(app, host=host, port=port, log_level="info")

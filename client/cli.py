@@ -25,7 +25,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from ._serve import serve
 
     serve(args.model_uri, args.name, host=args.host, port=args.port, registry_uri=args.registry_uri,
-          served_entity=args.served_entity)
+          served_entity=args.served_entity, experiment=args.experiment)
     return 0
 
 
@@ -390,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--registry-uri", default=None)
+    p.add_argument("--experiment", default=None,
+                   help="MLflow experiment (name or id) a chat model's traces go to (default: "
+                        "MLFLOW_EXPERIMENT_NAME, else the store's Default); point the app's "
+                        "PREDICTOR_TRACE_EXPERIMENT at it for the Feedback page")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("schema", help="print a model's signature")

@@ -18,8 +18,9 @@ import gradio as gr
 
 from client import PredictorError
 from frontends._chat import caption, chat_error_text, conversation, tool_lines
-from frontends._gr_feedback import feedback_controls
-from frontends._session import caller_identity, predictor_for
+from frontends._feedback import tag_answer_trace_later
+from frontends._gr_feedback import feedback_controls, feedback_tab
+from frontends._session import caller_identity, model_info, predictor_for
 
 if TYPE_CHECKING:
     from frontends.gradio_app import Runtime
@@ -51,33 +52,39 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
                 raise gr.Error(_plain(why), print_exception=False) from None
             yield text + "\n\n---\n\n" + why, "", None
             return
+        tag_answer_trace_later(result)  # so the Feedback tab counts the answer (model, version, ...)
         details = [caption(result), *("Tool: " + line for line in tool_lines(result))]
         yield result.text, "  \n".join(details), result.trace_id
 
     with gr.Blocks(title=runtime.config.title) as demo:
         gr.Markdown(f"# {runtime.config.title}")
-        with gr.Row():
-            with gr.Column(scale=3):
-                details = gr.Markdown(render=False)
-                trace_state = gr.State(None)  # the latest answer's trace id: what the thumbs rate
-                chatbot = gr.Chatbot(label="Conversation", height=460)
-                gr.ChatInterface(
-                    answer,
-                    chatbot=chatbot,
-                    textbox=gr.Textbox(placeholder="Ask the model", show_label=False, submit_btn=True, stop_btn=True),
-                    additional_outputs=[details, trace_state],
-                    stop_btn=True,
-                    api_name="chat",
-                )
-                details.render()
-                comment, _, status = feedback_controls(trace_state)
-                # a new answer (or a cleared chat) starts with an empty comment and no status
-                trace_state.change(lambda _trace: ("", ""), inputs=trace_state, outputs=[comment, status],
-                                   api_visibility="private")
-                chatbot.clear(lambda: None, outputs=trace_state, api_visibility="private")
-            with gr.Column(scale=2):
-                gr.Markdown("## Model")
-                card = gr.Markdown()
-                demo.load(runtime.model_card, outputs=card)
+        with gr.Tabs():
+            with gr.Tab("Chat"), gr.Row():
+                with gr.Column(scale=3):
+                    details = gr.Markdown(render=False)
+                    trace_state = gr.State(None)  # the latest answer's trace id: what the thumbs rate
+                    chatbot = gr.Chatbot(label="Conversation", height=460)
+                    gr.ChatInterface(
+                        answer,
+                        chatbot=chatbot,
+                        textbox=gr.Textbox(placeholder="Ask the model", show_label=False, submit_btn=True,
+                                           stop_btn=True),
+                        additional_outputs=[details, trace_state],
+                        stop_btn=True,
+                        api_name="chat",
+                    )
+                    details.render()
+                    comment, _, status = feedback_controls(trace_state)
+                    # a new answer (or a cleared chat) starts with an empty comment and no status
+                    trace_state.change(lambda _trace: ("", ""), inputs=trace_state, outputs=[comment, status],
+                                       api_visibility="private")
+                    chatbot.clear(lambda: None, outputs=trace_state, api_visibility="private")
+                with gr.Column(scale=2):
+                    gr.Markdown("## Model")
+                    card = gr.Markdown()
+                    demo.load(runtime.model_card, outputs=card)
+            # the same Feedback tab as the tabular app: answers per version, thumbs, comments
+            feedback_tab(lambda: model_info(runtime._serving or runtime._startup, runtime.config).name,
+                         runtime.experiment_id)
     demo.queue(default_concurrency_limit=concurrency)
     return demo

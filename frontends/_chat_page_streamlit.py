@@ -20,7 +20,7 @@ import streamlit as st
 
 from client import ChatStream, Predictor
 from frontends._chat import STOPPED, caption, chat_error_text, conversation, tool_lines
-from frontends._feedback import feedback_user
+from frontends._feedback import feedback_user, tag_answer_trace_later
 from frontends._st_feedback import feedback_controls
 
 _HISTORY = "chat_history"
@@ -57,8 +57,8 @@ def _show(turn: dict[str, Any], user: str = "") -> None:
 
 
 def render(title: str, card: str, predictor: Predictor, as_user: bool) -> None:
-    """The whole page: model card in the sidebar, the conversation, the input at the bottom."""
-    st.title(title)
+    """The conversation (model card in the sidebar, the input below the answers); the app puts
+    it in its "Chat" tab, beside the same Feedback tab as the tabular page."""
     history: list[dict[str, Any]] = st.session_state.setdefault(_HISTORY, [])
     with st.sidebar:
         st.header("Model")
@@ -95,6 +95,7 @@ def render(title: str, card: str, predictor: Predictor, as_user: bool) -> None:
             st.rerun()
             return
         st.session_state.pop(_PENDING, None)
+        tag_answer_trace_later(result)  # so the Feedback page counts the answer (model, version, ...)
         history.append({"role": "assistant", "content": result.text, "caption": caption(result),
                         "tools": tool_lines(result), "trace_id": result.trace_id})
         st.rerun()  # redraw the answer as a history turn (with its caption), the Stop button gone

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from client._tracing import TAG_MODEL_NAME, TAG_MODEL_VERSION, TAG_SERVED_MODEL
+from client._tracing import TAG_MODEL_NAME, TAG_MODEL_VERSION, TAG_SERVED_MODEL, result_tags
 
 __all__ = [
     "ANONYMOUS",
@@ -49,6 +49,9 @@ __all__ = [
     "summarize",
     "summary_rows",
     "summary_text",
+    "tag_answer_trace",
+    "tag_answer_trace_later",
+    "trace_experiment_ids",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,9 @@ FEEDBACK_NAME = "user_feedback"
 EXPECTED_NAME = "expected_prediction"
 ANONYMOUS = "anonymous"
 EXPERIMENT_ENV = "PREDICTOR_EXPERIMENT"
+#: Where chat answers' traces live when another process writes them (``predictor serve
+#: --experiment``, Model Serving): searched by the Feedback page besides the app's experiment.
+TRACE_EXPERIMENT_ENV = "PREDICTOR_TRACE_EXPERIMENT"
 USER_HEADER = "X-Forwarded-Email"
 #: The Feedback page reads at most this many of the latest traces (and no older than the window).
 DEFAULT_MAX_TRACES = 10_000
@@ -113,6 +119,27 @@ def setup_app_tracking(app: str, tracing: bool) -> str | None:
     """After the app's model is loaded (registering the demo switches experiments): the app's
     experiment id, or ``None`` when tracing is off (``AppConfig.tracing``)."""
     return setup_tracking(app) if tracing else None
+
+
+def trace_experiment_ids(app_experiment_id: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """The experiments the Feedback page searches: the app's, plus ``PREDICTOR_TRACE_EXPERIMENT``
+    (a name or an id) when set. One that does not exist (yet) costs a warning, not the page."""
+    env = os.environ if env is None else env
+    ids = [app_experiment_id]
+    wanted = (env.get(TRACE_EXPERIMENT_ENV) or "").strip()
+    if wanted:
+        try:
+            import mlflow
+
+            exp = mlflow.MlflowClient().get_experiment_by_name(wanted) if not wanted.isdigit() else None
+            extra = wanted if wanted.isdigit() else (exp.experiment_id if exp is not None else None)
+            if extra is None:
+                log.warning("%s=%r: no such experiment (yet); not searched", TRACE_EXPERIMENT_ENV, wanted)
+            elif str(extra) not in ids:
+                ids.append(str(extra))
+        except Exception as err:
+            log.warning("%s=%r unavailable (%s: %s)", TRACE_EXPERIMENT_ENV, wanted, type(err).__name__, err)
+    return ids
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -206,6 +233,37 @@ def record_feedback(trace_id: str, user: str, *, thumbs_up: bool, comment: str |
             mlflow.update_assessment(trace_id=trace_id, assessment_id=old_exp.assessment_id,
                                      assessment=Expectation(name=EXPECTED_NAME, value=expected, source=source))
     return Vote(trace_id, user, bool(thumbs_up), saved.rationale, str(saved.assessment_id), expected)
+
+
+def tag_answer_trace(result: Any, wait_s: float = TRACE_WAIT_S) -> bool:
+    """Give a chat answer's trace the ``predictor.*`` tags a tabular prediction's trace carries
+    (model name, version, served entity, mode...), so :func:`summarize` counts it. The trace may
+    still be being written by the agent server: waited for up to ``wait_s``. Never raises: a
+    trace that cannot be tagged costs a warning (``False``), never the chat."""
+    trace_id = getattr(result, "trace_id", None)
+    tags = result_tags(result)
+    if not trace_id or not tags:
+        return False
+    try:
+        import mlflow
+
+        if _stored_trace(trace_id, wait_s) is None:
+            raise ValueError(f"trace {trace_id} is not in the tracking store")
+        client = mlflow.MlflowClient()
+        for key, value in tags.items():
+            client.set_trace_tag(trace_id, key, value)
+        return True
+    except Exception as err:
+        log.warning("chat answer's trace not tagged (%s: %s); it is left out of the feedback summary",
+                    type(err).__name__, err)
+        return False
+
+
+def tag_answer_trace_later(result: Any) -> None:
+    """:func:`tag_answer_trace` in a daemon thread: the page does not wait for the agent server."""
+    import threading
+
+    threading.Thread(target=tag_answer_trace, args=(result,), name="tag-answer-trace", daemon=True).start()
 
 
 # -- reading -----------------------------------------------------------------------------------

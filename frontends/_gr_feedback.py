@@ -16,7 +16,15 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from frontends._feedback import comment_rows, feedback_user, rate_rows, record_feedback, summarize, summary_rows
+from frontends._feedback import (
+    comment_rows,
+    feedback_user,
+    rate_rows,
+    record_feedback,
+    summarize,
+    summary_rows,
+    trace_experiment_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +90,7 @@ def summary_frames(model_name: str | None, experiment_id: str | None) -> tuple[p
     if experiment_id is None:
         return empty, gr.BarPlot(visible=False), empty, "No MLflow experiment: predictions are not traced."
     try:
-        summary = summarize(model_name, [experiment_id])
+        summary = summarize(model_name, trace_experiment_ids(experiment_id))
     except Exception as err:
         log.warning("feedback summary unavailable: %s: %s", type(err).__name__, err)
         return empty, gr.BarPlot(visible=False), empty, "The feedback summary could not be read."

@@ -14,7 +14,14 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from frontends._feedback import comment_rows, rate_rows, record_feedback, summarize, summary_rows
+from frontends._feedback import (
+    comment_rows,
+    rate_rows,
+    record_feedback,
+    summarize,
+    summary_rows,
+    trace_experiment_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +73,7 @@ def feedback_controls(trace_id: str | None, user: str, *, key: str, ask_expected
 
 @st.cache_data(ttl=30, show_spinner="Reading feedback...")
 def cached_summary(model_name: str | None, experiment_id: str) -> tuple[list[dict[str, Any]], ...]:
-    summary = summarize(model_name, [experiment_id])
+    summary = summarize(model_name, trace_experiment_ids(experiment_id))
     return summary_rows(summary), rate_rows(summary), comment_rows(summary)
 
 

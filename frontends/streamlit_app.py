@@ -251,7 +251,12 @@ def main() -> None:
         from frontends._chat_page_streamlit import render
 
         card = model_info(base, config, endpoint_state=_endpoint_state(base, base.endpoint)).card()
-        render(config.title, card, predictor, as_user)
+        st.title(config.title)
+        chat_tab, feedback = st.tabs(["Chat", "Feedback"])
+        with feedback:  # first: the chat reruns the script when an answer ends
+            feedback_page(model_info(base, config).name, experiment_id)
+        with chat_tab:
+            render(config.title, card, predictor, as_user)
         return
     st.title(config.title)
     with st.sidebar:
