@@ -84,14 +84,15 @@ def trace_outputs(predictions: Any) -> dict[str, Any]:
 
 
 def result_tags(result: Any) -> dict[str, str]:
-    """Trace tags naming who answered (pure): empty values are left out."""
+    """Trace tags naming who answered (pure): empty values are left out. ``result`` is a
+    ``PredictionResult`` or a ``ChatResult`` (which has no client request id)."""
     pairs = {
         TAG_MODEL_NAME: result.model_name,
         TAG_MODEL_VERSION: result.model_version,
         TAG_SERVED_MODEL: result.served_model_name,
         TAG_ENDPOINT: result.endpoint,
         TAG_MODE: result.mode,
-        TAG_CLIENT_REQUEST_ID: result.client_request_id,
+        TAG_CLIENT_REQUEST_ID: getattr(result, "client_request_id", None),
     }
     return {k: str(v) for k, v in pairs.items() if v not in (None, "")}
 

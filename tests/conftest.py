@@ -55,7 +55,7 @@ def registry_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.environ[k] = v
 
 
-def _start_server(model_uri: str, name: str, registry_uri: str) -> Iterator[str]:
+def _start_server(model_uri: str, name: str, registry_uri: str, *extra: str) -> Iterator[str]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
@@ -74,6 +74,7 @@ def _start_server(model_uri: str, name: str, registry_uri: str) -> Iterator[str]
             str(port),
             "--registry-uri",
             registry_uri,
+            *extra,
         ],
         cwd=str(ROOT),
         env=env,

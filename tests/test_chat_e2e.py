@@ -122,3 +122,61 @@ def test_feedback_right_after_a_streamed_endpoint_answer_lands_on_the_servers_tr
     assert (vote.source.source_type, vote.source.source_id) == ("HUMAN", "ann@example.com")
     assert (vote.value, vote.rationale) == (True, "which version?")
     assert vote.assessment_id == down.assessment_id == up.assessment_id
+
+
+@pytest.fixture(scope="module")
+def agent_server_tracing_to_its_experiment(agent_registry: str) -> Any:
+    """``predictor serve ... --experiment /chat-traces-e2e``: the agent server's traces go there."""
+    from conftest import _start_server
+
+    yield from _start_server(AGENT, "assistant", agent_registry, "--experiment", "/chat-traces-e2e")
+
+
+def test_chat_answers_count_in_the_feedback_summary_of_the_servers_experiment(
+    agent_server_tracing_to_its_experiment: str, agent_registry: str
+) -> None:
+    """Two answers, one vote: the summary of the assistant model, read from the app's experiment and
+    PREDICTOR_TRACE_EXPERIMENT, says 2 predictions, 1 with feedback (before tagging: nothing)."""
+    import mlflow
+
+    from frontends._feedback import record_feedback, summarize, tag_answer_trace, trace_experiment_ids
+
+    app_experiment = mlflow.create_experiment(f"/chat-app-e2e-{time.time_ns()}")
+    experiments = trace_experiment_ids(app_experiment, {"PREDICTOR_TRACE_EXPERIMENT": "/chat-traces-e2e"})
+    server_experiment = mlflow.get_experiment_by_name("/chat-traces-e2e")
+    assert server_experiment is not None and experiments == [app_experiment, server_experiment.experiment_id]
+
+    url = f"{agent_server_tracing_to_its_experiment}/serving-endpoints/assistant/invocations"
+    with Predictor.from_endpoint(url=url, model_uri=AGENT) as p:
+        answers = []
+        for question in (QUESTION, "hello"):
+            stream = p.stream(question)
+            for _ in stream:
+                pass
+            answers.append(stream.get_final_result())
+    assert all(a.trace_id for a in answers)
+    assert summarize("main.default.assistant", experiments) == []  # untagged: the gap this closes
+    assert [tag_answer_trace(a) for a in answers] == [True, True]
+    for a in answers:  # in the server's experiment, tagged like a tabular prediction's trace
+        trace = mlflow.get_trace(str(a.trace_id))
+        assert trace.info.experiment_id == server_experiment.experiment_id
+        assert trace.info.tags["predictor.model_name"] == "main.default.assistant"
+        assert trace.info.tags["predictor.mode"] == "endpoint"
+    record_feedback(str(answers[0].trace_id), "ann@example.com", thumbs_up=False, comment="too long")
+
+    [row] = summarize("main.default.assistant", experiments)
+    assert (row.model_version, row.served_model_name) == ("1", "assistant-1")
+    assert (row.predictions, row.with_feedback, row.thumbs_down, row.thumbs_up) == (2, 1, 1, 0)
+    assert [c.text for c in row.comments] == ["too long"]
+    assert summarize("main.default.assistant", [app_experiment]) == []  # not found without the setting
+
+
+def test_a_trace_that_cannot_be_tagged_costs_a_warning_not_the_chat(
+    agent_registry: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from client import ChatResult
+    from frontends._feedback import tag_answer_trace
+
+    missing = ChatResult(text="hi", messages=[], trace_id="tr-0000000000000000000000000000dead", model_name="m")
+    assert tag_answer_trace(missing, wait_s=0.5) is False
+    assert "not tagged" in caplog.text
