@@ -55,6 +55,10 @@ def registry_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.environ[k] = v
 
 
+#: The experiment the session's agent server traces chat answers into.
+AGENT_TRACES = "/agent-server-traces"
+
+
 def _start_server(model_uri: str, name: str, registry_uri: str, *extra: str) -> Iterator[str]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -131,6 +135,8 @@ def agent_registry(registry_uri: str) -> str:
 
 @pytest.fixture(scope="session")
 def agent_server(agent_registry: str) -> Iterator[str]:
-    """``python -m client serve models:/main.default.assistant@champion --name assistant``: MLflow's
-    agent server. Its chunks are paced (``PREDICTOR_DEMO_AGENT_PACE_MS``) only when a request asks."""
-    yield from _start_server("models:/main.default.assistant@champion", "assistant", agent_registry)
+    """``python -m client serve models:/main.default.assistant@champion --name assistant --experiment
+    /agent-server-traces``: MLflow's agent server, tracing into that experiment (``AGENT_TRACES``).
+    Its chunks are paced (``PREDICTOR_DEMO_AGENT_PACE_MS``) only when a request asks."""
+    yield from _start_server("models:/main.default.assistant@champion", "assistant", agent_registry,
+                             "--experiment", AGENT_TRACES)

@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 from _browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, launch_app, wait_ready
+from conftest import AGENT_TRACES
 from front_door import FrontDoor, User
 
 from client import Predictor
-from frontends._feedback import FEEDBACK_NAME, default_experiment_name
+from frontends._feedback import FEEDBACK_NAME, default_experiment_name, trace_experiment_ids
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -64,6 +65,7 @@ class ChatApps:
                    "MLFLOW_TRACKING_URI": self.registry, "MLFLOW_REGISTRY_URI": self.registry}
             if mode == "endpoint":
                 env["PREDICTOR_ENDPOINT_URL"] = f"{self.agent_server}/serving-endpoints/assistant/invocations"
+                env["PREDICTOR_TRACE_EXPERIMENT"] = AGENT_TRACES  # where the agent server traces
             self.servers[name] = launch_app(kind, env, self.logs / f"{name}.log")
             wait_ready(self.servers[name])
         return self.servers[name]
@@ -203,6 +205,24 @@ def _vote(chat: ChatDriver, name: str, comment: str | None = None) -> None:
     expect(page.get_by_text(re.compile(f"Feedback saved: thumbs {word}"))).to_be_visible(timeout=TIMEOUT)
 
 
+def _summary_row_once_tagged(trace_id: str, experiments: list[str]) -> Any:
+    """The assistant's version-1 summary row, once the app has tagged the answer's trace (it does
+    so in the background, after the answer)."""
+    import mlflow
+
+    from frontends._feedback import summarize
+
+    deadline = time.monotonic() + 60
+    while "predictor.model_name" not in mlflow.get_trace(trace_id).info.tags:
+        assert time.monotonic() < deadline, f"trace {trace_id} never got the predictor.* tags"
+        time.sleep(0.2)
+    rows = summarize("main.default.assistant", experiments)
+    mine = [r for r in rows if r.model_version == "1"]
+    info = mlflow.get_trace(trace_id).info
+    assert len(mine) == 1, (rows, experiments, info.experiment_id, info.tags)
+    return mine[0]
+
+
 @pytest.mark.parametrize("name", APPS)
 def test_thumbs_on_an_answer_are_stored_on_its_trace_for_the_signed_in_user(
     name: str, chat_apps: Any, browser: Any, agent_registry: str
@@ -230,8 +250,21 @@ def test_thumbs_on_an_answer_are_stored_on_its_trace_for_the_signed_in_user(
             app_experiment = mlflow.get_experiment_by_name(default_experiment_name(kind))
             assert app_experiment is not None
             stored_in = mlflow.get_trace(trace_id).info.experiment_id
-            # endpoint mode: the agent server's experiment (its default one), not the app's
+            # endpoint mode: the agent server's experiment (predictor serve --experiment), not the app's
             assert (stored_in == app_experiment.experiment_id) == (mode == "direct"), (stored_in, mode)
+
+            # The Feedback tab counts the answer, as summarize() over the app's experiments does.
+            row = _summary_row_once_tagged(trace_id, trace_experiment_ids(
+                app_experiment.experiment_id, {"PREDICTOR_TRACE_EXPERIMENT": AGENT_TRACES * (mode == "endpoint")}))
+            assert row.predictions >= 1 and row.with_feedback >= 1
+            page.get_by_role("tab", name="Feedback").click()  # Gradio reads the store when the tab opens
+            if kind == "streamlit":  # a Streamlit tab does not rerun the page: Refresh does
+                page.get_by_role("button", name="Refresh").click()
+            hidden = kind == "streamlit"  # Streamlit draws tables on a canvas, with a hidden ARIA copy
+            for cell in (str(row.predictions), f"{row.feedback_share:.0%}", "say which model version"):
+                page.get_by_role("gridcell", name=cell, exact=True, include_hidden=hidden).first.wait_for(
+                    state="attached", timeout=TIMEOUT)
+            chat.shot(f"chat-feedback-tab-{name}")
             assert "Traceback" not in page.content()
         except Exception:
             page.screenshot(path=str(ARTIFACTS / f"chat-feedback-{name}-failure.png"), full_page=True)
