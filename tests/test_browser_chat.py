@@ -206,8 +206,8 @@ def _vote(chat: ChatDriver, name: str, comment: str | None = None) -> None:
 
 
 def _summary_row_once_tagged(trace_id: str, experiments: list[str]) -> Any:
-    """The assistant's version-1 summary row, once the app has tagged the answer's trace (it does
-    so in the background, after the answer)."""
+    """The summary row of the answer's version and served entity, once the app has tagged the
+    answer's trace (it does so in the background, after the answer)."""
     import mlflow
 
     from frontends._feedback import summarize
@@ -216,11 +216,11 @@ def _summary_row_once_tagged(trace_id: str, experiments: list[str]) -> Any:
     while "predictor.model_name" not in mlflow.get_trace(trace_id).info.tags:
         assert time.monotonic() < deadline, f"trace {trace_id} never got the predictor.* tags"
         time.sleep(0.2)
-    rows = summarize("main.default.assistant", experiments)
-    mine = [r for r in rows if r.model_version == "1"]
-    info = mlflow.get_trace(trace_id).info
-    assert len(mine) == 1, (rows, experiments, info.experiment_id, info.tags)
-    return mine[0]
+    tags = mlflow.get_trace(trace_id).info.tags
+    rows = summarize("main.default.assistant", experiments)  # direct answers (no served entity) too
+    [row] = [r for r in rows if (r.model_version, r.served_model_name) ==
+             (tags["predictor.model_version"], tags.get("predictor.served_model_name"))]
+    return row
 
 
 @pytest.mark.parametrize("name", APPS)
