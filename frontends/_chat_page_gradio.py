@@ -75,9 +75,11 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
                     )
                     details.render()
                     comment, _, status = feedback_controls(trace_state)
-                    # a new answer (or a cleared chat) starts with an empty comment and no status
-                    trace_state.change(lambda _trace: ("", ""), inputs=trace_state, outputs=[comment, status],
-                                       api_visibility="private")
+                    # a new answer (or a cleared chat) starts with an empty comment and no status. Only when
+                    # the trace goes to None (the answer's first chunk, or Clear): clearing again when the
+                    # finished answer's trace id arrives could wipe a comment the user has started typing
+                    trace_state.change(lambda trace: ("", "") if trace is None else (gr.skip(), gr.skip()),
+                                       inputs=trace_state, outputs=[comment, status], api_visibility="private")
                     chatbot.clear(lambda: None, outputs=trace_state, api_visibility="private")
                 with gr.Column(scale=2):
                     gr.Markdown("## Model")

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from _iris import iris_labels
 from workspace_standin import WorkspaceStandin, workspace  # noqa: F401  (fixture)
 
 from client import Predictor, SchemaValidationError
@@ -297,7 +298,7 @@ def test_promote_with_canary_then_cut_over(ws, model, cli, tmp_path, registry_ur
     with Predictor.from_endpoint("ep-e", registry_uri=registry_uri) as p:  # the local registry stands in for UC
         results = [p.predict([ROW]) for _ in range(10)]
     assert Counter(r.served_model_name for r in results) == {"champion": 9, "champion-canary": 1}
-    assert {tuple(r.predictions) for r in results} == {(0,)}  # both versions answer (same iris weights)
+    assert {tuple(iris_labels(r.predictions)) for r in results} == {("setosa",)}  # both versions answer (same weights)
 
     rc, out, _ = cli("promote", "ep-e", "--alias", "champion", "--version", "2")
     assert rc == 0
