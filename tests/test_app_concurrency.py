@@ -13,12 +13,11 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from _browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, start_app
+from _browser import ARTIFACTS, start_app
 
 from frontends._session import format_prediction
 
@@ -70,19 +69,6 @@ class HoldingProxy:
         self._released.set()
         self._server.shutdown()
         self._server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("no chromium at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture(params=["streamlit", "gradio"])

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Recorder, launch_app, wait_ready
+from _browser import ARTIFACTS, Recorder, launch_app, wait_ready
 from _models import MIXED_MODEL_URI, mixed_expected
 from front_door import FrontDoor, User
 
@@ -42,19 +42,6 @@ def expected(row: dict[str, Any]) -> str:
 
 
 # -- fixtures: one browser, one recorder, one app server per (frontend, mode) ------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("no chromium at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 APPS = ["streamlit-endpoint", "streamlit-direct", "gradio-endpoint", "gradio-direct"]

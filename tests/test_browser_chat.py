@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, launch_app, wait_ready
+from _browser import ARTIFACTS, launch_app, wait_ready
 from conftest import AGENT_TRACES
 from front_door import FrontDoor, User
 
@@ -35,19 +35,6 @@ FIRST_WORDS = "The iris model says"
 LAST_WORD = "virginica."
 TIMEOUT = 60_000
 APPS = ["streamlit-endpoint", "streamlit-direct", "gradio-endpoint", "gradio-direct"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("no chromium at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 class ChatApps:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
-from _browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, launch_app, wait_ready
+from _browser import ARTIFACTS, launch_app, wait_ready
 from front_door import FrontDoor, User
 
 from frontends._feedback import FEEDBACK_NAME
@@ -25,19 +24,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 TIMEOUT = 60_000
 IRIS = "models:/main.default.iris@champion"
 KINDS = ["streamlit", "gradio"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("no chromium at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
