@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -445,3 +446,14 @@ def summary_text(model_uri: str, experiment: str | None = None, *, registry_uri:
         return f"No experiment {' or '.join(names)} in the tracking store: nothing traced yet."
     return f"{name} (experiments {', '.join(names)})\n" + format_summary(
         summarize(name, ids, max_traces=max_traces, window_days=window_days))
+
+
+def parse_expected(text: str | None) -> Any:
+    """What the user typed as the right value: a JSON number/bool/list if it is one, else the text."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

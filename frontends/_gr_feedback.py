@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ import pandas as pd
 from frontends._feedback import (
     comment_rows,
     feedback_user,
+    parse_expected,
     rate_rows,
     record_feedback,
     summarize,
@@ -36,16 +36,6 @@ def _headers(request: gr.Request | None) -> dict[str, str]:
         return {}
 
 
-def _parse_expected(text: str | None) -> Any:
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 async def vote(trace_id: str | None, thumbs_up: bool, comment: str | None, expected: str | None,
                headers: dict[str, str]) -> str:
     """Store one vote; the status text to show (pure of widgets, so it can be tested directly)."""
@@ -54,7 +44,7 @@ async def vote(trace_id: str | None, thumbs_up: bool, comment: str | None, expec
     user = feedback_user(headers)
     try:
         saved = await asyncio.to_thread(record_feedback, trace_id, user, thumbs_up=thumbs_up, comment=comment,
-                                        expected=_parse_expected(expected))
+                                        expected=parse_expected(expected))
     except Exception as err:
         log.warning("feedback not saved: %s: %s", type(err).__name__, err)
         return "Feedback could not be saved (the tracking store is unavailable)."

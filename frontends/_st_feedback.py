@@ -7,7 +7,6 @@ compares model versions by what users said.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -16,6 +15,7 @@ import streamlit as st
 
 from frontends._feedback import (
     comment_rows,
+    parse_expected,
     rate_rows,
     record_feedback,
     summarize,
@@ -24,17 +24,6 @@ from frontends._feedback import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def _parse_expected(text: str | None) -> Any:
-    """What the user typed as the right value: a JSON number/bool/list if it is one, else the text."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def feedback_controls(trace_id: str | None, user: str, *, key: str, ask_expected: bool = False) -> None:
@@ -53,7 +42,7 @@ def feedback_controls(trace_id: str | None, user: str, *, key: str, ask_expected
         try:
             vote = record_feedback(trace_id, user, thumbs_up=value == 1,
                                    comment=st.session_state.get(comment_key),
-                                   expected=_parse_expected(st.session_state.get(expected_key)))
+                                   expected=parse_expected(st.session_state.get(expected_key)))
             st.session_state[status_key] = f"Feedback saved: thumbs {'up' if vote.thumbs_up else 'down'}" + (
                 f", \"{vote.comment}\"" if vote.comment else "") + "."
             cached_summary.clear()
