@@ -297,6 +297,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--clicks", type=int, default=10)
     ap.add_argument("--only", choices=["streamlit", "gradio"])
+    ap.add_argument("--no-tracing", action="store_true", help="our apps with PREDICTOR_TRACING=0 (tracing's cost)")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -312,6 +313,8 @@ def main() -> None:
     floors["gradio"].write_text(textwrap.dedent(GRADIO_FLOOR))
     base = {"PREDICTOR_REGISTRY_URI": registry, "MLFLOW_TRACKING_URI": registry, "MLFLOW_REGISTRY_URI": registry,
             "PREDICTOR_HOME": str(tmp)}
+    if args.no_tracing:
+        base["PREDICTOR_TRACING"] = "0"
     envs = {"floor": {}, "direct": {**base, "PREDICTOR_MODEL_URI": "models:/main.default.iris@champion"},
             "endpoint": {**base, "PREDICTOR_MODEL_URI": "models:/main.default.iris@champion",
                          "PREDICTOR_ENDPOINT_URL": f"{scoring_url}/invocations"}}
@@ -319,7 +322,7 @@ def main() -> None:
     ours = [(vals, want) for (vals, _), want in zip(ours, expected_from_server(scoring_url, [v for v, _ in ours]),
                                                     strict=True)]
     ws, ws_server = start_workspace(scoring_url)
-    envs["endpoint-by-name"] = {"PREDICTOR_ENDPOINT": "iris", "DATABRICKS_HOST": ws.url,
+    envs["endpoint-by-name"] = {**({"PREDICTOR_TRACING": "0"} if args.no_tracing else {}), "PREDICTOR_ENDPOINT": "iris", "DATABRICKS_HOST": ws.url,
                                 "DATABRICKS_TOKEN": "bench-pat"}
     cases = {"floor": inputs(args.clicks + 1, floor=True), "direct": ours, "endpoint": ours, "endpoint-by-name": ours}
     kinds = [args.only] if args.only else ["streamlit", "gradio"]
