@@ -22,6 +22,7 @@ from frontends._feedback import (
     summary_rows,
     trace_experiment_ids,
 )
+from frontends._st_chart import bar_chart
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def feedback_page(model_name: str | None, experiment_id: str | None) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     if rates:
         st.caption("Thumbs-up rate")
-        st.bar_chart(pd.DataFrame(rates), x="version", y="thumbs-up rate", height=220)
+        bar_chart(rates, x="version", y="thumbs-up rate")
     if comments:
         st.caption("Latest comments")
         st.dataframe(pd.DataFrame(comments), hide_index=True, width="stretch")

@@ -216,14 +216,20 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                         values = {names[c]: v for c, v in data.items() if c in names}
                         text, st, new, probs, trace_id = await predict_form(runtime, values, _headers(request),
                                                                             history)
-                        chart = gr.Label(value=probs, visible=bool(probs))
-                        return (text, chart, st, new, pd.DataFrame(new, columns=_HISTORY_COLUMNS),
-                                gr.Accordion(label=f"History ({len(new)})"), trace_id, "", "", "")
+                        # gr.update, not gr.Label(...): a component built per click costs a schema build
+                        chart = gr.update(value=probs, visible=bool(probs))
+                        return text, chart, st, new, trace_id, "", "", ""
 
+                    def show_history(history: list[list[Any]]):
+                        return (pd.DataFrame(history, columns=_HISTORY_COLUMNS),
+                                gr.update(label=f"History ({len(history)})"))
+
+                    # The answer first; the history table (the heaviest update to render) right after it.
                     button.click(on_predict, inputs={*components.values()} | {history_state},
-                                 outputs=[prediction, probabilities, status, history_state, history_table,
-                                          history_box, trace_state, *feedback],
-                                 api_name="predict")
+                                 outputs=[prediction, probabilities, status, history_state, trace_state, *feedback],
+                                 api_name="predict", show_progress_on=[prediction]
+                                 ).then(show_history, history_state, [history_table, history_box],
+                                        show_progress="hidden", api_visibility="private")
                 with gr.Tab("Batch (CSV)"):
                     upload = gr.File(label="CSV file", file_types=[".csv"], type="filepath")
                     score = gr.Button("Score CSV")

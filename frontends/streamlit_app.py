@@ -34,6 +34,7 @@ from frontends._session import (
     predictor_for,
     result_caption,
 )
+from frontends._st_chart import bar_chart
 from frontends._st_feedback import feedback_controls, feedback_page
 from frontends._streamlit_resources import resources
 
@@ -123,8 +124,7 @@ def _show_prediction(last: dict[str, Any]) -> None:
     probs = class_probabilities(single_prediction(last["predictions"]))
     if probs:
         st.caption("Class probabilities")
-        st.bar_chart(pd.DataFrame({"class": list(probs), "probability": list(probs.values())}),
-                     x="class", y="probability", height=220)
+        bar_chart([{"class": k, "probability": v} for k, v in probs.items()], x="class", y="probability")
     st.caption(result_caption(last))
 
 
@@ -132,7 +132,7 @@ def _distribution(table: pd.DataFrame) -> None:
     counts = prediction_distribution(table)
     if counts is not None:
         st.caption("Distribution of predictions")
-        st.bar_chart(counts, x="prediction", y="count", height=220)
+        bar_chart(counts.to_dict("records"), x="prediction", y="count")
 
 
 @st.cache_data(ttl=30, show_spinner=False)

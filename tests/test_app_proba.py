@@ -97,3 +97,18 @@ def test_gradio_example_defaults_choices_and_probabilities(animals, tmp_path):
     csv_path.write_text("size,color,legs\n" + "".join(f"{r['size']},{r['color']},{r['legs']}\n" for r in EXAMPLE))
     table, _, status = asyncio.run(score_csv(runtime, str(csv_path), {}))
     assert list(table["label"]) == [label(r) for r in EXAMPLE], status
+
+
+def test_bar_chart_spec_keeps_order_and_makes_numpy_values_plain():
+    import json
+
+    import numpy as np
+
+    from frontends._st_chart import bar_chart_spec
+
+    spec = bar_chart_spec([{"class": "b", "probability": np.float64(0.75), "extra": 1},
+                           {"class": "a", "probability": np.float64(0.25)}], x="class", y="probability")
+    assert spec["data"]["values"] == [{"class": "b", "probability": 0.75}, {"class": "a", "probability": 0.25}]
+    assert spec["encoding"]["x"]["sort"] is None  # the model's class order, not alphabetical
+    json.dumps(spec)  # numpy scalars would raise here
+    assert all(type(v["probability"]) is float for v in spec["data"]["values"])
