@@ -1,11 +1,13 @@
 """One MLflow trace per prediction call, recorded after the fact, never failing the call.
 
-Off by default in the SDK (``tracing=True`` on a constructor, or ``PREDICTOR_TRACING=1``); this
-module imports MLflow only when a Predictor is built with tracing on. Traces go to MLflow's
-active experiment (``mlflow.set_experiment``), through MLflow's own tracing API and its
-asynchronous exporter: a call pays for building one span in memory (well under a millisecond
-once MLflow is warm), and a tracking store that is down or slow costs a logged warning from
-MLflow's background exporter, never an error or a wait here.
+Off by default in the SDK (``tracing=True`` on a constructor, or ``PREDICTOR_TRACING=1``). Building
+a Predictor with tracing on imports nothing: MLflow (seconds of CPU) is imported, and its tracer
+provider built, by :func:`warm_up`, once per process, which the first traced call runs if nobody
+ran it before (an app runs it in the background after start-up, so no visitor waits for it).
+Traces go to MLflow's active experiment (``mlflow.set_experiment``), through MLflow's own tracing
+API and its asynchronous exporter: a call pays for building one span in memory (well under a
+millisecond once MLflow is warm), and a tracking store that is down or slow costs a logged
+warning from MLflow's background exporter, never an error or a wait here.
 
 What a trace holds (root span ``Predictor.predict``):
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -47,6 +50,8 @@ TAG_CLIENT_REQUEST_ID = "predictor.client_request_id"
 _TRUTHY = {"1", "true", "yes", "on"}
 #: What MLflow's no-op span (tracing disabled, or the trace sampled out) gives as its trace id.
 _NO_OP_TRACE_ID = "MLFLOW_NO_OP_SPAN_TRACE_ID"
+_warm_lock = threading.Lock()
+_warm = False
 
 
 def tracing_enabled(tracing: bool | None, env: Mapping[str, str] | None = None) -> bool:
@@ -55,6 +60,31 @@ def tracing_enabled(tracing: bool | None, env: Mapping[str, str] | None = None) 
         return bool(tracing)
     env = os.environ if env is None else env
     return env.get(TRACING_ENV, "").strip().lower() in _TRUTHY
+
+
+def warm_up() -> None:
+    """Import MLflow and build its tracer provider, once per process (thread-safe; later calls
+    return at once). Raises only if MLflow cannot be imported.
+
+    Example (an app, in a background thread once it serves its page)::
+
+        threading.Thread(target=warm_up, daemon=True).start()
+    """
+    global _warm
+    if _warm:
+        return
+    with _warm_lock:  # callers arriving meanwhile wait for the one import, then find it done
+        if _warm:
+            return
+        import mlflow  # noqa: F401 - what tracing needs: seconds of CPU, paid here once
+
+        try:  # build MLflow's tracer provider now (~0.1 s) rather than inside a call
+            from mlflow.tracing.provider import _get_tracer
+
+            _get_tracer(__name__)
+        except Exception as err:  # a private helper: if it moves, the first span pays instead
+            log.debug("could not warm up MLflow tracing: %s", err)
+        _warm = True
 
 
 def _head(values: Any) -> Any:
@@ -110,17 +140,12 @@ def result_attributes(result: Any) -> dict[str, Any]:
 
 
 class Tracer:
-    """Records one trace per call. Every method swallows its own failures (and logs a warning)."""
+    """Records one trace per call. Every method swallows its own failures (and logs a warning).
+
+    Constructing one imports nothing; the first record runs :func:`warm_up` (MLflow's import).
+    """
 
     def __init__(self) -> None:
-        import mlflow  # noqa: F401 - tracing on: MLflow is needed now, not in the middle of the first call
-
-        try:  # build MLflow's tracer provider now (~0.1 s) rather than on the first call
-            from mlflow.tracing.provider import _get_tracer
-
-            _get_tracer(__name__)
-        except Exception as err:  # a private helper: if it moves, the first call pays instead
-            log.debug("could not warm up MLflow tracing: %s", err)
         self._warned = False
 
     def _warn(self, err: BaseException) -> None:
@@ -138,6 +163,7 @@ class Tracer:
         if getattr(result, "trace_id", None):
             return None
         try:
+            warm_up()
             import mlflow
 
             attrs = result_attributes(result)
@@ -158,6 +184,7 @@ class Tracer:
                      attributes: Mapping[str, Any]) -> None:
         """Write the trace of a call that failed after validation (status ERROR, the exception)."""
         try:
+            warm_up()
             import mlflow
 
             attrs = {k: v for k, v in attributes.items() if v is not None}

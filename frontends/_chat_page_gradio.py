@@ -20,7 +20,7 @@ from client import PredictorError
 from frontends._chat import caption, chat_error_text, conversation, tool_lines
 from frontends._feedback import tag_answer_trace_later
 from frontends._gr_feedback import feedback_controls, feedback_tab
-from frontends._session import caller_identity, model_info, predictor_for
+from frontends._session import caller_identity, predictor_for
 
 if TYPE_CHECKING:
     from frontends.gradio_app import Runtime
@@ -86,7 +86,6 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
                     card = gr.Markdown()
                     demo.load(runtime.model_card, outputs=card)
             # the same Feedback tab as the tabular app: answers per version, thumbs, comments
-            feedback_tab(lambda: model_info(runtime._serving or runtime._startup, runtime.config).name,
-                         runtime.experiment_id)
+            feedback_tab(lambda: runtime.model_name, runtime.tracking_ready)
     demo.queue(default_concurrency_limit=concurrency)
     return demo

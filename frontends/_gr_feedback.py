@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import gradio as gr
@@ -92,8 +93,9 @@ def summary_frames(model_name: str | None, experiment_id: str | None) -> tuple[p
     return pd.DataFrame(summary_rows(summary)), plot, pd.DataFrame(comment_rows(summary)), note
 
 
-def feedback_tab(model_name: Any, experiment_id: str | None) -> gr.Tab:
-    """The Feedback tab; ``model_name`` is a name or a callable giving it (known once the model loaded)."""
+def feedback_tab(model_name: Callable[[], str | None], experiment_id: Callable[[], Awaitable[str | None]]) -> gr.Tab:
+    """The Feedback tab; both are read each time it loads: the model's name (known once the model
+    loaded) and the app's experiment id (known once the app's tracking set-up finished)."""
     with gr.Tab("Feedback") as tab:
         note = gr.Markdown()
         table = gr.Dataframe(label="Feedback per model version", interactive=False)
@@ -102,8 +104,7 @@ def feedback_tab(model_name: Any, experiment_id: str | None) -> gr.Tab:
         refresh = gr.Button("Refresh", size="sm")
 
         async def load() -> tuple[Any, ...]:
-            name = model_name() if callable(model_name) else model_name
-            frame, chart, latest, text = await asyncio.to_thread(summary_frames, name, experiment_id)
+            frame, chart, latest, text = await asyncio.to_thread(summary_frames, model_name(), await experiment_id())
             return frame, chart, latest, text
 
         tab.select(load, outputs=[table, plot, comments, note], api_visibility="private")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from frontends._feedback import (
@@ -84,6 +83,8 @@ def feedback_page(model_name: str | None, experiment_id: str | None) -> None:
     if not rows:
         st.caption("No traced predictions yet (last 30 days).")
         return
+    import pandas as pd  # here, not at import: the form is drawn before any table needs it
+
     st.caption("Latest 10,000 traced predictions of the last 30 days, per model version and served entity.")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     if rates:

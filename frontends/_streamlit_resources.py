@@ -1,7 +1,8 @@
-"""The Streamlit app's process-wide resources (config, Predictor, signature, form fields), cached once.
+"""The Streamlit app's process-wide resources (config, Predictor, signature, form fields; the app's
+MLflow experiment), cached once.
 
 A module of its own so that the page (``streamlit_app.py``) and the server entry point
-(``streamlit_server.py``, which loads them when the server starts) share one cached function.
+(``streamlit_server.py``, which loads them when the server starts) share the cached functions.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import streamlit as st
 
 from client import Predictor, Signature
 from frontends import _example, _session
+from frontends._feedback import setup_app_tracking
 from frontends._form import Field
 from frontends._session import AppConfig
 
-__all__ = ["resources"]
+__all__ = ["experiment_id", "resources"]
 
 
 @st.cache_resource(show_spinner="Loading the model...")
@@ -33,5 +35,14 @@ def resources() -> tuple[AppConfig, Predictor, Signature | None, list[Field]]:
     # Streamlit runs a full gc.collect() after every script run (runner.postScriptGC); with MLflow,
     # pandas and the model loaded that scan costs ~200 ms of CPU per click, holding the GIL while the
     # answer waits to be sent. What is loaded now lives as long as the process: leave it out of it.
+    # (MLflow and pandas come later, in endpoint mode: streamlit_server.py freezes again after them.)
     gc.freeze()
     return config, predictor, signature, fields
+
+
+@st.cache_resource(show_spinner=False)
+def experiment_id() -> str | None:
+    """The app's MLflow experiment, or ``None`` when not tracing (a store that cannot be reached:
+    a warning, and ``None``). Set up after the model loaded: registering the demo switches
+    experiments. Needed before the first prediction (its trace goes there) and by the Feedback tab."""
+    return setup_app_tracking("streamlit", resources()[0].tracing)

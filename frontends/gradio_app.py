@@ -10,6 +10,8 @@ import json
 import logging
 import os
 import tempfile
+import threading
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +19,7 @@ import gradio as gr
 import pandas as pd
 
 from client import Predictor, PredictorError, Signature
+from client._tracing import warm_up as tracing_warm_up
 from frontends._example import form_fields, load_example_rows
 from frontends._feedback import setup_app_tracking
 from frontends._form import Field, form_to_record, parse_csv_rows, signature_rows
@@ -24,7 +27,6 @@ from frontends._gr_feedback import feedback_controls, feedback_tab
 from frontends._proba import class_probabilities, single_prediction
 from frontends._session import (
     AppConfig,
-    build_predictor,
     caller_identity,
     describe_error,
     format_prediction,
@@ -49,10 +51,13 @@ def error_text(err: Exception, as_user: bool = False) -> str:
 
 
 class Runtime:
-    """The app's Predictor(s) and a per-process prediction cache.
+    """The app's Predictor, its form, a per-process prediction cache, and the app's MLflow experiment.
 
-    The Predictor used by handlers is created inside Gradio's event loop (its HTTP pool
-    belongs to that loop); in direct mode the start-up one is reused.
+    The Predictor loaded at start-up serves Gradio's event loop too: its HTTP pools and batchers
+    are per event loop and its signature load is loop-safe (``client/_sync.SingleFlight``).
+    The experiment is set up after the page is served (:meth:`start_tracking_setup`); a
+    prediction made before that finishes waits for it, so no trace lands in MLflow's default
+    experiment.
     """
 
     def __init__(self, config: AppConfig, predictor: Predictor, signature: Signature | None,
@@ -60,21 +65,49 @@ class Runtime:
         self.config = config
         self.signature = signature
         self.fields = fields if fields is not None else form_fields(signature, [], os.environ)
-        self._startup = predictor
-        self._serving: Predictor | None = predictor if predictor.mode == "direct" else None
-        self._lock = asyncio.Lock()
+        self._predictor = predictor
         self._cache: dict[tuple[str, str | None, str], dict[str, Any]] = {}
-        #: The MLflow experiment traces and feedback go to (``None``: not tracing).
+        #: The MLflow experiment traces and feedback go to (``None``: not tracing, or not set up).
         self.experiment_id: str | None = None
+        self._tracking: Future[str | None] | None = None  # None: no set-up started (nothing to wait for)
+
+    def start_tracking_setup(self) -> None:
+        """Set up the app's experiment and warm MLflow's tracing up, in a background thread (once)."""
+        if self._tracking is not None:
+            return
+        done: Future[str | None] = Future()
+        # Running from now on: a handler cancelled while it waits (asyncio.wrap_future passes the
+        # cancellation on) cannot cancel the set-up for every later handler.
+        done.set_running_or_notify_cancel()
+        self._tracking = done
+        threading.Thread(target=self._set_up_tracking, args=(done,), name="tracking-set-up", daemon=True).start()
+
+    def _set_up_tracking(self, done: Future[str | None]) -> None:
+        try:
+            # never raises: a store that cannot be reached is a warning, and None
+            self.experiment_id = setup_app_tracking("gradio", self.config.tracing)
+            if self.config.tracing:
+                tracing_warm_up()
+        except Exception as err:  # MLflow would not import: the Tracer warns on each first call instead
+            log.warning("tracing set-up failed (%s: %s); predictions are unaffected", type(err).__name__, err)
+        finally:
+            gc.freeze()  # the model, MLflow and Gradio live as long as the process: out of every GC scan
+            done.set_result(self.experiment_id)
+
+    async def tracking_ready(self) -> str | None:
+        """The app's experiment id, once its set-up (if started) has finished."""
+        if self._tracking is not None:
+            await asyncio.wrap_future(self._tracking)
+        return self.experiment_id
 
     async def predictor(self) -> Predictor:
-        if self._serving is None:
-            async with self._lock:
-                if self._serving is None:
-                    p = build_predictor(self.config)
-                    await p.aget_signature()
-                    self._serving = p
-        return self._serving
+        """The app's Predictor, once a trace it writes lands in the app's experiment."""
+        await self.tracking_ready()
+        return self._predictor
+
+    @property
+    def model_name(self) -> str | None:
+        return model_info(self._predictor, self.config).name
 
     async def predict(self, records: Any, headers: dict[str, str] | None) -> dict[str, Any]:
         base = await self.predictor()
@@ -92,7 +125,7 @@ class Runtime:
         return out
 
     async def model_card(self) -> str:
-        predictor = self._serving or self._startup
+        predictor = self._predictor
         try:
             state = await predictor.aendpoint_state()
         except PredictorError as e:
@@ -247,8 +280,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
 
                     score.click(on_score, inputs=[upload], outputs=[results, download, batch_status, distribution],
                                 api_name="score_csv")
-                feedback_tab(lambda: model_info(runtime._serving or runtime._startup, runtime.config).name,
-                             runtime.experiment_id)
+                feedback_tab(lambda: runtime.model_name, runtime.tracking_ready)
             with gr.Column(scale=2):
                 gr.Markdown("## Model")
                 card = gr.Markdown()
@@ -275,25 +307,26 @@ def create_app(config: AppConfig | None = None) -> tuple[gr.Blocks, Runtime | No
         with gr.Blocks(title=config.title) as broken:
             gr.Markdown(f"# {config.title}\n\nThe model ({config.source}) could not be loaded.\n\n{error_text(e)}")
         return broken, None
-    runtime = Runtime(config, predictor, signature, fields)
-    runtime.experiment_id = setup_app_tracking("gradio", config.tracing)
+    runtime = Runtime(config, predictor, signature, fields)  # the experiment: runtime.start_tracking_setup()
     if chat:  # a chat page instead of the form
         from frontends._chat_page_gradio import build
 
         app = build(runtime, DEFAULT_CONCURRENCY)
     else:
         app = build_app(runtime)
-    gc.freeze()  # the model, MLflow and Gradio live as long as the process: keep them out of every GC scan
     return app, runtime
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO)
-    demo, _ = create_app()
+    demo, runtime = create_app()
     port = int(os.environ.get("DATABRICKS_APP_PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
     host = os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0")
     # Client-side rendering (SSR would start a Node server beside this one for nothing on Databricks).
-    demo.launch(server_name=host, server_port=port, show_error=False, ssr_mode=False)
+    demo.launch(server_name=host, server_port=port, show_error=False, ssr_mode=False, prevent_thread_lock=True)
+    if runtime is not None:  # MLflow's import (seconds) once the page is served, not before
+        runtime.start_tracking_setup()
+    demo.block_thread()
 
 
 if __name__ == "__main__":

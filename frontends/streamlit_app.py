@@ -10,16 +10,15 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import streamlit as st
 
 if __package__ in (None, ""):  # `streamlit run frontends/streamlit_app.py` runs this as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import Predictor, PredictorError, Signature
-from frontends._feedback import feedback_user, setup_app_tracking
+from frontends._feedback import feedback_user
 from frontends._form import Field, csv_template, form_to_record, parse_csv_rows, signature_rows
 from frontends._proba import class_probabilities, single_prediction
 from frontends._session import (
@@ -36,18 +35,17 @@ from frontends._session import (
 )
 from frontends._st_chart import bar_chart
 from frontends._st_feedback import feedback_controls, feedback_page
-from frontends._streamlit_resources import resources
+from frontends._streamlit_resources import experiment_id, resources
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas (~1 s of CPU) and MLflow (seconds) are imported where a table, a chart or a trace needs
+# them, after the form is on the page (streamlit_server.py imports them in the background).
 log = logging.getLogger("frontends.streamlit_app")
 _BLANK = "(blank)"
 #: Records per request when scoring a CSV (the progress bar moves per chunk).
 BATCH_CHUNK = 500
-
-
-@st.cache_resource(show_spinner=False)
-def _experiment_id() -> str | None:
-    """The app's MLflow experiment (set up after the model loaded), or ``None`` when not tracing."""
-    return setup_app_tracking("streamlit", resources()[0].tracing)
 
 
 @st.cache_data(show_spinner=False, max_entries=2000, ttl=3600)
@@ -101,6 +99,7 @@ def _widget(field: Field) -> Any:
 
 
 def _predict(predictor: Predictor, identity: str, records: Any) -> dict[str, Any]:
+    experiment_id()  # set up before the first trace: it lands in the app's experiment, not MLflow's default
     version = model_info(predictor, resources()[0]).version
     return _cached_predict(identity, version, json.dumps(records, sort_keys=True, default=str), predictor)
 
@@ -123,6 +122,8 @@ def _show_prediction(last: dict[str, Any]) -> None:
     st.metric("Prediction", format_prediction(last["predictions"]))
     probs = class_probabilities(single_prediction(last["predictions"]))
     if probs:
+        import pandas as pd
+
         st.caption("Class probabilities")
         bar_chart([{"class": k, "probability": v} for k, v in probs.items()], x="class", y="probability")
     st.caption(result_caption(last))
@@ -151,6 +152,8 @@ def _model_card(config: AppConfig, predictor: Predictor, signature: Signature | 
     st.markdown(info.card())
     rows = signature_rows(signature)
     if rows:
+        import pandas as pd
+
         st.subheader("Signature")
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     else:
@@ -196,6 +199,8 @@ def _single_tab(predictor: Predictor, identity: str, as_user: bool, fields: list
         _show_prediction(st.session_state["last"])
         feedback_controls(st.session_state["last"].get("trace_id"), user, key="form", ask_expected=bool(fields))
     if history:
+        import pandas as pd
+
         with st.expander(f"History ({len(history)})"):
             st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
 
@@ -210,6 +215,8 @@ def _batch_tab(predictor: Predictor, identity: str, as_user: bool, fields: list[
     upload = st.file_uploader("CSV file", type=["csv"], key="csv-upload",
                               help="A header row naming the model's columns, one row per record.")
     if upload is not None:
+        import pandas as pd
+
         try:
             records = parse_csv_rows(upload.getvalue().decode("utf-8-sig"), signature)
             result = _score_batch(predictor, identity, records)
@@ -245,7 +252,6 @@ def main() -> None:
         return
     identity = caller_identity(headers, config)
     user = feedback_user(headers)
-    experiment_id = _experiment_id()
     as_user = identity != "app"
     if base.kind == "chat":
         from frontends._chat_page_streamlit import render
@@ -253,22 +259,21 @@ def main() -> None:
         card = model_info(base, config, endpoint_state=_endpoint_state(base, base.endpoint)).card()
         st.title(config.title)
         chat_tab, feedback = st.tabs(["Chat", "Feedback"])
-        with feedback:  # first: the chat reruns the script when an answer ends
-            feedback_page(model_info(base, config).name, experiment_id)
+        with feedback:  # first: the chat reruns the script when an answer ends. Sets the experiment up
+            feedback_page(model_info(base, config).name, experiment_id())  # before any answer is traced
         with chat_tab:
             render(config.title, card, predictor, as_user)
         return
     st.title(config.title)
+    single, batch, feedback = st.tabs(["Single prediction", "Batch (CSV)", "Feedback"])
+    with single:  # the form first, then the rest: its place on screen does not depend on this order
+        _single_tab(predictor, identity, as_user, fields, user)
     with st.sidebar:
         _model_card(config, base, signature)
-
-    single, batch, feedback = st.tabs(["Single prediction", "Batch (CSV)", "Feedback"])
-    with single:
-        _single_tab(predictor, identity, as_user, fields, user)
     with batch:
         _batch_tab(predictor, identity, as_user, fields, signature)
     with feedback:
-        feedback_page(model_info(base, config).name, experiment_id)
+        feedback_page(model_info(base, config).name, experiment_id())
 
 
 main()

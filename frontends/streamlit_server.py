@@ -9,6 +9,7 @@ finds them ready, or waits only for what is left.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import threading
@@ -26,14 +27,28 @@ log = logging.getLogger("frontends.streamlit_server")
 
 
 def _warm_up() -> None:
-    import pandas  # noqa: F401  the page's tables need it: imported here, not on the first visit
-
-    from frontends._streamlit_resources import resources
+    """What the page needs, in the order a visitor needs it: the model and its form, then what a
+    prediction needs (the app's experiment, MLflow's tracing), then the tables' pandas."""
+    from frontends._streamlit_resources import experiment_id, resources
 
     try:
-        resources()
+        config = resources()[0]
     except Exception as e:  # not cached: the page tries again and shows the error
         log.warning("loading the model at start-up failed (%s); the page will retry", type(e).__name__)
+        return
+    experiment_id()  # never raises: a store that cannot be reached is a warning
+    if config.tracing:
+        from client._tracing import warm_up
+
+        try:
+            warm_up()
+        except Exception as e:  # MLflow would not import: each first call warns instead
+            log.warning("warming MLflow tracing up failed (%s)", type(e).__name__)
+    import pandas  # noqa: F401  the page's tables need it: imported here, not on the first visit
+
+    # resources() froze what existed then; MLflow and pandas came after: out of every GC scan too
+    # (Streamlit runs a full gc.collect() after each script run).
+    gc.freeze()
 
 
 @asynccontextmanager

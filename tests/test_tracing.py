@@ -10,7 +10,9 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -213,3 +215,55 @@ def test_a_dead_tracking_store_does_not_fail_predictions(scoring_server, tmp_pat
     assert [iris_labels(a[0]) for a in answers] == [["setosa"]] * 3
     assert all(a[1] for a in answers)  # the trace ids are made locally; exporting them is what failed
     assert "Failed to send trace" in run.stderr, run.stderr[-2000:]  # MLflow's exporter warned, in the background
+
+
+_LAZY_SCRIPT = """
+import json, sys
+from client import Predictor
+p = Predictor.from_endpoint(url=sys.argv[1], validate=False, tracing=True)
+built = "mlflow" in sys.modules
+result = p.predict([{"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4,
+                     "petal width (cm)": 0.2}])
+import mlflow
+mlflow.flush_trace_async_logging()
+print(json.dumps({"mlflow_when_built": built, "trace_id": result.trace_id, "predictions": result.predictions}))
+"""
+
+
+@pytest.mark.slow
+def test_a_tracing_predictor_imports_mlflow_at_its_first_call_not_when_built(experiment, registry_uri,
+                                                                            scoring_server, tmp_path):
+    """Building it costs nothing (an app builds it before its form); the first call, never warmed
+    up, imports MLflow and still writes its trace."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+           "MLFLOW_TRACKING_URI": registry_uri, "MLFLOW_EXPERIMENT_ID": experiment}
+    run = subprocess.run([sys.executable, "-c", _LAZY_SCRIPT, f"{scoring_server}/invocations"], env=env,
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["mlflow_when_built"] is False
+    assert iris_labels(out["predictions"]) == ["setosa"]
+    assert [t.info.trace_id for t in traces(experiment)] == [out["trace_id"]]
+
+
+def test_warm_up_builds_the_tracer_provider_once_for_concurrent_callers(monkeypatch):
+    import mlflow.tracing.provider as provider
+
+    from client import _tracing
+
+    builds: list[str] = []
+    gate = threading.Event()
+
+    def slow_get_tracer(name: str) -> None:
+        assert gate.wait(30)
+        builds.append(name)
+
+    monkeypatch.setattr(provider, "_get_tracer", slow_get_tracer)
+    monkeypatch.setattr(_tracing, "_warm", False)
+    with ThreadPoolExecutor(4) as pool:
+        calls = [pool.submit(_tracing.warm_up) for _ in range(4)]
+        gate.set()
+        for call in calls:
+            call.result(timeout=30)
+    _tracing.warm_up()
+    assert builds == ["client._tracing"]

@@ -24,6 +24,7 @@ from ._types import ChatMessage, ChatResult
 
 if TYPE_CHECKING:
     from .._predictor import Predictor
+    from .._types import Signature
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,18 @@ async def resolve(p: Predictor) -> tuple[Kind, Format | None]:
     if endpoint_task not in TASK_FORMATS:
         if p._direct is not None:
             metadata_task = p._direct.task
-        elif p._model_name is not None and p._model_version is not None:
+        elif p._model_name is not None and p._model_version is not None and _shape_leaves_open(signature):
             metadata_task = await _registry_task(p.registry_uri, p._model_name, p._model_version, p.endpoint)
     p._chat_kind = detect(endpoint_task, metadata_task, signature)
     return p._chat_kind
+
+
+def _shape_leaves_open(signature: Signature | None) -> bool:
+    """Whether the registry's ``metadata.task`` could change what the signature says: only for no
+    signature, or a chat-shaped one (the task then picks the format). A column signature without a
+    ``messages``/``input`` array is a tabular model's: an app on such an endpoint need not import
+    MLflow (seconds) and ask the registry before its form can be drawn."""
+    return signature is None or detect(None, None, signature)[0] == "chat"
 
 
 async def _registry_task(registry_uri: str | None, name: str, version: str, endpoint: str | None) -> str | None:
