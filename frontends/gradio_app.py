@@ -107,6 +107,7 @@ class Runtime:
 
     @property
     def model_name(self) -> str | None:
+        """The model's name, as the Predictor knows it (for the Feedback tab)."""
         return model_info(self._predictor, self.config).name
 
     async def predict(self, records: Any, headers: dict[str, str] | None) -> dict[str, Any]:
@@ -295,7 +296,11 @@ def build_app(runtime: Runtime) -> gr.Blocks:
 
 
 def create_app(config: AppConfig | None = None) -> tuple[gr.Blocks, Runtime | None]:
-    """The app; if the model cannot be reached at start-up, a page saying why (no traceback)."""
+    """The app; if the model cannot be reached at start-up, a page saying why (no traceback).
+
+    The app's experiment is not set up here: ``runtime.start_tracking_setup()`` does it in the
+    background (``main`` calls it once the server is up).
+    """
     config = config or AppConfig.from_env()
     try:
         predictor, signature = load_predictor(config)
