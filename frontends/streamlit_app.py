@@ -122,8 +122,6 @@ def _show_prediction(last: dict[str, Any]) -> None:
     st.metric("Prediction", format_prediction(last["predictions"]))
     probs = class_probabilities(single_prediction(last["predictions"]))
     if probs:
-        import pandas as pd
-
         st.caption("Class probabilities")
         bar_chart([{"class": k, "probability": v} for k, v in probs.items()], x="class", y="probability")
     st.caption(result_caption(last))
