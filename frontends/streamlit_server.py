@@ -46,8 +46,8 @@ def _warm_up() -> None:
             log.warning("warming MLflow tracing up failed (%s)", type(e).__name__)
     import pandas  # noqa: F401  the page's tables need it: imported here, not on the first visit
 
-    # resources() froze what existed then; MLflow and pandas came after: out of every GC scan too
-    # (Streamlit runs a full gc.collect() after each script run).
+    # resources() froze what existed then; MLflow and pandas came after: out of every full GC scan
+    # too (Python's own, and Streamlit's after each script run where runner.postScriptGC is on).
     gc.freeze()
 
 
