@@ -73,6 +73,9 @@ SIGN_IN_REQUIRED = (
 #: Databricks' refusal of a token without a scope: "Provided OAuth token does not have required scopes: sql".
 _MISSING_SCOPES = re.compile(r"does not have (?:the )?required scopes?:?\s*(?P<scopes>[\w.:\-, ]+)", re.IGNORECASE)
 _TRUTHY = {"1", "true", "yes", "on"}
+#: How long an app's start-up waits for its first page to be drawn before it imports MLflow for
+#: tracing (seconds of CPU that would otherwise compete with drawing the form on a small machine).
+FIRST_PAGE_GRACE_S = 5.0
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 
 import streamlit as st
 
@@ -18,7 +19,11 @@ from frontends._feedback import setup_app_tracking
 from frontends._form import Field
 from frontends._session import AppConfig
 
-__all__ = ["experiment_id", "resources"]
+__all__ = ["experiment_id", "form_drawn", "resources"]
+
+#: Set by the page once a visitor's form is on screen: the start-up warm-up waits for it (or for
+#: FIRST_PAGE_GRACE_S) before importing MLflow, so that import does not slow the first form down.
+form_drawn = threading.Event()
 
 
 @st.cache_resource(show_spinner="Loading the model...")

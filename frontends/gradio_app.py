@@ -26,6 +26,7 @@ from frontends._form import Field, form_to_record, parse_csv_rows, signature_row
 from frontends._gr_feedback import feedback_controls, feedback_tab
 from frontends._proba import class_probabilities, single_prediction
 from frontends._session import (
+    FIRST_PAGE_GRACE_S,
     AppConfig,
     caller_identity,
     describe_error,
@@ -70,6 +71,8 @@ class Runtime:
         #: The MLflow experiment traces and feedback go to (``None``: not tracing, or not set up).
         self.experiment_id: str | None = None
         self._tracking: Future[str | None] | None = None  # None: no set-up started (nothing to wait for)
+        #: Set when a page has loaded (or a handler runs): the set-up waits for it, or FIRST_PAGE_GRACE_S.
+        self.page_served = threading.Event()
 
     def start_tracking_setup(self) -> None:
         """Set up the app's experiment and warm MLflow's tracing up, in a background thread (once)."""
@@ -83,6 +86,7 @@ class Runtime:
         threading.Thread(target=self._set_up_tracking, args=(done,), name="tracking-set-up", daemon=True).start()
 
     def _set_up_tracking(self, done: Future[str | None]) -> None:
+        self.page_served.wait(FIRST_PAGE_GRACE_S)  # a visitor waiting for the form goes first
         try:
             # never raises: a store that cannot be reached is a warning, and None
             self.experiment_id = setup_app_tracking("gradio", self.config.tracing)
@@ -96,6 +100,7 @@ class Runtime:
 
     async def tracking_ready(self) -> str | None:
         """The app's experiment id, once its set-up (if started) has finished."""
+        self.page_served.set()  # someone is here: no reason to wait any longer
         if self._tracking is not None:
             await asyncio.wrap_future(self._tracking)
         return self.experiment_id
@@ -126,6 +131,8 @@ class Runtime:
         return out
 
     async def model_card(self) -> str:
+        """The card, on each page load (the endpoint's current state)."""
+        self.page_served.set()  # a page is on screen: the tracking set-up may start
         predictor = self._predictor
         try:
             state = await predictor.aendpoint_state()

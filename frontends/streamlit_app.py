@@ -35,7 +35,7 @@ from frontends._session import (
 )
 from frontends._st_chart import bar_chart
 from frontends._st_feedback import feedback_controls, feedback_page
-from frontends._streamlit_resources import experiment_id, resources
+from frontends._streamlit_resources import experiment_id, form_drawn, resources
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -266,6 +266,7 @@ def main() -> None:
     single, batch, feedback = st.tabs(["Single prediction", "Batch (CSV)", "Feedback"])
     with single:  # the form first, then the rest: its place on screen does not depend on this order
         _single_tab(predictor, identity, as_user, fields, user)
+    form_drawn.set()  # the start-up warm-up may import MLflow now
     with st.sidebar:
         _model_card(config, base, signature)
     with batch:

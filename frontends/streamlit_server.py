@@ -29,13 +29,15 @@ log = logging.getLogger("frontends.streamlit_server")
 def _warm_up() -> None:
     """What the page needs, in the order a visitor needs it: the model and its form, then what a
     prediction needs (the app's experiment, MLflow's tracing), then the tables' pandas."""
-    from frontends._streamlit_resources import experiment_id, resources
+    from frontends._session import FIRST_PAGE_GRACE_S
+    from frontends._streamlit_resources import experiment_id, form_drawn, resources
 
     try:
         config = resources()[0]
     except Exception as e:  # not cached: the page tries again and shows the error
         log.warning("loading the model at start-up failed (%s); the page will retry", type(e).__name__)
         return
+    form_drawn.wait(FIRST_PAGE_GRACE_S)  # a visitor waiting for the form goes first
     experiment_id()  # never raises: a store that cannot be reached is a warning
     if config.tracing:
         from client._tracing import warm_up

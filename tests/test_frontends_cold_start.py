@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -231,3 +232,27 @@ def test_a_failed_tracking_setup_leaves_predictions_working(monkeypatch, unfroze
     result = asyncio.run(asyncio.wait_for(runtime.predict([IRIS_ROW], {}), 60))
     assert result["predictions"] == [0] and runtime.experiment_id is None
     assert "tracing set-up failed (ImportError: no mlflow here)" in caplog.text
+
+
+def test_the_tracking_setup_waits_for_the_first_page_or_the_grace_period(monkeypatch, unfrozen):
+    """MLflow's import waits until a page has loaded (Gradio's load event) so it does not compete
+    with drawing the first form; with no visitor it starts after FIRST_PAGE_GRACE_S anyway."""
+    import frontends.gradio_app as app
+
+    started: list[float] = []
+    monkeypatch.setattr(app, "setup_app_tracking", lambda name, tracing: started.append(time.monotonic()) or "7")
+    monkeypatch.setattr(app, "tracing_warm_up", lambda: None)
+
+    runtime = app.Runtime(AppConfig(), FakePredictor(), FAKE_SIG)
+    runtime.start_tracking_setup()
+    time.sleep(0.5)
+    assert started == []  # no page yet: nothing imported
+    asyncio.run(runtime.model_card())  # a page loads
+    assert asyncio.run(asyncio.wait_for(runtime.tracking_ready(), 60)) == "7" and len(started) == 1
+
+    monkeypatch.setattr(app, "FIRST_PAGE_GRACE_S", 0.3)
+    lonely = app.Runtime(AppConfig(), FakePredictor(), FAKE_SIG)
+    began = time.monotonic()
+    lonely.start_tracking_setup()  # nobody ever visits
+    assert lonely._tracking is not None and lonely._tracking.result(timeout=60) == "7"
+    assert started[-1] - began >= 0.3
