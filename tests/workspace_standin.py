@@ -27,7 +27,15 @@ Routes (wire format as in /work/shared/reference/wire-formats.md and databricks-
   ``databricks_options.return_trace``), translated from the agent server's ``metadata.trace_id``
   answer field and ``{"trace_id"}`` stream event.
 
-Use the ``workspace`` fixture (a factory)::
+Run it in its own process (a benchmark's workspace, away from its driver's GIL); it serves until
+SIGTERM or Ctrl-C and prints nothing but warnings. The service principal's secret comes from the
+environment (``WORKSPACE_STANDIN_CLIENT_SECRET``), never argv, where ``ps`` would show it::
+
+    WORKSPACE_STANDIN_CLIENT_SECRET=... python tests/workspace_standin.py --port 8123 \
+        --client-id app-sp --endpoint iris=http://127.0.0.1:5000 \
+        [--entity iris=main.default.iris/1] [--openapi iris=openapi.json]
+
+Or use the ``workspace`` fixture (a factory)::
 
     from tests.workspace_standin import workspace  # noqa: F401  (fixture)
 
@@ -38,15 +46,20 @@ Use the ``workspace`` fixture (a factory)::
 
 from __future__ import annotations
 
+import argparse
 import base64
 import copy
 import json
+import os
 import secrets
+import signal
 import socket
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -555,3 +568,57 @@ def workspace() -> Iterator[Any]:
     yield start
     for s in servers:
         s.stop()
+
+
+#: Where ``main`` reads the service principal's secret (not argv: ``ps`` shows every argument).
+SECRET_ENV = "WORKSPACE_STANDIN_CLIENT_SECRET"
+
+
+def _by_name(ap: argparse.ArgumentParser, option: str, specs: Sequence[str]) -> dict[str, str]:
+    """``["iris=value", ...]`` -> ``{"iris": "value"}``; a spec without ``=`` is a usage error."""
+    out = {}
+    for spec in specs:
+        name, eq, value = spec.partition("=")
+        if not (name and eq and value):
+            ap.error(f"{option} {spec!r}: expected NAME=VALUE")
+        out[name] = value
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve a stand-in on ``127.0.0.1:--port`` until SIGTERM/SIGINT (then exit 0)."""
+    import uvicorn
+
+    ap = argparse.ArgumentParser(description="The workspace stand-in in its own process (until SIGTERM).")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--client-id", default="sp-client-id", help="the service principal's OAuth client id")
+    ap.add_argument("--endpoint", action="append", default=[], metavar="NAME=UPSTREAM",
+                    help="a serving endpoint relaying invocations to UPSTREAM/invocations (repeatable)")
+    ap.add_argument("--entity", action="append", default=[], metavar="NAME=CATALOG.SCHEMA.MODEL/VERSION",
+                    help="the model version an endpoint serves")
+    ap.add_argument("--openapi", action="append", default=[], metavar="NAME=FILE",
+                    help="an endpoint's /openapi document (JSON file); else that route answers 404")
+    args = ap.parse_args(argv)
+    secret = os.environ.get(SECRET_ENV)
+    if not secret:
+        ap.error(f"set {SECRET_ENV} to the service principal's client secret")
+    upstreams = _by_name(ap, "--endpoint", args.endpoint)
+    entities = _by_name(ap, "--entity", args.entity)
+    openapis = _by_name(ap, "--openapi", args.openapi)
+    if unknown := (set(entities) | set(openapis)) - set(upstreams):
+        ap.error(f"--entity/--openapi name no --endpoint: {sorted(unknown)}")
+    ws = WorkspaceStandin(client_id=args.client_id, client_secret=secret)
+    ws.url = f"http://127.0.0.1:{args.port}"
+    for name, upstream in upstreams.items():
+        entity, _, version = entities.get(name, "main.default.tiny/1").partition("/")
+        openapi = json.loads(Path(openapis[name]).read_text()) if name in openapis else None
+        ws.add_endpoint(Endpoint(name, entity_name=entity, entity_version=version or "1", openapi=openapi,
+                                 upstream=upstream))
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler it found: make that
+    # one a plain exit, so a terminated stand-in ends with status 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    uvicorn.run(ws.app(), host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
+
+
+if __name__ == "__main__":
+    main()
