@@ -9,9 +9,13 @@ tests/_browser.py) and driven by Debian's Chromium through Playwright. Measured:
 
 - cold start: process start -> the first form field visible and editable in a page opened as
   soon as the server answers its health route;
-- endpoint by name: the same scoring server behind tests/workspace_standin.py (a serving
-  endpoint ``iris`` with its ``/openapi`` document, a PAT), as a Databricks App is configured
-  (``PREDICTOR_ENDPOINT``): the signature comes from the endpoint, no MLflow in the app;
+- endpoint by name: the same scoring server behind tests/workspace_standin.py, run in its own
+  process (a serving endpoint ``iris`` with its ``/openapi`` document), the app configured as a
+  Databricks App is (``PREDICTOR_ENDPOINT``; ``DATABRICKS_HOST``, ``DATABRICKS_WORKSPACE_ID`` and
+  its service principal's ``DATABRICKS_CLIENT_ID``/``DATABRICKS_CLIENT_SECRET``, no PAT: the SDK
+  gets OAuth M2M tokens from the stand-in's OIDC endpoint): the signature comes from the endpoint,
+  no MLflow in the app. The secret is random per run, passed through the environment only, and
+  the logs the run writes are checked not to contain it;
 - click -> answer: a pointer-down on Predict -> the expected prediction shown, timed inside the
   page (``performance.now()``, checked every animation frame). Inputs are distinct (no cache hit)
   and alternate between iris classes, so each answer changes the text on the page. One warm-up
@@ -26,8 +30,10 @@ over the same rounds.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import secrets
 import statistics
 import subprocess
 import sys
@@ -105,7 +111,10 @@ class Variant:
 def launch(kind: str, script: Path | None, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
     """Start an app as tests/_browser.py does (``script`` None: our app); returns (process, url)."""
     port = free_port()
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("PREDICTOR_", "STREAMLIT_", "GRADIO_"))}
+    # Nothing of the caller's own settings (a DATABRICKS_TOKEN beside the service principal's would
+    # be a second auth method): each variant gets only its own.
+    full = {k: v for k, v in os.environ.items()
+            if not k.startswith(("PREDICTOR_", "STREAMLIT_", "GRADIO_", "DATABRICKS_"))}
     full.update({"DATABRICKS_APP_PORT": str(port), "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"})
     if kind == "streamlit":
         command, yaml_env = app_yaml()
@@ -236,17 +245,24 @@ def iris_openapi() -> dict[str, Any]:
                 "content": {"application/json": {"schema": body}}}}}}}
 
 
-def start_workspace(scoring_url: str) -> tuple[Any, Any]:
-    """The workspace stand-in with endpoint ``iris`` in front of the scoring server, and a PAT."""
-    from workspace_standin import Endpoint, WorkspaceStandin, _Server
+def start_workspace(scoring_url: str, logs: Path, client_id: str, secret: str) -> tuple[subprocess.Popen, str]:
+    """tests/workspace_standin.py in its own process (not sharing this one's GIL with Playwright):
+    endpoint ``iris`` in front of the scoring server, the app's service principal ``client_id``
+    with ``secret`` (through the environment: a command line shows in ``ps``)."""
+    from workspace_standin import SECRET_ENV
 
-    ws = WorkspaceStandin()
-    ws.add_pat("bench-pat")
-    ws.add_endpoint(Endpoint("iris", entity_name="main.default.iris", entity_version="1", openapi=iris_openapi(),
-                             upstream=scoring_url))
-    server = _Server(ws)
-    server.start()
-    return ws, server
+    port = free_port()
+    openapi = logs / "iris-openapi.json"
+    openapi.write_text(json.dumps(iris_openapi()))
+    out = open(logs / "workspace.log", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "workspace_standin.py"), "--port", str(port),
+                             "--client-id", client_id, "--endpoint", f"iris={scoring_url}",
+                             "--entity", "iris=main.default.iris/1", "--openapi", f"iris={openapi}"],
+                            cwd=ROOT, env={**os.environ, SECRET_ENV: secret}, stdout=out, stderr=subprocess.STDOUT)
+    proc.log_file = out  # type: ignore[attr-defined]
+    url = f"http://127.0.0.1:{port}"
+    wait_http(proc, url + "/.well-known/databricks-config", logs / "workspace.log")
+    return proc, url
 
 
 def model_load_alone(registry: str) -> tuple[float, float]:
@@ -321,9 +337,12 @@ def main() -> None:
     ours = inputs(args.clicks + 1, floor=False)
     ours = [(vals, want) for (vals, _), want in zip(ours, expected_from_server(scoring_url, [v for v, _ in ours]),
                                                     strict=True)]
-    ws, ws_server = start_workspace(scoring_url)
-    envs["endpoint-by-name"] = {**({"PREDICTOR_TRACING": "0"} if args.no_tracing else {}), "PREDICTOR_ENDPOINT": "iris", "DATABRICKS_HOST": ws.url,
-                                "DATABRICKS_TOKEN": "bench-pat"}
+    # What Databricks Apps inject for the app's service principal (the secret: random, never printed).
+    client_id, secret = "bench-app-service-principal", secrets.token_urlsafe(24)
+    workspace, workspace_url = start_workspace(scoring_url, tmp, client_id, secret)
+    envs["endpoint-by-name"] = {**({"PREDICTOR_TRACING": "0"} if args.no_tracing else {}), "PREDICTOR_ENDPOINT": "iris",
+                                "DATABRICKS_HOST": workspace_url, "DATABRICKS_WORKSPACE_ID": "1234567890",
+                                "DATABRICKS_CLIENT_ID": client_id, "DATABRICKS_CLIENT_SECRET": secret}
     cases = {"floor": inputs(args.clicks + 1, floor=True), "direct": ours, "endpoint": ours, "endpoint-by-name": ours}
     kinds = [args.only] if args.only else ["streamlit", "gradio"]
     variants = [Variant(k, n) for k in kinds for n in ("floor", "direct", "endpoint", "endpoint-by-name")]
@@ -340,8 +359,10 @@ def main() -> None:
                           f"{statistics.median(v.clicks[-args.clicks:]) * 1000:.0f} ms", flush=True)
             browser.close()
     finally:
-        ws_server.stop()
+        stop(workspace)
         stop(scoring)
+        if leaked := sorted(p.name for p in tmp.glob("*.log") if secret in p.read_text(errors="replace")):
+            raise RuntimeError(f"the service principal's secret appears in {leaked} (under {tmp})")
     print()
     print(report(variants, args, loads))
 

@@ -65,12 +65,15 @@ def test_sdk_queries_the_endpoint_through_the_standin_process_with_oauth_m2m(sta
     direct = httpx.post(f"{scoring_server}/invocations", json={"dataframe_records": [ROW]}, timeout=60).json()
     assert got.predictions == direct["predictions"]
     assert got.served_model_name == "iris-1"
-    entity = w.serving_endpoints.get("iris").config.served_entities[0]
+    config = w.serving_endpoints.get("iris").config
+    assert config is not None and config.served_entities
+    entity = config.served_entities[0]
     assert (entity.entity_name, entity.entity_version) == ("main.default.iris", "1")
-    assert json.load(w.serving_endpoints.get_open_api("iris").contents) == json.loads(OPENAPI.read_text())
+    openapi = w.serving_endpoints.get_open_api("iris").contents
+    assert openapi is not None and json.load(openapi) == json.loads(OPENAPI.read_text())
 
     wrong = WorkspaceClient(host=url, client_id=CLIENT_ID, client_secret=SECRET + "-wrong")
-    with pytest.raises(Exception, match="invalid_client|Client authentication failed"):
+    with pytest.raises(Exception, match=r"invalid_client|Client authentication failed"):
         wrong.serving_endpoints.query(name="iris", dataframe_records=[ROW])
 
     # The secret came through the environment: not in the command line (``ps``), not in the log.
