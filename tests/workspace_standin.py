@@ -279,6 +279,10 @@ class WorkspaceStandin:
         from starlette.responses import JSONResponse, Response, StreamingResponse
         from starlette.routing import Route
 
+        # One client relays every classic invocation: a new httpx client per call loads the CA
+        # bundle (~20 ms of CPU), a per-call cost a workspace does not have.
+        relay_client = httpx.AsyncClient(timeout=60)
+
         def err(status: int, code: str, message: str) -> JSONResponse:
             return JSONResponse({"error_code": code, "message": message}, status_code=status)
 
@@ -455,12 +459,11 @@ class WorkspaceStandin:
             if upstream and ep.task:
                 return await relay_chat(request, upstream, headers)
             if upstream:
-                async with httpx.AsyncClient(timeout=60) as client:
-                    up = await client.post(
-                        f"{upstream.rstrip('/')}/invocations",
-                        content=await request.body(),
-                        headers={"content-type": request.headers.get("content-type", "application/json")},
-                    )
+                up = await relay_client.post(
+                    f"{upstream.rstrip('/')}/invocations",
+                    content=await request.body(),
+                    headers={"content-type": request.headers.get("content-type", "application/json")},
+                )
                 return Response(
                     up.content, status_code=up.status_code, media_type=up.headers.get("content-type"), headers=headers
                 )
