@@ -22,6 +22,8 @@ import json
 import logging
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +45,7 @@ from frontends._proba import prediction_label, single_prediction
 __all__ = [
     "AppConfig",
     "ModelInfo",
+    "PredictionCache",
     "SignInRequired",
     "build_predictor",
     "caller_identity",
@@ -123,6 +126,49 @@ class AppConfig:
         if self.endpoint_url:
             return f"endpoint {self.endpoint_url}"
         return f"model {self.model_uri or DEMO_MODEL_URI + ' (demo)'}"
+
+
+class PredictionCache:
+    """Answers by (caller, model version, input), shared by every session of an app process: the
+    same input from the same caller is not sent twice. Bounded (the least recently used answer
+    goes first) and thread-safe. Callers must not mutate what :meth:`get` returns.
+
+    A dict rather than ``st.cache_data``, which pickles and hashes every answer (milliseconds
+    per click). Both apps use it.
+
+    Example::
+
+        cache = PredictionCache()
+        key = cache.key("app", "3", records)
+        answer = cache.get(key) or cache.put(key, predictor.predict(records).model_dump(mode="json"))
+    """
+
+    def __init__(self, max_entries: int = 2000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str | None, str], dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(identity: str, model_version: str | None, records: Any) -> tuple[str, str | None, str]:
+        return identity, model_version, json.dumps(records, sort_keys=True, default=str)
+
+    def get(self, key: tuple[str, str | None, str]) -> dict[str, Any] | None:
+        with self._lock:
+            answer = self._entries.get(key)
+            if answer is not None:
+                self._entries.move_to_end(key)
+            return answer
+
+    def put(self, key: tuple[str, str | None, str], answer: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self._entries[key] = answer
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return answer
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def build_predictor(config: AppConfig) -> Predictor:

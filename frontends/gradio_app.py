@@ -28,6 +28,7 @@ from frontends._proba import class_probabilities, single_prediction
 from frontends._session import (
     FIRST_PAGE_GRACE_S,
     AppConfig,
+    PredictionCache,
     caller_identity,
     describe_error,
     format_prediction,
@@ -67,7 +68,7 @@ class Runtime:
         self.signature = signature
         self.fields = fields if fields is not None else form_fields(signature, [], os.environ)
         self._predictor = predictor
-        self._cache: dict[tuple[str, str | None, str], dict[str, Any]] = {}
+        self._cache = PredictionCache()
         #: The MLflow experiment traces and feedback go to (``None``: not tracing, or not set up).
         self.experiment_id: str | None = None
         self._tracking: Future[str | None] | None = None  # None: no set-up started (nothing to wait for)
@@ -120,15 +121,10 @@ class Runtime:
         predictor = predictor_for(base, headers, self.config)  # before the cache: who may call at all
         identity = caller_identity(headers, self.config)
         version = model_info(base, self.config).version
-        key = (identity, version, json.dumps(records, sort_keys=True, default=str))
-        if key in self._cache:
-            return self._cache[key]
-        result = await predictor.apredict(records)
-        out = result.model_dump(mode="json")
-        if len(self._cache) > 2000:
-            self._cache.clear()
-        self._cache[key] = out
-        return out
+        key = PredictionCache.key(identity, version, records)
+        if (answer := self._cache.get(key)) is not None:
+            return answer
+        return self._cache.put(key, (await predictor.apredict(records)).model_dump(mode="json"))
 
     async def model_card(self) -> str:
         """The card, on each page load (the endpoint's current state)."""

@@ -23,6 +23,7 @@ from frontends._form import Field, csv_template, form_to_record, parse_csv_rows,
 from frontends._proba import class_probabilities, single_prediction
 from frontends._session import (
     AppConfig,
+    PredictionCache,
     SignInRequired,
     caller_identity,
     describe_error,
@@ -48,11 +49,10 @@ _BLANK = "(blank)"
 BATCH_CHUNK = 500
 
 
-@st.cache_data(show_spinner=False, max_entries=2000, ttl=3600)
-def _cached_predict(identity: str, model_version: str | None, payload: str, _predictor: Predictor) -> dict[str, Any]:
-    """One call per (caller, model version, input); the Predictor itself is not hashed."""
-    result = _predictor.predict(json.loads(payload))
-    return result.model_dump(mode="json")
+@st.cache_resource(show_spinner=False)
+def _predictions() -> PredictionCache:
+    """One call per (caller, model version, input), across the process's sessions."""
+    return PredictionCache()
 
 
 def _headers() -> dict[str, str]:
@@ -100,8 +100,12 @@ def _widget(field: Field) -> Any:
 
 def _predict(predictor: Predictor, identity: str, records: Any) -> dict[str, Any]:
     experiment_id()  # set up before the first trace: it lands in the app's experiment, not MLflow's default
-    version = model_info(predictor, resources()[0]).version
-    return _cached_predict(identity, version, json.dumps(records, sort_keys=True, default=str), predictor)
+    key = PredictionCache.key(identity, model_info(predictor, resources()[0]).version, records)
+    cache = _predictions()
+    if (answer := cache.get(key)) is not None:
+        return answer
+    # the records as JSON gives them (dates as text), as they were keyed
+    return cache.put(key, predictor.predict(json.loads(key[2])).model_dump(mode="json"))
 
 
 def _score_batch(predictor: Predictor, identity: str, records: list[dict[str, Any]]) -> dict[str, Any]:

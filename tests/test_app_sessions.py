@@ -173,3 +173,20 @@ def test_gradio_refuses_a_call_without_a_user_token_and_names_missing_scopes(env
     assert (text, status, history) == ("", SIGN_IN_REQUIRED, [])
     assert text2 == "" and "user_api_scopes: [serving.serving-endpoints]" in status2
     assert recorder.tokens - before == Counter({"noscope-hal": 1})  # nothing sent without a user token
+
+
+def test_prediction_cache_keys_by_caller_version_and_input_and_drops_the_least_recent():
+    from frontends._session import PredictionCache
+
+    cache = PredictionCache(max_entries=2)
+    a, b, c = ({"x": 1.0}, {"x": 2.0}, {"x": 3.0})
+    cache.put(cache.key("alice", "1", [a]), {"predictions": [1]})
+    assert cache.get(cache.key("bob", "1", [a])) is None  # another caller: never served alice's answer
+    assert cache.get(cache.key("alice", "2", [a])) is None  # another model version
+    assert cache.get(cache.key("alice", "1", [{"x": 1.0}])) == {"predictions": [1]}  # same input, new dict
+    cache.put(cache.key("alice", "1", [b]), {"predictions": [2]})
+    cache.get(cache.key("alice", "1", [a]))  # a is now the most recent
+    cache.put(cache.key("alice", "1", [c]), {"predictions": [3]})
+    assert len(cache) == 2
+    assert cache.get(cache.key("alice", "1", [b])) is None  # the least recently used went
+    assert cache.get(cache.key("alice", "1", [a])) == {"predictions": [1]}

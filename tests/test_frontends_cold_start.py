@@ -60,14 +60,14 @@ def run_json(code: str, env: dict[str, str]) -> dict:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def stored_in(trace_id: str) -> str:
-    """The name of the experiment a trace was stored in (the session's tracking store)."""
+def stored_in(trace_id: str, tracking_uri: str) -> str:
+    """The name of the experiment a trace was stored in, read from the app process's store (not
+    this process's current MLflow URI, which earlier tests may have moved)."""
     import mlflow
 
-    trace = mlflow.get_trace(trace_id)
-    assert trace is not None, trace_id
-    experiment = mlflow.get_experiment(trace.info.experiment_id)
-    assert experiment is not None
+    store = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    trace = store.get_trace(trace_id)
+    experiment = store.get_experiment(trace.info.experiment_id)
     return str(experiment.name)
 
 
@@ -113,6 +113,8 @@ demo, runtime = create_app(config)
 after_build = heavy()  # gradio imports pandas itself; MLflow is ours to keep out
 runtime.start_tracking_setup()  # what main() does once the server is up
 out = asyncio.run(predict_form(runtime, dict(ROW), {}, []))  # clicked while the set-up runs: it waits
+import mlflow
+mlflow.flush_trace_async_logging()  # written before this process says it is done
 print(json.dumps({"after_load": after_load, "after_build": after_build, "tracing": config.tracing,
                   "text": out[0], "status": out[1], "trace_id": out[4], "experiment_id": runtime.experiment_id}))
 """
@@ -126,7 +128,8 @@ def test_gradio_by_name_builds_its_form_without_mlflow_and_traces_into_its_exper
     assert "mlflow" not in out["after_build"]
     assert out["text"] == "setosa" and "endpoint" in out["status"], out
     assert out["trace_id"] and out["experiment_id"]
-    assert stored_in(out["trace_id"]) == "/predictor-gradio"  # the app's experiment, never MLflow's Default
+    # the app's experiment, never MLflow's Default
+    assert stored_in(out["trace_id"], by_name_env["MLFLOW_TRACKING_URI"]) == "/predictor-gradio"
 
 
 _STREAMLIT = """
@@ -160,6 +163,8 @@ for name, value in ROW.items():
     at.number_input(key="field:" + name).set_value(value)
 at.button[0].click().run()
 assert not at.exception, at.exception
+import mlflow
+mlflow.flush_trace_async_logging()  # written before this process says it is done
 print(json.dumps({"first_import": first_import, "fields": [n.label for n in at.number_input],
                   "prediction": at.metric[0].value, "trace_id": at.session_state["last"]["trace_id"],
                   "tabs": [t.label for t in at.tabs], "sidebar": [h.value for h in at.sidebar.header]}))
@@ -175,7 +180,7 @@ def test_streamlit_by_name_draws_its_form_before_importing_pandas_or_mlflow(by_n
     assert out["first_import"] == {"pandas": list(ROW), "mlflow": list(ROW)}
     assert out["tabs"] == ["Single prediction", "Batch (CSV)", "Feedback"] and out["sidebar"] == ["Model"]
     assert out["prediction"] == "setosa"
-    assert stored_in(out["trace_id"]) == "/predictor-streamlit"
+    assert stored_in(out["trace_id"], by_name_env["MLFLOW_TRACKING_URI"]) == "/predictor-streamlit"
 
 
 # -- Gradio's Runtime: predictions wait for the tracking set-up (in process, a fake Predictor) -----
