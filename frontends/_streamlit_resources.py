@@ -37,10 +37,10 @@ def resources() -> tuple[AppConfig, Predictor, Signature | None, list[Field]]:
         return config, predictor, signature, []
     rows = _example.load_example_rows(config.registry_model_uri, config.registry_uri)
     fields = _example.form_fields(signature, rows, os.environ)
-    # Streamlit runs a full gc.collect() after every script run (runner.postScriptGC); with MLflow,
-    # pandas and the model loaded that scan costs ~200 ms of CPU per click, holding the GIL while the
-    # answer waits to be sent. What is loaded now lives as long as the process: leave it out of it.
-    # (MLflow and pandas come later, in endpoint mode: streamlit_server.py freezes again after them.)
+    # What is loaded now lives as long as the process: out of every full GC scan (Python's own, and
+    # Streamlit's after each script run wherever runner.postScriptGC is on, its default; with MLflow,
+    # pandas and the model loaded that scan cost ~200 ms of CPU per click). MLflow and pandas come
+    # later in endpoint mode: streamlit_server.py freezes again after them.
     gc.freeze()
     return config, predictor, signature, fields
 
