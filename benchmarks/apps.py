@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from _browser import CHROMIUM, app_yaml, free_port  # noqa: E402
+from _browser import CHROMIUM, free_port, launch_app  # noqa: E402
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -106,32 +106,6 @@ class Variant:
     @property
     def label(self) -> str:
         return f"{self.kind} {'hello-world floor' if self.name == 'floor' else self.name.replace('-', ' ')}"
-
-
-def launch(kind: str, script: Path | None, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    """Start an app as tests/_browser.py does (``script`` None: our app); returns (process, url)."""
-    port = free_port()
-    # Nothing of the caller's own settings (a DATABRICKS_TOKEN beside the service principal's would
-    # be a second auth method): each variant gets only its own.
-    full = {k: v for k, v in os.environ.items()
-            if not k.startswith(("PREDICTOR_", "STREAMLIT_", "GRADIO_", "DATABRICKS_"))}
-    full.update({"DATABRICKS_APP_PORT": str(port), "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"})
-    if kind == "streamlit":
-        command, yaml_env = app_yaml()
-        full.update(yaml_env)
-        full.update({"STREAMLIT_SERVER_PORT": str(port), "STREAMLIT_SERVER_ADDRESS": "127.0.0.1",
-                     "STREAMLIT_SERVER_HEADLESS": "true"})
-        command = [str(Path(sys.executable).parent / command[0]), *command[1:]]
-        if script is not None:
-            command[-1] = str(script)
-    else:
-        command = [sys.executable, str(script)] if script else [sys.executable, "-m", "frontends.gradio_app"]
-        full["GRADIO_SERVER_NAME"] = "127.0.0.1"
-    full.update(env)
-    out = open(log, "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(command, cwd=ROOT, env=full, stdout=out, stderr=subprocess.STDOUT)
-    proc.log_file = out  # type: ignore[attr-defined]
-    return proc, f"http://127.0.0.1:{port}"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -190,7 +164,8 @@ def run_variant(browser: Any, v: Variant, script: Path | None, env: dict[str, st
                 cases: list[tuple[dict[str, float], str]]) -> None:
     log = logs / f"{v.kind}-{v.name}-{len(v.cold)}.log"
     started = time.perf_counter()
-    proc, url = launch(v.kind, script, env, log)
+    server = launch_app(v.kind, env, log, script)
+    proc, url = server.proc, server.url
     try:
         wait_http(proc, url + ("/_stcore/health" if v.kind == "streamlit" else "/"), log)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -219,7 +194,7 @@ def run_variant(browser: Any, v: Variant, script: Path | None, env: dict[str, st
         v.click_cpu.append((cpu_seconds(proc.pid) - cpu_before) / (len(cases) - 1))
         page.close()
     finally:
-        stop(proc)
+        server.stop()
 
 
 def start_scoring(registry: str, logs: Path) -> tuple[subprocess.Popen, str]:

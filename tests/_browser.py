@@ -69,10 +69,16 @@ class AppServer:
         self.log.close()
 
 
-def launch_app(kind: str, env: dict[str, str], log_path: Path) -> AppServer:
-    """Start the Streamlit (as ``app.yaml`` says) or Gradio app on a free loopback port; don't wait."""
+def launch_app(kind: str, env: dict[str, str], log_path: Path, script: Path | None = None) -> AppServer:
+    """Start the Streamlit (as ``app.yaml`` says) or Gradio app on a free loopback port; don't wait.
+
+    ``script``: another page started the same way (the benchmark's hello-world floors).
+    """
     port = free_port()
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("PREDICTOR_", "STREAMLIT_", "GRADIO_"))}
+    # None of the caller's own settings (a DATABRICKS_TOKEN beside a service principal would be a
+    # second auth method): the app gets only ``env``.
+    full = {k: v for k, v in os.environ.items()
+            if not k.startswith(("PREDICTOR_", "STREAMLIT_", "GRADIO_", "DATABRICKS_"))}
     full.update({"DATABRICKS_APP_PORT": str(port), "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"})
     if kind == "streamlit":
         command, yaml_env = app_yaml()
@@ -81,8 +87,10 @@ def launch_app(kind: str, env: dict[str, str], log_path: Path) -> AppServer:
         full.update({"STREAMLIT_SERVER_PORT": str(port), "STREAMLIT_SERVER_ADDRESS": "127.0.0.1",
                      "STREAMLIT_SERVER_HEADLESS": "true"})
         command = [str(Path(sys.executable).parent / command[0]), *command[1:]]
+        if script is not None:
+            command[-1] = str(script)
     else:
-        command = [sys.executable, "-m", "frontends.gradio_app"]
+        command = [sys.executable, str(script)] if script else [sys.executable, "-m", "frontends.gradio_app"]
         full["GRADIO_SERVER_NAME"] = "127.0.0.1"
     full.update(env)
     log = open(log_path, "wb")  # noqa: SIM115 - closed by AppServer.stop
