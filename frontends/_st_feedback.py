@@ -69,7 +69,7 @@ def cached_summary(model_name: str | None, experiment_id: str) -> tuple[list[dic
 def feedback_page(model_name: str | None, experiment_id: str | None) -> None:
     """Per model version and served entity: predictions, share with feedback, thumbs-up rate, comments."""
     st.subheader(f"Feedback on {model_name or 'the model'}")
-    if st.button("Refresh", key="feedback-refresh"):  # tabs do not rerun the page: this does
+    if st.button("Refresh", key="feedback-refresh"):  # the summary is cached for 30 s: this reads the store now
         cached_summary.clear()
     if experiment_id is None:
         st.info("No MLflow experiment is available: predictions are not traced, so there is no feedback.")

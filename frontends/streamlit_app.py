@@ -267,16 +267,21 @@ def main() -> None:
             render(config.title, card, predictor, as_user)
         return
     st.title(config.title)
-    single, batch, feedback = st.tabs(["Single prediction", "Batch (CSV)", "Feedback"])
+    # Opening a tab reruns the page, so the Feedback tab (MLflow, a store query, tables) is computed
+    # only while it is open, never on a visitor's first page. The other two are always drawn:
+    # a widget left out of a run loses its state (the form's values, an uploaded CSV).
+    single, batch, feedback = st.tabs(["Single prediction", "Batch (CSV)", "Feedback"], key="page-tab",
+                                      on_change="rerun")
     with single:  # the form first, then the rest: its place on screen does not depend on this order
         _single_tab(predictor, identity, as_user, fields, user)
     form_drawn.set()  # the start-up warm-up may import MLflow now
-    with st.sidebar:
-        _model_card(config, base, signature)
     with batch:
         _batch_tab(predictor, identity, as_user, fields, signature)
-    with feedback:
-        feedback_page(model_info(base, config).name, experiment_id())
+    with st.sidebar:
+        _model_card(config, base, signature)
+    if feedback.open:
+        with feedback:
+            feedback_page(model_info(base, config).name, experiment_id())
 
 
 main()

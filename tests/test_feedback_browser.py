@@ -112,7 +112,7 @@ class Ui:
 
     def feedback_page(self) -> None:
         self.page.get_by_role("tab", name="Feedback").click()  # Gradio reads the store when the tab opens
-        if self.kind == "streamlit":  # tabs do not rerun a Streamlit page; others voted since it was drawn
+        if self.kind == "streamlit":  # the summary is cached for 30 s; others voted since it was read
             self.page.get_by_role("button", name="Refresh").click()
         self.page.get_by_text("per model version and served entity").first.wait_for(timeout=TIMEOUT)
 

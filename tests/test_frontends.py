@@ -178,6 +178,22 @@ def test_streamlit_prefills_the_form_from_the_input_example(app_env, expected):
 
 
 @pytest.mark.slow
+def test_streamlit_computes_the_feedback_tab_only_while_it_is_open(app_env, expected):
+    feedback_header = "Feedback on main.default.iris"
+    at = _apptest().run()
+    assert not at.exception, at.exception
+    assert [t.label for t in at.tabs] == ["Single prediction", "Batch (CSV)", "Feedback"]
+    assert feedback_header not in [h.value for h in at.subheader]  # a first page reads no store
+    at.button[0].click().run()
+    assert at.metric[0].value == expected
+    at.session_state["page-tab"] = "Feedback"  # what opening the tab does (it reruns the page)
+    at.run()
+    assert not at.exception, at.exception
+    assert feedback_header in [h.value for h in at.subheader]
+    assert at.metric[0].value == expected  # the form's tab is still drawn, its answer kept
+
+
+@pytest.mark.slow
 def test_streamlit_endpoint_mode_on_mixed_types(app_env, mixed_server):
     app_env.setenv("PREDICTOR_ENDPOINT_URL", f"{mixed_server}/invocations")
     app_env.setenv("PREDICTOR_MODEL_URI", MIXED)
