@@ -1,7 +1,9 @@
 """Both apps in a real browser beside each framework's hello-world floor, reported as ratios (one run).
 
 For Streamlit and Gradio, in one run: a hello-world app of the framework (one number field, a
-Predict button, written to a temp dir), then our app in direct mode (the demo model loaded in
+Predict button, written to a temp dir; the issue's floor), the same hello-world with the four iris
+fields and one raw httpx call to the demo model's scoring server (what calling the model costs a
+page at the least; ratios to it in their own column), then our app in direct mode (the demo model loaded in
 process) and in endpoint mode (MLflow's scoring server for the demo model on loopback, reached
 by URL; the signature from the registry), every one started the same way (Streamlit with
 ``app.yaml``'s command and variables, Gradio with ``python <file>``; the launcher of
@@ -82,6 +84,60 @@ with gr.Blocks() as demo:
 demo.launch(server_name=os.environ["GRADIO_SERVER_NAME"], server_port=int(os.environ["DATABRICKS_APP_PORT"]))
 '''
 
+# The same hello-worlds with the iris form and one call to the same model (raw httpx, no SDK, nothing
+# else on the page): what a page that calls the model costs at the very least in each framework.
+# frontends/_proba.py (pure, stdlib only) turns the answer into the text our apps show.
+STREAMLIT_FLOOR_MODEL = '''
+import os
+
+import httpx
+import streamlit as st
+
+from frontends._proba import prediction_label, single_prediction
+
+NAMES = %r
+
+
+@st.cache_resource
+def http() -> httpx.Client:
+    return httpx.Client()
+
+
+with st.form("predict-form"):
+    values = {n: st.number_input(n, value=None, placeholder="required") for n in NAMES}
+    submitted = st.form_submit_button("Predict", type="primary")
+if submitted:
+    answer = http().post(os.environ["FLOOR_MODEL_URL"], json={"dataframe_records": [values]}).json()
+    st.metric("Prediction", str(prediction_label(single_prediction(answer["predictions"]))))
+'''
+
+GRADIO_FLOOR_MODEL = '''
+import os
+
+import gradio as gr
+import httpx
+
+from frontends._proba import prediction_label, single_prediction
+
+NAMES = %r
+http = httpx.AsyncClient()
+
+
+async def predict(*values):
+    answer = (await http.post(os.environ["FLOOR_MODEL_URL"],
+                              json={"dataframe_records": [dict(zip(NAMES, values))]})).json()
+    return str(prediction_label(single_prediction(answer["predictions"])))
+
+
+with gr.Blocks() as demo:
+    fields = [gr.Number(label=n) for n in NAMES]
+    button = gr.Button("Predict", variant="primary")
+    out = gr.Textbox(label="Prediction", interactive=False)
+    button.click(predict, fields, out)
+
+demo.launch(server_name=os.environ["GRADIO_SERVER_NAME"], server_port=int(os.environ["DATABRICKS_APP_PORT"]))
+'''
+
 # The prediction as shown: Streamlit's metric value, Gradio's "Prediction" textbox.
 SHOWN_JS = {
     "streamlit": "() => { const e = document.querySelector('[data-testid=stMetricValue]');"
@@ -96,7 +152,7 @@ SHOWN_JS = {
 @dataclass
 class Variant:
     kind: str  # streamlit | gradio
-    name: str  # floor | direct | endpoint | endpoint-by-name
+    name: str  # floor | floor-model | direct | endpoint | endpoint-by-name
     cold: list[float] = field(default_factory=list)
     clicks: list[float] = field(default_factory=list)
     #: the app server's own CPU time (user + system): up to form ready, and per counted click
@@ -105,7 +161,8 @@ class Variant:
 
     @property
     def label(self) -> str:
-        return f"{self.kind} {'hello-world floor' if self.name == 'floor' else self.name.replace('-', ' ')}"
+        names = {"floor": "hello-world floor", "floor-model": "hello-world + model call"}
+        return f"{self.kind} {names.get(self.name) or self.name.replace('-', ' ')}"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -265,9 +322,10 @@ def report(variants: list[Variant], args: argparse.Namespace, loads: list[tuple[
              f"python {platform.python_version()}, streamlit {streamlit.__version__}, gradio {gradio.__version__}; "
              f"{args.rounds} round(s), {args.clicks} clicks per round (+1 warm-up)", "",
              "| app | cold start (median) | vs floor | server CPU to form | click -> answer p50 | p90 "
-             "| p50 vs floor | p90 vs floor | server CPU per click |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| p50 vs floor | p90 vs floor | p50 vs hello-world + model | server CPU per click |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     floors = {v.kind: v for v in variants if v.name == "floor"}
+    model_floors = {v.kind: statistics.median(v.clicks) for v in variants if v.name == "floor-model"}
     for v in variants:
         f = floors[v.kind]
         cold, fcold = statistics.median(v.cold), statistics.median(f.cold)
@@ -275,7 +333,8 @@ def report(variants: list[Variant], args: argparse.Namespace, loads: list[tuple[
         p90, fp90 = pct(v.clicks, 0.9), pct(f.clicks, 0.9)
         lines.append(f"| {v.label} | {cold:.1f} s | {cold / fcold:.2f}x ({cold - fcold:+.1f} s) | "
                      f"{statistics.median(v.cold_cpu):.1f} s | {p50 * 1000:.0f} ms | {p90 * 1000:.0f} ms | "
-                     f"{p50 / fp50:.2f}x | {p90 / fp90:.2f}x | {statistics.median(v.click_cpu) * 1000:.0f} ms |")
+                     f"{p50 / fp50:.2f}x | {p90 / fp90:.2f}x | {p50 / model_floors[v.kind]:.2f}x | "
+                     f"{statistics.median(v.click_cpu) * 1000:.0f} ms |")
     wall, cpu = statistics.median(w for w, _ in loads), statistics.median(c for _, c in loads)
     lines += ["", f"the demo model's own load in a fresh process (python + client + MLflow + registry + weights): "
                   f"{wall:.1f} s wall, {cpu:.1f} s CPU (median of {len(loads)})"]
@@ -299,14 +358,17 @@ def main() -> None:
 
     register_demo_model(registry)
     scoring, scoring_url = start_scoring(registry, tmp)
-    floors = {"streamlit": tmp / "streamlit_floor.py", "gradio": tmp / "gradio_floor.py"}
-    floors["streamlit"].write_text(textwrap.dedent(STREAMLIT_FLOOR))
-    floors["gradio"].write_text(textwrap.dedent(GRADIO_FLOOR))
+    scripts = {("streamlit", "floor"): STREAMLIT_FLOOR, ("gradio", "floor"): GRADIO_FLOOR,
+               ("streamlit", "floor-model"): STREAMLIT_FLOOR_MODEL % (IRIS,),
+               ("gradio", "floor-model"): GRADIO_FLOOR_MODEL % (IRIS,)}
+    for (kind, name), text in scripts.items():
+        (tmp / f"{kind}_{name}.py").write_text(textwrap.dedent(text))
     base = {"PREDICTOR_REGISTRY_URI": registry, "MLFLOW_TRACKING_URI": registry, "MLFLOW_REGISTRY_URI": registry,
             "PREDICTOR_HOME": str(tmp)}
     if args.no_tracing:
         base["PREDICTOR_TRACING"] = "0"
-    envs = {"floor": {}, "direct": {**base, "PREDICTOR_MODEL_URI": "models:/main.default.iris@champion"},
+    envs = {"floor": {}, "floor-model": {"FLOOR_MODEL_URL": f"{scoring_url}/invocations"},
+            "direct": {**base, "PREDICTOR_MODEL_URI": "models:/main.default.iris@champion"},
             "endpoint": {**base, "PREDICTOR_MODEL_URI": "models:/main.default.iris@champion",
                          "PREDICTOR_ENDPOINT_URL": f"{scoring_url}/invocations"}}
     ours = inputs(args.clicks + 1, floor=False)
@@ -318,9 +380,11 @@ def main() -> None:
     envs["endpoint-by-name"] = {**({"PREDICTOR_TRACING": "0"} if args.no_tracing else {}), "PREDICTOR_ENDPOINT": "iris",
                                 "DATABRICKS_HOST": workspace_url, "DATABRICKS_WORKSPACE_ID": "1234567890",
                                 "DATABRICKS_CLIENT_ID": client_id, "DATABRICKS_CLIENT_SECRET": secret}
-    cases = {"floor": inputs(args.clicks + 1, floor=True), "direct": ours, "endpoint": ours, "endpoint-by-name": ours}
+    cases = {"floor": inputs(args.clicks + 1, floor=True), "floor-model": ours,
+             "direct": ours, "endpoint": ours, "endpoint-by-name": ours}
     kinds = [args.only] if args.only else ["streamlit", "gradio"]
-    variants = [Variant(k, n) for k in kinds for n in ("floor", "direct", "endpoint", "endpoint-by-name")]
+    variants = [Variant(k, n) for k in kinds
+                for n in ("floor", "floor-model", "direct", "endpoint", "endpoint-by-name")]
     loads: list[tuple[float, float]] = []
     try:
         with sync_playwright() as pw:
@@ -328,8 +392,8 @@ def main() -> None:
             for r in range(args.rounds):
                 loads.append(model_load_alone(registry))
                 for v in variants:
-                    run_variant(browser, v, floors[v.kind] if v.name == "floor" else None, envs[v.name], tmp,
-                                cases[v.name])  # type: ignore[arg-type]
+                    script = tmp / f"{v.kind}_{v.name}.py" if v.name.startswith("floor") else None
+                    run_variant(browser, v, script, envs[v.name], tmp, cases[v.name])  # type: ignore[arg-type]
                     print(f"round {r + 1}: {v.label}: cold {v.cold[-1]:.1f} s, clicks p50 "
                           f"{statistics.median(v.clicks[-args.clicks:]) * 1000:.0f} ms", flush=True)
             browser.close()
