@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import re
 from collections import Counter
 from datetime import datetime
@@ -193,6 +194,21 @@ class Driver:
                 for r in grid.get_by_role("row", include_hidden=hidden).all()]
         return [dict(zip(header, r, strict=False)) for r in rows if any(r)]
 
+    def history_inputs(self, n: int) -> list[dict[str, Any]]:
+        """The inputs listed in Streamlit's open history table, once it has ``n`` rows (newest first)."""
+        page = self.page
+        grid = page.get_by_test_id("stDataFrame").filter(
+            has=page.get_by_role("columnheader", name="prediction", exact=True, include_hidden=True)).first
+        rows = grid.get_by_role("row", include_hidden=True)
+        deadline = datetime.now().timestamp() + TIMEOUT / 1000
+        while rows.count() != n + 1 and datetime.now().timestamp() < deadline:  # + the header row
+            page.wait_for_timeout(100)
+        assert rows.count() == n + 1, rows.count()
+        header = [(c.text_content() or "").strip() for c in grid.get_by_role("columnheader", include_hidden=True).all()]
+        col = header.index("input")
+        cells = [r.get_by_role("gridcell", include_hidden=True).all() for r in rows.all()[1:]]
+        return [json.loads((r[col].text_content() or "").replace("\u22ee", "").strip()) for r in cells]
+
     def shot(self, name: str) -> None:
         if self.kind == "streamlit":  # let the rerun finish (charts render last)
             from playwright.sync_api import Error
@@ -291,6 +307,35 @@ def test_sessions_keep_their_own_token_cache_and_history(app, sign_in, recorder)
     except Exception:
         for i, ui in enumerate(drivers):
             ui.shot(f"{app.name}-sessions-failure-{i}")
+        raise
+
+
+def test_the_streamlit_history_lists_the_predictions_and_stays_open(app, sign_in):
+    """The history box is drawn closed; opened, it lists the session's predictions, newest first,
+    and it stays open, with the new row, across the next prediction (its label changes with the count)."""
+    if app.kind != "streamlit" or app.mode != "direct":
+        pytest.skip("Streamlit's expander, in one mode (Gradio's accordion is the browser's own)")
+    ui = sign_in("erin", "erin-token")
+    page, rows_seen = ui.page, []
+    try:
+        for row in (ROW, ROW2):
+            ui.fill(row)
+            ui.predict()
+            ui.expect_prediction(expected(row))
+        ui.expect_text(r"^History \(2\)$")
+        history_grids = page.get_by_test_id("stDataFrame").filter(
+            has=page.get_by_role("columnheader", name="prediction", exact=True, include_hidden=True))
+        assert history_grids.count() == 0  # closed: no table shown
+        page.get_by_text("History (2)", exact=True).click()
+        rows_seen.append(ui.history_inputs(2))
+        ui.fill({**ROW, "n": 77})
+        ui.predict()
+        ui.expect_text(r"^History \(3\)$")
+        rows_seen.append(ui.history_inputs(3))  # still open: the new row is there without a click
+        assert [r["n"] for r in rows_seen[0]] == [ROW2["n"], ROW["n"]]
+        assert [r["n"] for r in rows_seen[1]] == [77, ROW2["n"], ROW["n"]]
+    except Exception:
+        ui.shot(f"{app.name}-history-failure")
         raise
 
 
