@@ -275,10 +275,10 @@ def main() -> None:
     with single:  # the form first, then the rest: its place on screen does not depend on this order
         _single_tab(predictor, identity, as_user, fields, user)
     form_drawn.set()  # the start-up warm-up may import MLflow now
-    with batch:
-        _batch_tab(predictor, identity, as_user, fields, signature)
     with st.sidebar:
         _model_card(config, base, signature)
+    with batch:
+        _batch_tab(predictor, identity, as_user, fields, signature)
     if feedback.open:
         with feedback:
             feedback_page(model_info(base, config).name, experiment_id())

@@ -196,14 +196,13 @@ class Driver:
 
     def history_inputs(self, n: int) -> list[dict[str, Any]]:
         """The inputs listed in Streamlit's open history table, once it has ``n`` rows (newest first)."""
+        from playwright.sync_api import expect
+
         page = self.page
         grid = page.get_by_test_id("stDataFrame").filter(
             has=page.get_by_role("columnheader", name="prediction", exact=True, include_hidden=True)).first
         rows = grid.get_by_role("row", include_hidden=True)
-        deadline = datetime.now().timestamp() + TIMEOUT / 1000
-        while rows.count() != n + 1 and datetime.now().timestamp() < deadline:  # + the header row
-            page.wait_for_timeout(100)
-        assert rows.count() == n + 1, rows.count()
+        expect(rows).to_have_count(n + 1, timeout=TIMEOUT)  # + the header row
         header = [(c.text_content() or "").strip() for c in grid.get_by_role("columnheader", include_hidden=True).all()]
         col = header.index("input")
         cells = [r.get_by_role("gridcell", include_hidden=True).all() for r in rows.all()[1:]]
