@@ -185,14 +185,7 @@ class Driver:
         boxes = page.get_by_test_id("stDataFrame") if hidden else page.get_by_label("Results")
         grid = boxes.filter(has=page.get_by_role("columnheader", name="prediction", include_hidden=hidden)).first
         grid.get_by_role("gridcell", include_hidden=hidden).first.wait_for(state="attached", timeout=TIMEOUT)
-
-        def text(cell) -> str:
-            return (cell.text_content() or "").replace("\u22ee", "").strip()  # Gradio's cell-menu button
-
-        header = [text(c) for c in grid.get_by_role("columnheader", include_hidden=hidden).all()]
-        rows = [[text(c) for c in r.get_by_role("gridcell", include_hidden=hidden).all()]
-                for r in grid.get_by_role("row", include_hidden=hidden).all()]
-        return [dict(zip(header, r, strict=False)) for r in rows if any(r)]
+        return self.read_grid(grid)
 
     def history_inputs(self, n: int) -> list[dict[str, Any]]:
         """The inputs listed in Streamlit's open history table, once it has ``n`` rows (newest first)."""
@@ -201,12 +194,21 @@ class Driver:
         page = self.page
         grid = page.get_by_test_id("stDataFrame").filter(
             has=page.get_by_role("columnheader", name="prediction", exact=True, include_hidden=True)).first
-        rows = grid.get_by_role("row", include_hidden=True)
-        expect(rows).to_have_count(n + 1, timeout=TIMEOUT)  # + the header row
-        header = [(c.text_content() or "").strip() for c in grid.get_by_role("columnheader", include_hidden=True).all()]
-        col = header.index("input")
-        cells = [r.get_by_role("gridcell", include_hidden=True).all() for r in rows.all()[1:]]
-        return [json.loads((r[col].text_content() or "").replace("\u22ee", "").strip()) for r in cells]
+        expect(grid.get_by_role("row", include_hidden=True)).to_have_count(n + 1, timeout=TIMEOUT)  # + the header
+        return [json.loads(row["input"]) for row in self.read_grid(grid)]
+
+    def read_grid(self, grid) -> list[dict[str, str]]:
+        """A table's rows as read from its ARIA grid (Streamlit's is a hidden accessibility copy of
+        its canvas), by column header; the header row itself is left out."""
+        hidden = self.kind == "streamlit"
+
+        def text(cell) -> str:
+            return (cell.text_content() or "").replace("\u22ee", "").strip()  # Gradio's cell-menu button
+
+        header = [text(c) for c in grid.get_by_role("columnheader", include_hidden=hidden).all()]
+        rows = [[text(c) for c in r.get_by_role("gridcell", include_hidden=hidden).all()]
+                for r in grid.get_by_role("row", include_hidden=hidden).all()]
+        return [dict(zip(header, r, strict=False)) for r in rows if any(r)]
 
     def shot(self, name: str) -> None:
         if self.kind == "streamlit":  # let the rerun finish (charts render last)
