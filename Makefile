@@ -42,7 +42,7 @@ java:
 # Register the demo model in the local registry and open the Streamlit app on it.
 demo: $(VENV)/.apps
 	$(VENV)/bin/predictor demo
-	$(VENV)/bin/streamlit run frontends/streamlit_server.py
+	$(VENV)/bin/streamlit run frontends/streamlit_ui/server.py
 
 test: setup chromium java
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -86,14 +86,14 @@ demo.launch(server_name=os.environ["GRADIO_SERVER_NAME"], server_port=int(os.env
 
 # The same hello-worlds with the iris form and one call to the same model (raw httpx, no SDK, nothing
 # else on the page): what a page that calls the model costs at the very least in each framework.
-# frontends/_proba.py (pure, stdlib only) turns the answer into the text our apps show.
+# frontends/core/proba.py (pure, stdlib only) turns the answer into the text our apps show.
 STREAMLIT_FLOOR_MODEL = '''
 import os
 
 import httpx
 import streamlit as st
 
-from frontends._proba import prediction_label, single_prediction
+from frontends.core.proba import prediction_label, single_prediction
 
 NAMES = %r
 
@@ -117,7 +117,7 @@ import os
 import gradio as gr
 import httpx
 
-from frontends._proba import prediction_label, single_prediction
+from frontends.core.proba import prediction_label, single_prediction
 
 NAMES = %r
 http = httpx.AsyncClient()
@@ -210,7 +210,7 @@ def inputs(n: int, floor: bool) -> list[tuple[dict[str, float], str | None]]:
 
 
 def expected_from_server(scoring: str, rows: list[dict[str, float]]) -> list[str]:
-    from frontends._session import format_prediction
+    from frontends.core.session import format_prediction
 
     r = httpx.post(f"{scoring}/invocations", json={"dataframe_records": rows}, timeout=60)
     r.raise_for_status()
@@ -258,7 +258,7 @@ def start_scoring(registry: str, logs: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = open(logs / "scoring.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([sys.executable, "-m", "client", "serve", "models:/main.default.iris@champion",
+    proc = subprocess.Popen([sys.executable, "-m", "client.local", "serve", "models:/main.default.iris@champion",
                              "--name", "iris", "--port", str(port), "--registry-uri", registry],
                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     proc.log_file = out  # type: ignore[attr-defined]
@@ -354,7 +354,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="apps-bench-"))
     registry = f"sqlite:///{tmp / 'mlflow.db'}"
     os.environ.update({"PREDICTOR_HOME": str(tmp), "MLFLOW_TRACKING_URI": registry, "MLFLOW_REGISTRY_URI": registry})
-    from client._demo import register_demo_model
+    from client.local.demo import register_demo_model
 
     register_demo_model(registry)
     scoring, scoring_url = start_scoring(registry, tmp)

@@ -156,8 +156,8 @@ def encoding_ratio() -> tuple[float, float, float]:
     import random
 
     from client import Predictor
-    from client._schema import validate
-    from client._wire import encode_body
+    from client._http.wire import encode_body
+    from client._schema.validate import validate
 
     sig = Predictor.from_model(URI).get_signature()
     rows = [{k: random.random() * 8 for k in ROW} for _ in range(10_000)]
@@ -169,8 +169,8 @@ def encoding_ratio() -> tuple[float, float, float]:
 
 def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "client", "serve", URI, "--name", "iris", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([sys.executable, "-m", "client.local", "serve", URI, "--name", "iris",
+                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(900):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/ping").status_code == 200:
@@ -195,7 +195,7 @@ def main() -> None:
     env["MLFLOW_REGISTRY_URI"] = f"sqlite:///{home}/mlflow.db"  # the demo registry, even with DATABRICKS_HOST set
     os.environ.clear()
     os.environ.update(env)
-    subprocess.run([sys.executable, "-m", "client", "demo"], check=True, env=env, capture_output=True)
+    subprocess.run([sys.executable, "-m", "client.local", "demo"], check=True, env=env, capture_output=True)
     server, port = start_server(env)
     host = f"http://127.0.0.1:{port}"
     url = f"{host}/serving-endpoints/iris/invocations"
@@ -348,7 +348,7 @@ def tracing(url: str, n: int, store: str) -> None:
     import mlflow
 
     from client import PredictionResult, Predictor
-    from client._schema import validate
+    from client._schema.validate import validate
     from client._tracing import Tracer
 
     mlflow.set_tracking_uri(store)
@@ -388,9 +388,9 @@ def feedback_summary(store: str) -> None:
     import mlflow
 
     from client import PredictionResult
-    from client._schema import validate
+    from client._schema.validate import validate
     from client._tracing import Tracer
-    from frontends._feedback import record_feedback, summarize
+    from client.feedback import record_feedback, summarize
 
     mlflow.set_tracking_uri(store)
     tracer, sample = Tracer(), validate(None, [ROW], None)

@@ -90,9 +90,9 @@ def main() -> None:
     registry = f"sqlite:///{home}/mlflow.db"
     env = {**os.environ, "PREDICTOR_HOME": home, "MLFLOW_TRACKING_URI": registry, "MLFLOW_REGISTRY_URI": registry}
     os.environ.update({k: env[k] for k in ("PREDICTOR_HOME", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")})
-    subprocess.run([sys.executable, "-m", "client", "demo"], env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "client.local", "demo"], env=env, check=True, capture_output=True)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "client", "serve", AGENT, "--name", "assistant",
+    server = subprocess.Popen([sys.executable, "-m", "client.local", "serve", AGENT, "--name", "assistant",
                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:

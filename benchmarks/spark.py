@@ -43,7 +43,7 @@ def start_server(registry: str) -> tuple[subprocess.Popen[bytes], str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "client", "serve", URI, "--name", "iris", "--port", str(port),
+        [sys.executable, "-m", "client.local", "serve", URI, "--name", "iris", "--port", str(port),
          "--registry-uri", registry],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -87,7 +87,7 @@ def main() -> None:
     home = tempfile.mkdtemp(prefix="spark-bench-")
     registry = f"sqlite:///{home}/mlflow.db"
     os.environ.update(PREDICTOR_HOME=home, MLFLOW_TRACKING_URI=registry, MLFLOW_REGISTRY_URI=registry)
-    from client._demo import register_demo_model
+    from client.local.demo import register_demo_model
 
     register_demo_model(registry)
     server, base = start_server(registry)

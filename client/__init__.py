@@ -19,7 +19,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._batching import Batching
     from ._chat import AsyncChatStream, ChatDelta, ChatMessage, ChatResult, ChatStream, ToolCall
     from ._exceptions import (
         APIConnectionError,
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
         StreamEventError,
         StreamInterruptedError,
     )
+    from ._http.batching import Batching
     from ._predictor import NOT_GIVEN, Predictor
     from ._types import ColumnSpec, ParamSpec, PredictionResult, Signature, TensorSpec
 
@@ -86,7 +86,7 @@ __all__ = [
 #: The private module each public name lives in; names not listed come from ``_exceptions``.
 _MODULE_OF = {
     "AsyncChatStream": "_chat",
-    "Batching": "_batching",
+    "Batching": "_http.batching",
     "ChatDelta": "_chat",
     "ChatMessage": "_chat",
     "ChatResult": "_chat",

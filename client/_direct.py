@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from ._exceptions import ConfigurationError, ModelError, SchemaProblem, SchemaValidationError
-from ._sync import SingleFlight
+from ._http.sync import SingleFlight
 from ._types import Signature
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,8 @@ class DirectModel:
         import mlflow
         from mlflow.exceptions import MlflowException
 
-        from . import _registry
-        from ._signatures import parse_model_uri
+        from . import _mlflow as _registry
+        from ._schema.signatures import parse_model_uri
 
         registry = _registry.resolve_registry_uri(self.registry_uri)
         _registry.activate(registry)

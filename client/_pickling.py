@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from ._batching import Batching
+    from ._http.batching import Batching
     from ._predictor import Predictor
     from ._types import Signature
 
@@ -71,14 +71,14 @@ class PredictorSettings:
 
 def settings_of(p: Predictor) -> PredictorSettings:
     """The settings ``p`` was built with (a workspace credential resolved to its current token)."""
-    from ._auth import NoAuth, TokenAuth, WorkspaceAuth
+    from ._http.auth import NoAuth, TokenAuth, WorkspaceAuth
 
     token: Secret | None = None
     auth = p._sender.auth
     if isinstance(auth, TokenAuth):
         token = Secret(auth._token)
     elif isinstance(auth, WorkspaceAuth):
-        from . import _sync
+        from ._http import sync as _sync
 
         header = _sync.run(auth.headers()).get("Authorization", "")
         token = Secret(header.removeprefix("Bearer ")) if header.startswith("Bearer ") else None
@@ -112,7 +112,7 @@ def rebuild(s: PredictorSettings) -> Predictor:
     """A new Predictor with settings ``s``: its own connection pool, its model loaded on first use."""
     import httpx
 
-    from ._auth import Auth, NoAuth, TokenAuth
+    from ._http.auth import Auth, NoAuth, TokenAuth
     from ._predictor import Predictor
 
     batching: Batching | bool = s.batching if s.batching is not None else False

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from . import _sync
-from ._auth import Auth, NoAuth, TokenAuth, check_secure_url
-from ._batching import Batching
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
 from ._exceptions import ConfigurationError
-from ._sending import Call, ProgressCallback, Sender
+from ._http import sync as _sync
+from ._http.auth import Auth, NoAuth, TokenAuth, check_secure_url
+from ._http.batching import Batching
+from ._http.sending import Call, ProgressCallback, Sender
+from ._http.transport import RetryConfig, Transport
 from ._tracing import make_tracer
-from ._transport import RetryConfig, Transport
 
 if TYPE_CHECKING:  # pydantic's model machinery loads with the first result, not with the import
     from ._types import PredictionResult, Signature
@@ -148,7 +148,7 @@ class Predictor:
             raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
         auth: Auth
         if name is not None:
-            from ._auth import workspace_auth
+            from ._http.auth import workspace_auth
 
             explicit_host = host or os.environ.get("DATABRICKS_HOST")
             if explicit_host and not allow_insecure_http:
@@ -196,7 +196,7 @@ class Predictor:
             p.predict({"sepal length (cm)": [5.1], ...}).model_version   # "1"
         """
         from ._direct import DirectModel
-        from ._signatures import parse_model_uri
+        from ._schema.signatures import parse_model_uri
 
         parse_model_uri(model_uri)  # fail now, not at the first call
         # No total_timeout: nothing goes over a network, and a large model's first load may be slow.
@@ -208,7 +208,7 @@ class Predictor:
         if self._direct is not None:
             return self
         if self.endpoint is not None:
-            from ._auth import workspace_auth
+            from ._http.auth import workspace_auth
 
             auth: Auth = workspace_auth(host=self.host, user_token=user_token)
         else:
@@ -247,7 +247,7 @@ class Predictor:
         """
         if self.endpoint is None or self.host is None:
             return None
-        from ._signatures import get_endpoint
+        from ._schema.signatures import get_endpoint
 
         detail = await get_endpoint(self._transport.client(), self.host, self.endpoint, self._sender.auth)
         state = detail.get("state")
@@ -282,7 +282,7 @@ class Predictor:
             self._model_name, self._model_version = self._direct.name, self._direct.version
             self._model_run_id = self._direct.run_id
             return
-        from . import _signatures
+        from ._schema import signatures as _signatures
 
         if self.model_uri is not None:
             sig, ref = await _signatures.from_registry(self.model_uri, self.registry_uri)
@@ -325,7 +325,7 @@ class Predictor:
             result = await p.apredict(df, params={"threshold": 0.7})
         """
         from ._chat._api import refuse_chat
-        from ._schema import validate
+        from ._schema.validate import validate
 
         self._transport.check_open()  # a closed Predictor never opens a new pool
         started = time.perf_counter()

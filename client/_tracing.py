@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._schema import ValidatedInput
+    from ._schema.validate import ValidatedInput
 
 log = logging.getLogger(__name__)
 

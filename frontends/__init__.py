@@ -1,1 +1,2 @@
-"""Web frontends (Streamlit, Gradio) over :class:`client.Predictor`, sharing one form description."""
+"""Web frontends over :class:`client.Predictor`: the framework-neutral ``core``, and one package
+per framework (``streamlit_ui``, ``gradio_ui``)."""

@@ -1,7 +1,7 @@
 """Helpers for the browser tests: start an app as a real server, and a recording upstream.
 
 ``start_app("streamlit", env)`` runs the command from ``app.yaml`` with the variables Databricks
-Apps preset; ``start_app("gradio", env)`` runs ``python -m frontends.gradio_app``.
+Apps preset; ``start_app("gradio", env)`` runs ``python -m frontends.gradio_ui.app``.
 ``Recorder`` is a loopback proxy in front of a scoring server that records each call's bearer
 token, answers 401 to tokens starting with ``expired`` and, as Databricks does for a token
 without a scope, 403 to tokens starting with ``noscope``.
@@ -90,7 +90,7 @@ def launch_app(kind: str, env: dict[str, str], log_path: Path, script: Path | No
         if script is not None:
             command[-1] = str(script)
     else:
-        command = [sys.executable, str(script)] if script else [sys.executable, "-m", "frontends.gradio_app"]
+        command = [sys.executable, str(script)] if script else [sys.executable, "-m", "frontends.gradio_ui.app"]
         full["GRADIO_SERVER_NAME"] = "127.0.0.1"
     full.update(env)
     log = open(log_path, "wb")  # noqa: SIM115 - closed by AppServer.stop

@@ -38,8 +38,8 @@ def register_mixed_model(registry_uri: str | None = None) -> str:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-    from client._demo import alias_exists, ensure_experiment
-    from client._registry import activate, resolve_registry_uri
+    from client._mlflow import activate, resolve_registry_uri
+    from client.local.demo import alias_exists, ensure_experiment
 
     activate(resolve_registry_uri(registry_uri))
     if alias_exists(MIXED_MODEL_NAME, "champion"):

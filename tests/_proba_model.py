@@ -47,8 +47,8 @@ def register_proba_model(registry_uri: str) -> str:
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from client._demo import alias_exists, ensure_experiment
-    from client._registry import activate
+    from client._mlflow import activate
+    from client.local.demo import alias_exists, ensure_experiment
 
     activate(registry_uri)
     if alias_exists(PROBA_MODEL_NAME, "champion"):

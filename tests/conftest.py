@@ -1,7 +1,7 @@
 """Session fixtures: a temporary registry with the demo and mixed models, and real scoring servers.
 
 ``registry_uri``   sqlite registry (tmp dir) holding ``main.default.iris`` and ``main.default.mixed``
-``scoring_server`` base URL of ``python -m client serve models:/main.default.iris@champion --name iris``
+``scoring_server`` base URL of ``python -m client.local serve models:/main.default.iris@champion --name iris``
 ``mixed_server``   the same for ``models:/main.default.mixed@champion --name mixed``
 """
 
@@ -44,7 +44,7 @@ def registry_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     from _models import register_mixed_model
 
-    from client._demo import register_demo_model
+    from client.local.demo import register_demo_model
 
     register_demo_model(uri)
     register_mixed_model(uri)
@@ -70,7 +70,7 @@ def _start_server(model_uri: str, name: str, registry_uri: str, *extra: str) -> 
         [
             sys.executable,
             "-m",
-            "client",
+            "client.local",
             "serve",
             model_uri,
             "--name",
@@ -128,7 +128,7 @@ def mixed_server(registry_uri: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def agent_registry(registry_uri: str) -> str:
     """``registry_uri`` with the demo agent (``main.default.assistant@champion``) registered too."""
-    from client._demo import register_demo_agent
+    from client.local.demo import register_demo_agent
 
     register_demo_agent(registry_uri)
     return registry_uri
@@ -136,7 +136,7 @@ def agent_registry(registry_uri: str) -> str:
 
 @pytest.fixture(scope="session")
 def agent_server(agent_registry: str) -> Iterator[str]:
-    """``python -m client serve models:/main.default.assistant@champion --name assistant --experiment
+    """``python -m client.local serve models:/main.default.assistant@champion --name assistant --experiment
     /agent-server-traces``: MLflow's agent server, tracing into that experiment (``AGENT_TRACES``).
     Its chunks are paced (``PREDICTOR_DEMO_AGENT_PACE_MS``) only when a request asks."""
     yield from _start_server("models:/main.default.assistant@champion", "assistant", agent_registry,

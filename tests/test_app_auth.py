@@ -7,7 +7,7 @@ import pytest
 from front_door import User, rewrite_head
 
 from client import AuthenticationError, PermissionDeniedError
-from frontends._session import (
+from frontends.core.session import (
     SIGN_IN_REQUIRED,
     AppConfig,
     SignInRequired,

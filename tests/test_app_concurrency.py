@@ -19,7 +19,7 @@ import httpx
 import pytest
 from _browser import ARTIFACTS, start_app
 
-from frontends._session import format_prediction
+from frontends.core.session import format_prediction
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

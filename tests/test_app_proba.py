@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from _proba_model import EXAMPLE, PROBA_MODEL_URI, probabilities, register_proba_model
 
-from frontends._session import AppConfig
+from frontends.core.session import AppConfig
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def _apptest():
 
     st.cache_resource.clear()
     st.cache_data.clear()
-    return AppTest.from_file(str(ROOT / "frontends" / "streamlit_app.py"), default_timeout=120)
+    return AppTest.from_file(str(ROOT / "frontends" / "streamlit_ui" / "app.py"), default_timeout=120)
 
 
 def test_streamlit_example_defaults_choices_and_probability_chart(animals):
@@ -79,7 +79,7 @@ def test_streamlit_choices_hint_limits_a_column(animals):
 def test_gradio_example_defaults_choices_and_probabilities(animals, tmp_path):
     import gradio as gr
 
-    from frontends.gradio_app import create_app, predict_values, score_csv
+    from frontends.gradio_ui.app import create_app, predict_values, score_csv
 
     demo, runtime = create_app(AppConfig.from_env())
     assert runtime is not None
@@ -104,7 +104,7 @@ def test_bar_chart_spec_keeps_order_and_makes_numpy_values_plain():
 
     import numpy as np
 
-    from frontends._st_chart import bar_chart_spec
+    from frontends.streamlit_ui.chart import bar_chart_spec
 
     spec = bar_chart_spec([{"class": "b", "probability": np.float64(0.75), "extra": 1},
                            {"class": "a", "probability": np.float64(0.25)}], x="class", y="probability")

@@ -18,7 +18,7 @@ from _browser import Recorder
 from _models import MIXED_MODEL_URI, mixed_expected
 
 from client import Predictor
-from frontends._session import SESSION_EXPIRED, SIGN_IN_REQUIRED, AppConfig, format_prediction, load_predictor
+from frontends.core.session import SESSION_EXPIRED, SIGN_IN_REQUIRED, AppConfig, format_prediction, load_predictor
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ def streamlit_session(env):
         current.clear()
         if token:
             current[HEADER] = token
-        at = AppTest.from_file(str(ROOT / "frontends" / "streamlit_app.py"), default_timeout=120).run()
+        at = AppTest.from_file(str(ROOT / "frontends" / "streamlit_ui" / "app.py"), default_timeout=120).run()
         assert not at.exception, at.exception
         at.number_input(key="field:x").set_value(ROW["x"])
         at.number_input(key="field:f").set_value(ROW["f"])
@@ -117,7 +117,7 @@ def test_streamlit_without_a_forwarded_token_refuses_to_act_as_the_app(env, reco
     st.cache_resource.clear()
     env.setattr(ContextProxy, "headers", property(lambda self: {"X-Forwarded-Email": "nobody@example.com"}))
     before = recorder.tokens.copy()
-    at = AppTest.from_file(str(ROOT / "frontends" / "streamlit_app.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(ROOT / "frontends" / "streamlit_ui" / "app.py"), default_timeout=120).run()
     assert not at.exception, at.exception
     assert [e.value for e in at.error] == [SIGN_IN_REQUIRED]
     assert not at.button and not at.number_input and not at.metric
@@ -137,7 +137,7 @@ def test_streamlit_missing_scope_names_the_user_api_scopes_to_add(streamlit_sess
 
 
 def test_gradio_calls_are_per_user_cached_per_user_and_expiry_asks_to_reload(env, recorder, monkeypatch):
-    from frontends.gradio_app import Runtime, predict_values
+    from frontends.gradio_ui.app import Runtime, predict_values
 
     config = AppConfig.from_env()
     runtime = Runtime(config, *load_predictor(config))
@@ -159,7 +159,7 @@ def test_gradio_calls_are_per_user_cached_per_user_and_expiry_asks_to_reload(env
 
 
 def test_gradio_refuses_a_call_without_a_user_token_and_names_missing_scopes(env, recorder):
-    from frontends.gradio_app import Runtime, predict_values
+    from frontends.gradio_ui.app import Runtime, predict_values
 
     config = AppConfig.from_env()
     runtime = Runtime(config, *load_predictor(config))
@@ -176,7 +176,7 @@ def test_gradio_refuses_a_call_without_a_user_token_and_names_missing_scopes(env
 
 
 def test_prediction_cache_keys_by_caller_version_and_input_and_drops_the_least_recent():
-    from frontends._session import PredictionCache
+    from frontends.core.session import PredictionCache
 
     cache = PredictionCache(max_entries=2)
     a, b, c = ({"x": 1.0}, {"x": 2.0}, {"x": 3.0})

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from workspace_standin import WorkspaceStandin, workspace  # noqa: F401  (fixture)
 
-from client._auth import NoAuth, TokenAuth, WorkspaceAuth, workspace_auth
 from client._exceptions import ConfigurationError
+from client._http.auth import NoAuth, TokenAuth, WorkspaceAuth, workspace_auth
 
 SENTINEL_PAT = "dapiSENTINEL0123456789abcdef"
 SENTINEL_USER = "eyUSERSENTINEL9876543210"

@@ -11,8 +11,8 @@ import pytest
 from _iris import iris_labels
 
 from client import BadRequestError, Batching, ConfigurationError, Predictor, SchemaValidationError
-from client._batching import Batcher, NotRowAligned, expect_rows, should_isolate, split_rows
 from client._exceptions import APITimeoutError, InternalServerError, ModelError, RateLimitError
+from client._http.batching import Batcher, NotRowAligned, expect_rows, should_isolate, split_rows
 
 URL = "http://127.0.0.1:9/invocations"
 

@@ -1,7 +1,7 @@
 """One browser test for both apps, in both modes, on the mixed-type model (Playwright + Debian's Chromium).
 
 Each app runs as a real server (Streamlit with ``app.yaml``'s command, Gradio with
-``python -m frontends.gradio_app``), started once per (frontend, mode). Endpoint mode calls
+``python -m frontends.gradio_ui.app``), started once per (frontend, mode). Endpoint mode calls
 the real MLflow scoring server (``mixed_server``) through a loopback ``Recorder`` that notes
 each call's bearer token; direct mode loads the model in the app. One Chromium per module.
 
@@ -27,7 +27,7 @@ from _browser import ARTIFACTS, Recorder, launch_app, wait_ready
 from _models import MIXED_MODEL_URI, mixed_expected
 from front_door import FrontDoor, User
 
-from frontends._session import format_prediction
+from frontends.core.session import format_prediction
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -25,7 +25,7 @@ from conftest import AGENT_TRACES
 from front_door import FrontDoor, User
 
 from client import Predictor
-from frontends._feedback import FEEDBACK_NAME, default_experiment_name, trace_experiment_ids
+from client.feedback import FEEDBACK_NAME, default_experiment_name, trace_experiment_ids
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -197,7 +197,7 @@ def _summary_row_once_tagged(trace_id: str, experiments: list[str]) -> Any:
     answer's trace (it does so in the background, after the answer)."""
     import mlflow
 
-    from frontends._feedback import summarize
+    from client.feedback import summarize
 
     deadline = time.monotonic() + 60
     while "predictor.model_name" not in mlflow.get_trace(trace_id).info.tags:

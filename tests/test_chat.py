@@ -344,7 +344,7 @@ def test_a_non_streaming_server_answer_is_read_whole() -> None:
 
 def test_chat_pages_send_only_real_turns_and_explain_errors_readably() -> None:
     from client import AuthenticationError, RateLimitError
-    from frontends._chat import chat_error_text, conversation
+    from frontends.core.chat import chat_error_text, conversation
 
     history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "**cut off**", "note": True},
                {"role": "assistant", "content": [{"type": "text", "text": "hello"}]}]

@@ -108,7 +108,7 @@ def test_feedback_right_after_a_streamed_endpoint_answer_lands_on_the_servers_tr
     """The agent server sends the trace id before it exports the trace: the vote waits for it."""
     import mlflow
 
-    from frontends._feedback import FEEDBACK_NAME, record_feedback
+    from client.feedback import FEEDBACK_NAME, record_feedback
 
     stream = served.stream(QUESTION)
     for _ in stream:
@@ -139,7 +139,7 @@ def test_chat_answers_count_in_the_feedback_summary_of_the_servers_experiment(
     PREDICTOR_TRACE_EXPERIMENT, says 2 predictions, 1 with feedback (before tagging: nothing)."""
     import mlflow
 
-    from frontends._feedback import record_feedback, summarize, tag_answer_trace, trace_experiment_ids
+    from client.feedback import record_feedback, summarize, tag_answer_trace, trace_experiment_ids
 
     app_experiment = mlflow.create_experiment(f"/chat-app-e2e-{time.time_ns()}")
     experiments = trace_experiment_ids(app_experiment, {"PREDICTOR_TRACE_EXPERIMENT": "/chat-traces-e2e"})
@@ -175,7 +175,7 @@ def test_a_trace_that_cannot_be_tagged_costs_a_warning_not_the_chat(
     agent_registry: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     from client import ChatResult
-    from frontends._feedback import tag_answer_trace
+    from client.feedback import tag_answer_trace
 
     missing = ChatResult(text="hi", messages=[], trace_id="tr-0000000000000000000000000000dead", model_name="m")
     assert tag_answer_trace(missing, wait_s=0.5) is False

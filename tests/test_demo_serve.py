@@ -21,7 +21,7 @@ IRIS_LABELS = ["setosa", "virginica", "versicolor"]
 def test_demo_registration_is_idempotent(registry_uri: str) -> None:
     from mlflow import MlflowClient
 
-    from client._demo import register_demo_model
+    from client.local.demo import register_demo_model
 
     before = MlflowClient().search_model_versions("name='main.default.iris'")
     assert register_demo_model(registry_uri) == "models:/main.default.iris@champion"
@@ -74,7 +74,7 @@ def test_served_entity_name_can_be_given(registry_uri: str) -> None:
     """`predictor serve --served-entity champion` answers as a config file's named entity would."""
     from starlette.testclient import TestClient
 
-    from client._serve import build_app, default_served_name
+    from client.local.serve import build_app, default_served_name
 
     assert default_served_name("models:/main.default.iris/1", registry_uri) == "iris-1"
     assert default_served_name("models:/main.default.iris@champion", registry_uri) == "iris-1"
@@ -98,7 +98,7 @@ def test_mixed_server_answers(mixed_server: str) -> None:
 
 
 def test_cli_schema_lists_columns(registry_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from client.cli import main
+    from client.local.cli import main
 
     assert main(["schema", "models:/main.default.iris@champion", "--registry-uri", registry_uri]) == 0
     out = capsys.readouterr().out
@@ -108,7 +108,7 @@ def test_cli_schema_lists_columns(registry_uri: str, capsys: pytest.CaptureFixtu
 
 
 def test_cli_schema_mixed_params(registry_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from client.cli import main
+    from client.local.cli import main
 
     assert main(["schema", "models:/main.default.mixed@champion"]) == 0
     out = capsys.readouterr().out
@@ -116,7 +116,7 @@ def test_cli_schema_mixed_params(registry_uri: str, capsys: pytest.CaptureFixtur
 
 
 def test_cli_error_is_one_line(registry_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from client.cli import main
+    from client.local.cli import main
 
     assert main(["schema", "models:/main.default.nope@champion"]) == 1
     err = capsys.readouterr().err
@@ -129,7 +129,8 @@ def test_cli_demo_subprocess(tmp_path: Path) -> None:
     env["PREDICTOR_HOME"] = str(tmp_path)
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.run(
-        [sys.executable, "-m", "client", "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "client.local", "demo"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stdout.strip().splitlines()[-2:] == ["models:/main.default.iris@champion",
@@ -144,9 +145,9 @@ from mlflow import MlflowClient
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from mlflow.models import infer_signature
-from client._demo import ensure_experiment
-from client._registry import activate, resolve_registry_uri
-from client.cli import main
+from client.local.demo import ensure_experiment
+from client._mlflow import activate, resolve_registry_uri
+from client.local.cli import main
 
 activate(resolve_registry_uri(None))
 data = load_iris(as_frame=True)
@@ -179,7 +180,7 @@ def test_cli_demo_replaces_an_older_demo_that_answered_class_indices(tmp_path: P
 def test_cli_predict_url(scoring_server: str, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from client.cli import main
+    from client.local.cli import main
 
     rows = [dict(zip(IRIS_COLUMNS, r, strict=True)) for r in IRIS_ROWS]
     argv = [
@@ -199,7 +200,7 @@ def test_cli_predict_url(scoring_server: str, capsys: pytest.CaptureFixture[str]
 def test_demo_agent_is_a_responses_agent_with_a_signature(agent_registry: str) -> None:
     import mlflow
 
-    from client._demo import register_demo_agent
+    from client.local.demo import register_demo_agent
 
     assert register_demo_agent(agent_registry) == "models:/main.default.assistant@champion"  # idempotent
     info = mlflow.models.get_model_info("models:/main.default.assistant@champion")

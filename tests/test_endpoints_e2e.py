@@ -13,7 +13,7 @@ from _iris import iris_labels
 from workspace_standin import WorkspaceStandin, workspace  # noqa: F401  (fixture)
 
 from client import Predictor, SchemaValidationError
-from client.cli import main
+from client.local.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 PAT = "dapi-standin-" + secrets.token_hex(6)
@@ -54,7 +54,7 @@ def model(registry_uri: str) -> str:
     """A fresh registered model with versions 1 and 2 (copies of the iris demo), champion -> 1."""
     from mlflow import MlflowClient
 
-    from client._registry import activate
+    from client._mlflow import activate
 
     activate(registry_uri)
     client = MlflowClient(registry_uri=registry_uri)
@@ -333,7 +333,7 @@ def test_promote_canary_with_hold_and_bad_requests(ws, model, cli, tmp_path) -> 
 def test_predictor_finds_the_signature_through_the_served_entity(
     ws, cli, registry_uri, scoring_server, monkeypatch
 ) -> None:
-    import client._signatures as sigs
+    import client._schema.signatures as sigs
 
     sigs.clear_cache()
     seen: list[str | None] = []

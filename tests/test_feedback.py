@@ -8,10 +8,9 @@ import uuid
 import pytest
 
 from client import PredictionResult
-from client._schema import validate
+from client._schema.validate import validate
 from client._tracing import Tracer
-from client.cli import main as cli_main
-from frontends._feedback import (
+from client.feedback import (
     ANONYMOUS,
     EXPECTED_NAME,
     FEEDBACK_NAME,
@@ -21,6 +20,7 @@ from frontends._feedback import (
     summarize,
     summary_rows,
 )
+from client.local.cli import main as cli_main
 
 ROW = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
 
@@ -140,7 +140,7 @@ def test_each_app_gets_an_experiment_it_can_edit_and_reads_it_from_the_resource(
 
 
 def test_the_apps_trace_unless_told_not_to():
-    from frontends._session import AppConfig, build_predictor
+    from frontends.core.session import AppConfig, build_predictor
 
     assert AppConfig.from_env({}).tracing is True
     assert AppConfig.from_env({"PREDICTOR_TRACING": "0"}).tracing is False

@@ -18,7 +18,7 @@ import pytest
 from _browser import ARTIFACTS, launch_app, wait_ready
 from front_door import FrontDoor, User
 
-from frontends._feedback import FEEDBACK_NAME
+from client.feedback import FEEDBACK_NAME
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 TIMEOUT = 60_000

@@ -6,10 +6,17 @@ import pytest
 
 from client import AuthenticationError, PredictorError, RateLimitError, SchemaProblem, SchemaValidationError, Signature
 from client._types import ColumnSpec, TensorSpec
-from frontends._example import _records, choices_hint, form_fields, suggestions_from_example
-from frontends._form import build_fields, convert_value, csv_template, form_to_record, parse_csv_rows, signature_rows
-from frontends._proba import class_probabilities, prediction_label
-from frontends._session import (
+from frontends.core.example import _records, choices_hint, form_fields, suggestions_from_example
+from frontends.core.form import (
+    build_fields,
+    convert_value,
+    csv_template,
+    form_to_record,
+    parse_csv_rows,
+    signature_rows,
+)
+from frontends.core.proba import class_probabilities, prediction_label
+from frontends.core.session import (
     SESSION_EXPIRED,
     AppConfig,
     caller_identity,
@@ -254,7 +261,7 @@ def test_parse_csv_rows_unreadable_csv_is_a_schema_error():
 
 
 def test_result_caption_says_when_the_endpoint_needed_retries():
-    from frontends._session import result_caption
+    from frontends.core.session import result_caption
 
     base = {"model_name": "m", "model_version": "3", "mode": "endpoint"}
     assert result_caption(base) == "model m version 3, endpoint"
@@ -263,7 +270,7 @@ def test_result_caption_says_when_the_endpoint_needed_retries():
 
 
 def test_model_card_shows_the_endpoint_state_and_the_run():
-    from frontends._session import ModelInfo
+    from frontends.core.session import ModelInfo
 
     info = ModelInfo(name="main.default.iris", version="3", mode="endpoint", source="endpoint iris",
                      run_id="0123abcd", endpoint_state={"ready": "READY", "config_update": "NOT_UPDATING"})

@@ -10,8 +10,8 @@ import pytest
 
 from client import PredictionResult, Predictor, Signature
 from client._types import ColumnSpec
-from frontends._form import build_fields
-from frontends._session import AppConfig, format_prediction, load_predictor
+from frontends.core.form import build_fields
+from frontends.core.session import AppConfig, format_prediction, load_predictor
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -67,13 +67,13 @@ FAKE_SIG = Signature(columns=tuple(ColumnSpec(name=n, type="double") for n in IR
 
 @pytest.fixture
 def fake(monkeypatch):
-    import frontends._example as example
-    import frontends._session as session
+    import frontends.core.example as example
+    import frontends.core.session as session
 
     # Before patching: the app binds load_predictor at import, and a first import under the patch
     # would keep the fake for the whole session. (Not at module level: gradio costs seconds to import,
     # and collection would pay them before the first test.)
-    import frontends.gradio_app  # noqa: F401
+    import frontends.gradio_ui.app  # noqa: F401
 
     predictor = FakePredictor()
     monkeypatch.setattr(session, "load_predictor", lambda config=None: (predictor, FAKE_SIG))
@@ -98,7 +98,7 @@ def test_streamlit_with_a_fake_predictor(fake):
 
 
 def test_gradio_handler_with_a_fake_predictor(fake, monkeypatch):
-    from frontends.gradio_app import Runtime, build_app, predict_values
+    from frontends.gradio_ui.app import Runtime, build_app, predict_values
 
     monkeypatch.setenv("PREDICTOR_ON_BEHALF_OF_USER", "1")
     runtime = Runtime(AppConfig.from_env(), fake, FAKE_SIG)
@@ -141,7 +141,7 @@ def _apptest():
     st.cache_resource.clear()  # the Predictor and predictions are cached process-wide
     st.cache_data.clear()
 
-    return AppTest.from_file(str(ROOT / "frontends" / "streamlit_app.py"), default_timeout=180)
+    return AppTest.from_file(str(ROOT / "frontends" / "streamlit_ui" / "app.py"), default_timeout=180)
 
 
 def probability_charts(at) -> list:
@@ -221,7 +221,7 @@ def test_streamlit_endpoint_mode_on_mixed_types(app_env, mixed_server):
 
 @pytest.mark.slow
 def test_gradio_handlers(app_env, expected, tmp_path):
-    from frontends.gradio_app import Runtime, build_app, predict_values, score_csv
+    from frontends.gradio_ui.app import Runtime, build_app, predict_values, score_csv
 
     config = AppConfig.from_env()
     runtime = Runtime(config, *load_predictor(config))
@@ -257,7 +257,7 @@ def test_fields_match_the_demo_signature(registry_uri):
 
 @pytest.mark.slow
 def test_gradio_endpoint_mode_as_the_signed_in_user(app_env, scoring_server, expected):
-    from frontends.gradio_app import Runtime, predict_values
+    from frontends.gradio_ui.app import Runtime, predict_values
 
     app_env.setenv("PREDICTOR_ENDPOINT_URL", f"{scoring_server}/serving-endpoints/iris/invocations")
     app_env.setenv("PREDICTOR_ON_BEHALF_OF_USER", "1")

@@ -23,7 +23,7 @@ import pytest
 from test_frontends import FAKE_SIG, IRIS_ROW, FakePredictor
 from workspace_standin import Endpoint, workspace  # noqa: F401  (fixture)
 
-from frontends._session import AppConfig
+from frontends.core.session import AppConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 ROW = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
@@ -100,14 +100,14 @@ def test_a_tabular_endpoint_by_name_is_known_as_such_without_the_registry(worksp
 
 _GRADIO = """
 import asyncio, json, sys
-from frontends import _session
+from frontends.core import session as _session
 
 ROW = %r
 heavy = lambda: sorted(m for m in ("mlflow", "pandas") if m in sys.modules)
 config = _session.AppConfig.from_env()
 predictor, signature = _session.load_predictor(config)  # what both apps do first, tracing on
 after_load = heavy()
-from frontends.gradio_app import create_app, predict_form
+from frontends.gradio_ui.app import create_app, predict_form
 
 demo, runtime = create_app(config)
 after_build = heavy()  # gradio imports pandas itself; MLflow is ours to keep out
@@ -157,7 +157,7 @@ class WhenImported(MetaPathFinder):
 sys.meta_path.insert(0, WhenImported())
 from streamlit.testing.v1 import AppTest
 
-at = AppTest.from_file("frontends/streamlit_app.py", default_timeout=300).run()
+at = AppTest.from_file("frontends/streamlit_ui/app.py", default_timeout=300).run()
 assert not at.exception, at.exception
 for name, value in ROW.items():
     at.number_input(key="field:" + name).set_value(value)
@@ -193,7 +193,7 @@ def unfrozen() -> Iterator[None]:
 
 
 def test_a_prediction_waits_for_the_tracking_setup_and_survives_a_cancelled_wait(monkeypatch, unfrozen):
-    import frontends.gradio_app as app
+    import frontends.gradio_ui.app as app
 
     release, warmed = threading.Event(), []
 
@@ -225,7 +225,7 @@ def test_a_prediction_waits_for_the_tracking_setup_and_survives_a_cancelled_wait
 
 
 def test_a_failed_tracking_setup_leaves_predictions_working(monkeypatch, unfrozen, caplog):
-    import frontends.gradio_app as app
+    import frontends.gradio_ui.app as app
 
     def broken() -> None:
         raise ImportError("no mlflow here")
@@ -242,7 +242,7 @@ def test_a_failed_tracking_setup_leaves_predictions_working(monkeypatch, unfroze
 def test_the_tracking_setup_waits_for_the_first_page_or_the_grace_period(monkeypatch, unfrozen):
     """MLflow's import waits until a page has loaded (Gradio's load event) so it does not compete
     with drawing the first form; with no visitor it starts after FIRST_PAGE_GRACE_S anyway."""
-    import frontends.gradio_app as app
+    import frontends.gradio_ui.app as app
 
     started: list[float] = []
     monkeypatch.setattr(app, "setup_app_tracking", lambda name, tracing: started.append(time.monotonic()) or "7")

@@ -1,4 +1,4 @@
-"""Tests for client._inputs.to_table."""
+"""Tests for client._schema.inputs.to_table."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from client._exceptions import SchemaValidationError
-from client._inputs import Table, TensorInput, to_table
+from client._schema.inputs import Table, TensorInput, to_table
 
 
 def test_records_union_of_keys_in_first_seen_order() -> None:
@@ -92,7 +92,7 @@ def test_numpy_inputs_are_tensors() -> None:
 
 def test_to_table_does_not_import_pandas() -> None:
     code = (
-        "import sys; from client._inputs import to_table; to_table([{'a': 1}]); to_table({'a': [1]});"
+        "import sys; from client._schema.inputs import to_table; to_table([{'a': 1}]); to_table({'a': [1]});"
         "print('pandas' in sys.modules, 'numpy' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

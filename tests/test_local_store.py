@@ -6,7 +6,7 @@ import re
 import sqlite3
 from pathlib import Path
 
-from client._local_store import SCHEMA_FILE, dump_fresh_store, seed_sqlite_store
+from client._mlflow.store import SCHEMA_FILE, dump_fresh_store, seed_sqlite_store
 
 
 def _items(sql: str | None) -> tuple[str, ...]:
@@ -29,7 +29,7 @@ def test_the_snapshot_is_what_the_installed_mlflow_migrations_make():
     # in no fixed order
     ours, theirs = SCHEMA_FILE.read_text().splitlines(), dump_fresh_store().splitlines()
     assert ours[0] == theirs[0]  # the alembic head
-    assert _items("\n".join(ours)) == _items("\n".join(theirs)), "regenerate: python -m client._local_store"
+    assert _items("\n".join(ours)) == _items("\n".join(theirs)), "regenerate: python -m client._mlflow.store"
 
 
 def test_a_new_store_is_seeded_and_mlflow_uses_it_without_migrating(tmp_path, caplog):

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from client import ConfigurationError, PredictionResult, Predictor, _signatures
+from client import ConfigurationError, PredictionResult, Predictor
+from client._schema import signatures as _signatures
 from client._types import ColumnSpec, Signature
 
 URL = "http://127.0.0.1:9/invocations"

@@ -19,7 +19,7 @@ from client import (
     RateLimitError,
 )
 from client._constants import MAX_RETRY_AFTER, MAX_RETRY_DELAY
-from client._policy import (
+from client._http.policy import (
     MAX_SERVER_MESSAGE,
     backoff_delay,
     is_retryable,

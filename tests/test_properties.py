@@ -28,7 +28,7 @@ from test_schema import JSON_VALUES, deliberately_stricter
 
 from client import Predictor, SchemaValidationError
 from client._constants import MAX_PAYLOAD_BYTES
-from client._schema import validate
+from client._schema.validate import validate
 from client._types import ColumnSpec, ParamSpec, Signature
 
 TYPES = ["boolean", "integer", "long", "float", "double", "string", "datetime"]
@@ -273,7 +273,7 @@ def _no_constants(name: str) -> Any:
 
 @pytest.mark.slow
 def test_csv_text_of_any_shape_parses_or_raises_schema_errors() -> None:
-    from frontends._form import parse_csv_rows
+    from frontends.core.form import parse_csv_rows
 
     signature = Signature(columns=(ColumnSpec(name="x", type="double"), ColumnSpec(name="s", type="string"),
                                    ColumnSpec(name="n", type="long", required=False)))
@@ -432,7 +432,7 @@ def _as_app_reads(data: bytes) -> str:
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig"])
 def test_csv_in_utf8_with_or_without_bom_parses(encoding: str) -> None:
-    from frontends._form import parse_csv_rows
+    from frontends.core.form import parse_csv_rows
 
     rows = parse_csv_rows(_as_app_reads(CSV_TEXT.encode(encoding)), CSV_SIG)
     assert rows == [{"city": "Zürich", "x": 1.5}, {"city": "München", "x": 2.0}]
@@ -442,7 +442,7 @@ def test_csv_in_utf8_with_or_without_bom_parses(encoding: str) -> None:
 def test_csv_in_another_encoding_is_refused_not_misread(encoding: str) -> None:
     """Decoding fails (the app shows "not UTF-8"), or what decodes is refused by the parser; a
     file never parses into rows with silently different text."""
-    from frontends._form import parse_csv_rows
+    from frontends.core.form import parse_csv_rows
 
     data = CSV_TEXT.encode(encoding)
     try:
@@ -462,7 +462,7 @@ def test_csv_in_another_encoding_is_refused_not_misread(encoding: str) -> None:
     "city,x\n" + "A,1\n" * 20_000,
 ], ids=["nul", "huge-field", "open-quote", "only-nul", "short-row", "20k-rows"])
 def test_malformed_csv_is_a_schema_error_or_rows(text: str) -> None:
-    from frontends._form import parse_csv_rows
+    from frontends.core.form import parse_csv_rows
 
     try:
         rows = parse_csv_rows(text, CSV_SIG)

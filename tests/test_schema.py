@@ -1,4 +1,4 @@
-"""Tests for client._schema: validation rules, wire/model forms, and a differential test
+"""Tests for client._schema.validate: validation rules, wire/model forms, and a differential test
 against MLflow's own scoring-server parse + _enforce_schema path."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from client._exceptions import SchemaValidationError
-from client._schema import ValidatedInput, validate
+from client._schema.validate import ValidatedInput, validate
 from client._types import ColumnSpec, ParamSpec, Signature, TensorSpec
 
 TYPES = ["boolean", "integer", "long", "float", "double", "string", "binary", "datetime"]
@@ -256,7 +256,7 @@ def test_params_defaults_conversions_and_unknown(caplog: pytest.LogCaptureFixtur
         ParamSpec(name="stops", type="string", default=["x"], shape=(-1,)),
     )
     s = sig(col("a", "double"), params=ps)
-    with caplog.at_level(logging.WARNING, logger="client._schema"):
+    with caplog.at_level(logging.WARNING, logger="client._schema.validate"):
         v = validate(s, [{"a": 1}], params={"t": 1, "bogus": 2})
     assert v.params == {"t": 1.0, "n": 3, "flag": False, "stops": ["x"]}
     assert "bogus" in caplog.text
@@ -344,7 +344,8 @@ def test_to_model_input_unnamed_columns() -> None:
 
 
 def test_import_is_light() -> None:
-    code = "import sys, client._schema; print(sorted(m for m in ('pandas','numpy','mlflow') if m in sys.modules))"
+    code = ("import sys, client._schema.validate; "
+            "print(sorted(m for m in ('pandas','numpy','mlflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -215,7 +215,7 @@ def test_cli_predict_and_schema_output_keeps_secrets_out(ws, registry_uri, tmp_p
     })
     # Every logger at DEBUG in the CLI process too.
     boot = ("import logging, sys; logging.basicConfig(level=logging.DEBUG); "
-            "from client.cli import main; sys.exit(main())")
+            "from client.local.cli import main; sys.exit(main())")
 
     def cli(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-c", boot, *args], env={**env, **(extra_env or {})}, cwd=str(ROOT),

@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from client import ConfigurationError
-from client.cli import main
 from client.endpoints import (
     EntityState,
     ServingConfigError,
@@ -23,6 +22,7 @@ from client.endpoints import (
     resolve,
 )
 from client.endpoints._diff import gateway_config, served_entities, traffic_config
+from client.local.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "serving_configs").glob("*.yaml"))
@@ -207,7 +207,7 @@ def test_bundle_check_catches_drift() -> None:
 
 def test_cli_help_imports_no_sdk_or_mlflow() -> None:
     code = (
-        "import sys, contextlib, io\nfrom client.cli import build_parser\n"
+        "import sys, contextlib, io\nfrom client.local.cli import build_parser\n"
         "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
         "    build_parser().parse_args(['endpoints', 'apply', '--help'])\n"
         "print([m for m in ('mlflow', 'databricks.sdk', 'client.endpoints._workspace', 'client.endpoints._config',"

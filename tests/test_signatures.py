@@ -13,11 +13,11 @@ import httpx
 import pytest
 from workspace_standin import Endpoint, WorkspaceStandin, workspace  # noqa: F401  (fixture)
 
-import client._signatures as sigs
-from client._auth import TokenAuth
+import client._schema.signatures as sigs
 from client._exceptions import ConfigurationError, NotFoundError, PredictorError
-from client._openapi import load_openapi
-from client._signatures import ModelRef, from_endpoint, from_registry, parse_model_uri, signature_from_openapi
+from client._http.auth import TokenAuth
+from client._schema.openapi import load_openapi
+from client._schema.signatures import ModelRef, from_endpoint, from_registry, parse_model_uri, signature_from_openapi
 
 PAT = "dapiSIGTEST0000"
 
@@ -328,7 +328,7 @@ async def test_from_endpoint_via_served_entity(
 
 
 async def test_from_endpoint_gives_up_cleanly(ws: WorkspaceStandin, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="client._signatures")
+    caplog.set_level(logging.WARNING, logger="client._schema.signatures")
     async with httpx.AsyncClient() as http:
         sig, ref = await from_endpoint(http, ws.url, "absent", TokenAuth(PAT))
         assert (sig, ref) == (None, ModelRef(None, None))
@@ -366,7 +366,7 @@ def test_home_is_untouched(tmp_path: Path) -> None:
 
 
 def test_reading_a_registry_leaves_the_callers_environment_alone(monkeypatch, tmp_path):
-    from client._registry import activate
+    from client._mlflow import activate
 
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")

@@ -23,8 +23,8 @@ import pytest
 from _iris import iris_labels
 
 from client import Predictor
-from frontends._form import build_fields, form_to_record
-from frontends._session import AppConfig, caller_identity, format_prediction, load_predictor, predictor_for
+from frontends.core.form import build_fields, form_to_record
+from frontends.core.session import AppConfig, caller_identity, format_prediction, load_predictor, predictor_for
 
 IRIS = "models:/main.default.iris@champion"
 COLUMNS = ("sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)")

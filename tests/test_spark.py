@@ -137,7 +137,7 @@ def test_ai_query_sql_is_the_signatures_named_struct_with_fail_on_error_off():
 
 
 def test_batch_sql_prints_the_statement_for_the_models_signature(registry_uri: str, capsys: pytest.CaptureFixture[str]):
-    from client.cli import main
+    from client.local.cli import main
 
     code = main(["batch", "--sql", "--url", "http://127.0.0.1:9/invocations", "--table", "main.default.iris_input",
                  "--model-uri", IRIS, "--registry-uri", registry_uri])
@@ -192,7 +192,7 @@ def expected_predictions(rows: list[tuple[Any, ...]], registry_uri: str) -> dict
     import mlflow.pyfunc
     import pandas as pd
 
-    from client._registry import activate
+    from client._mlflow import activate
 
     activate(registry_uri)
     model = mlflow.pyfunc.load_model(IRIS)
@@ -313,7 +313,7 @@ def test_predictor_batch_reads_csv_and_writes_parquet(
 ):
     import pandas as pd
 
-    from client.cli import main
+    from client.local.cli import main
 
     rows = iris_rows(300)
     src = tmp_path / "in.csv"

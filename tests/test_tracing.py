@@ -48,7 +48,7 @@ def test_tracing_is_off_unless_asked_for():
 
 
 def test_trace_inputs_and_outputs_keep_the_first_rows_and_the_count():
-    from client._schema import validate
+    from client._schema.validate import validate
 
     rows = [{**ROW, "sepal length (cm)": float(i)} for i in range(MAX_TRACED_ROWS + 5)]
     shown = trace_inputs(validate(None, rows, {"k": 1}))
@@ -174,7 +174,7 @@ def test_tracing_off_gives_no_trace_id_and_no_tracer():
 
 def test_a_result_that_already_has_a_trace_is_not_traced_again(experiment):
     from client import PredictionResult
-    from client._schema import validate
+    from client._schema.validate import validate
 
     already = PredictionResult(predictions=[1], mode="endpoint", trace_id="tr-from-the-server")
     assert Tracer().record(already, validate(None, [{"x": 1}], None), 0) is None

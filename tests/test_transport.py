@@ -20,7 +20,7 @@ from client import (
     PredictorClosedError,
     RateLimitError,
 )
-from client._transport import RetryConfig, Transport
+from client._http.transport import RetryConfig, Transport
 
 URL = "http://127.0.0.1:9/serving-endpoints/iris/invocations"
 OK = b'{"predictions": [1]}'

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .._exceptions import APIResponseValidationError, ConfigurationError, PredictorError
-from .._transport import RetryConfig
+from .._http.transport import RetryConfig
 from ._formats import parse_response, request_body
 from ._messages import TASK_FORMATS, Format, Kind, detect, validate_messages
 from ._stream import AsyncChatStream, _call_model, _json, direct_source, http_source, last_trace_id, open_response
@@ -38,7 +38,7 @@ async def resolve(p: Predictor) -> tuple[Kind, Format | None]:
         return p._chat_kind  # type: ignore[return-value]  # the Predictor stores what detect() returned
     endpoint_task = metadata_task = None
     if p.endpoint is not None and p.host is not None:
-        from .._signatures import get_endpoint
+        from .._schema.signatures import get_endpoint
 
         try:
             endpoint_task = (await get_endpoint(p._transport.client(), p.host, p.endpoint, p._sender.auth)).get("task")
@@ -69,7 +69,7 @@ def _shape_leaves_open(signature: Signature | None) -> bool:
 
 
 async def _registry_task(registry_uri: str | None, name: str, version: str, endpoint: str | None) -> str | None:
-    from .._registry import resolve_registry_uri
+    from .._mlflow import resolve_registry_uri
 
     registry = resolve_registry_uri(registry_uri or ("databricks-uc" if endpoint else None))
     key = (registry, name, version)
@@ -85,8 +85,8 @@ async def _registry_task(registry_uri: str | None, name: str, version: str, endp
 def _read_task(registry: str, name: str, version: str) -> str | None:
     import mlflow
 
-    from .._registry import activate
-    from .._signatures import _mlflow_lock
+    from .._mlflow import activate
+    from .._schema.signatures import _mlflow_lock
 
     with _mlflow_lock:
         activate(registry)

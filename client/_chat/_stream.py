@@ -4,7 +4,7 @@ Modelled on openai-python's ``Stream``/``AsyncStream``: an iterator that owns it
 closes it when the loop ends, breaks early, is cancelled or fails. A request is retried only
 before its first byte arrives; after that a broken or stalled stream is a ``StreamInterruptedError``
 saying how much arrived, and an error event is a ``StreamEventError``. The sync ``ChatStream`` is a
-thin shell over ``AsyncChatStream`` through the client's portal loop (``client/_sync.py``).
+thin shell over ``AsyncChatStream`` through the client's portal loop (``client/_http/sync.py``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception
 
-from .. import _policy, _sync
-from .._auth import Auth
 from .._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
@@ -31,7 +29,10 @@ from .._exceptions import (
     StreamEventError,
     StreamInterruptedError,
 )
-from .._transport import RetryConfig, Transport, _log_retry, _stop, _wait
+from .._http import policy as _policy
+from .._http import sync as _sync
+from .._http.auth import Auth
+from .._http.transport import RetryConfig, Transport, _log_retry, _stop, _wait
 from ._formats import Accumulator, EventError, parse_event, parse_response
 from ._messages import Format
 from ._types import ChatDelta, ChatResult

@@ -344,8 +344,8 @@ def registry_resolver(registry_uri: str | None = None) -> Resolver:
 
     Aliases resolve through ``_signatures``' own lookup; versions are checked to exist.
     """
-    from .._registry import activate, resolve_registry_uri
-    from .._signatures import _mlflow_error, _mlflow_lock, _resolve_alias_sync
+    from .._mlflow import activate, resolve_registry_uri
+    from .._schema.signatures import _mlflow_error, _mlflow_lock, _resolve_alias_sync
 
     uri = resolve_registry_uri(registry_uri)
 

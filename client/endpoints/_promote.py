@@ -48,8 +48,8 @@ AliasSetter = Callable[[str, str, str], None]
 
 def registry_alias_setter(registry_uri: str | None = None) -> AliasSetter:
     """``MlflowClient.set_registered_model_alias`` against the registry (``databricks-uc`` on a workspace)."""
-    from .._registry import activate, resolve_registry_uri
-    from .._signatures import _mlflow_error, _mlflow_lock, clear_cache
+    from .._mlflow import activate, resolve_registry_uri
+    from .._schema.signatures import _mlflow_error, _mlflow_lock, clear_cache
 
     uri = resolve_registry_uri(registry_uri)
 

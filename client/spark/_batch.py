@@ -62,9 +62,9 @@ def endpoint_ai_query_sql(
 ) -> str:
     """:func:`ai_query_sql` with the signature of ``model_uri`` (from the registry), else of the
     endpoint itself (from the workspace)."""
-    from .. import _sync
+    from .._http import sync as _sync
     from .._predictor import Predictor
-    from .._signatures import from_registry
+    from .._schema.signatures import from_registry
 
     if model_uri is not None:
         signature, _ = _sync.run(from_registry(model_uri, registry_uri))

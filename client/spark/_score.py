@@ -131,10 +131,10 @@ def score(
 
 def _driver_settings(predictor: Predictor) -> tuple[PredictorSettings, Signature | None]:
     """The settings to ship, with a model alias pinned to the version it points at now."""
-    from .. import _sync
+    from .._http import sync as _sync
+    from .._mlflow import resolve_registry_uri
     from .._pickling import settings_of
-    from .._registry import resolve_registry_uri
-    from .._signatures import from_registry
+    from .._schema.signatures import from_registry
 
     settings = settings_of(predictor)
     if predictor.mode == "direct" or (predictor.model_uri is not None and predictor.validate):

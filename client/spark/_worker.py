@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import types as T
 
-from .._batching import should_isolate
 from .._exceptions import APIResponseValidationError, PredictorError, SchemaValidationError
+from .._http.batching import should_isolate
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,7 +42,7 @@ def _worker_predictor(job: Job) -> Predictor:
 def score_partition(job: Job, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     import pandas as pd
 
-    from .. import _sync
+    from .._http import sync as _sync
 
     predictor = _worker_predictor(job)
     for frame in batches:
@@ -76,7 +76,7 @@ def score_partition(job: Job, batches: Iterator[pd.DataFrame]) -> Iterator[pd.Da
 
 async def _score_frame(predictor: Predictor, frame: pd.DataFrame, job: Job) -> list[Any]:
     """One outcome per row of ``frame``, in order: its prediction, or the ``PredictorError`` it met."""
-    from .._schema import validate
+    from .._schema.validate import validate
 
     n = len(frame)
     outcomes: list[Any] = [None] * n

@@ -1,0 +1,206 @@
+"""How one validated call becomes predictions: alone, coalesced with others, or in chunks.
+
+A :class:`Sender` belongs to one Predictor (and its credentials). It answers calls over the
+transport, or from the model loaded in process in direct mode; the Predictor only validates
+and wraps the answer in a ``PredictionResult``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from .._constants import DEFAULT_CHUNK_CONCURRENCY, DEFAULT_CHUNK_ROWS
+from .auth import Auth
+from .batching import Batcher, Batching, NotRowAligned, expect_rows_or_columns, join_rows, split_rows
+from .transport import Budget, RetryConfig, Transport
+from .wire import PayloadTooLarge, decode_answer, encode_body
+
+if TYPE_CHECKING:
+    from .._schema.validate import ValidatedInput
+
+log = logging.getLogger(__name__)
+
+#: ``on_progress(rows_done, rows_total)``, called on the event loop that runs the call.
+ProgressCallback = Callable[[int, int], None]
+
+
+def new_client_request_id() -> str:
+    """A fresh ``client_request_id``: a random UUID, as its own string."""
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class Call:
+    """One validated call, the settings it is sent with, and what is left of its budget."""
+
+    validated: ValidatedInput
+    retry: RetryConfig
+    timeout: httpx.Timeout
+    budget: Budget
+    #: Sent as the body's ``client_request_id`` when the call goes alone.
+    client_request_id: str = field(default_factory=new_client_request_id)
+
+
+@dataclass(frozen=True)
+class Share:
+    """One call's part of an answer, and who answered it."""
+
+    predictions: Any
+    served_model_name: str | None = None
+    request_id: str | None = None
+    retries: int = 0
+    batch_size: int = 1
+    client_request_id: str | None = None
+
+
+class Sender:
+    """Sends a Predictor's calls: to ``url`` through ``transport`` with ``auth``, or to ``direct``."""
+
+    def __init__(
+        self, *, url: str | None, auth: Auth, transport: Transport, direct: Any, batching: Batching | None
+    ) -> None:
+        self.url = url
+        self.auth = auth
+        self.transport = transport
+        self.direct = direct
+        self.batching = batching
+        self._batchers: dict[asyncio.AbstractEventLoop, Batcher[Call, Share]] = {}
+        self._lock = threading.Lock()
+
+    def with_auth(self, auth: Auth) -> Sender:
+        """The same target and pool with other credentials, and batchers of its own: a batch is
+        sent with one token, so two users' calls never share a request."""
+        return Sender(url=self.url, auth=auth, transport=self.transport, direct=self.direct, batching=self.batching)
+
+    async def send(self, call: Call, on_progress: ProgressCallback | None = None) -> Share:
+        """Answer one call: in chunks when it is large (by rows or by bytes), else coalesced with
+        others when it may be. ``on_progress`` hears once of each part answered."""
+        v = call.validated
+        can_split = self.direct is None and v.table is not None and v.n_rows > 1
+        if can_split and v.n_rows > DEFAULT_CHUNK_ROWS:
+            return await self._answer_in_chunks(call, on_progress)
+        try:
+            if (key := self._batch_key(call)) is not None:
+                # The batch may outlive this caller's deadline (others' are later): stop waiting at ours.
+                share = await call.budget.bound(self._batcher().submit(key, call, v.n_rows))
+            else:
+                (share,) = await self._answer([call])
+        except PayloadTooLarge:
+            if not can_split:
+                raise  # one row over the limit: nothing was sent, and nothing can be split
+            # Under the row limit but over the byte limit (wide rows): split by size instead.
+            return await self._answer_in_chunks(call, on_progress)
+        if on_progress is not None:
+            on_progress(v.n_rows, v.n_rows)
+        return share
+
+    def _batch_key(self, call: Call) -> Hashable | None:
+        """Calls with equal keys may share a request; ``None``: this one goes alone."""
+        v = call.validated
+        if self.batching is None or v.table is None or v.n_rows >= self.batching.max_rows:
+            return None
+        params = json.dumps(v.params, sort_keys=True, default=str) if v.params else ""
+        timeout = tuple(sorted(call.timeout.as_dict().items()))
+        return tuple(v.table.columns), params, call.retry, timeout
+
+    def _batcher(self) -> Batcher[Call, Share]:
+        loop = asyncio.get_running_loop()
+        with self._lock:  # loops live on several threads
+            batcher = self._batchers.get(loop)
+            if batcher is None:
+                assert self.batching is not None
+                for old in [lp for lp in self._batchers if lp.is_closed()]:
+                    del self._batchers[old]
+                batcher = self._batchers[loop] = Batcher(self._answer, self.batching)
+        return batcher
+
+    async def _answer(self, calls: list[Call]) -> list[Share]:
+        """Predict for ``calls`` (one, or a batch with equal settings) in one request."""
+        from .._schema.validate import ValidatedInput
+
+        sizes = [c.validated.n_rows for c in calls]
+        merged = ValidatedInput.concat([c.validated for c in calls])
+        # One id per request: a call alone keeps its own, a batch gets a fresh one all its callers share.
+        request_id = calls[0].client_request_id if len(calls) == 1 else new_client_request_id()
+        try:
+            if self.direct is not None:
+                predictions = await self.direct.predict(merged.to_model_input(), merged.params)
+                return [Share(p, batch_size=len(calls), client_request_id=request_id)
+                        for p in split_rows(predictions, sizes)]
+            assert self.url is not None
+            budget = calls[0].budget if len(calls) == 1 else Budget.shared([c.budget for c in calls])
+            body = encode_body({**merged.to_wire(), "client_request_id": request_id})
+            try:
+                response, retries = await self.transport.post_json(
+                    self.url, body, auth=self.auth, budget=budget, timeout=calls[0].timeout
+                )
+            finally:
+                if len(calls) > 1:  # every caller in the batch spent these retries
+                    for c in calls:
+                        c.budget.spend(budget.retries_used)
+            answer = decode_answer(response)
+            return [
+                Share(p, answer.served_model_name, answer.request_id, retries, len(calls), request_id)
+                for p in split_rows(answer.predictions, sizes)
+            ]
+        except NotRowAligned:
+            # This model's answers cannot be cut by row: stop batching its calls.
+            log.warning("the model's answers do not line up with rows; micro-batching turned off")
+            self.batching = None
+            raise
+
+    async def _answer_in_chunks(self, call: Call, on_progress: ProgressCallback | None) -> Share:
+        """A large table as requests of at most ``DEFAULT_CHUNK_ROWS`` rows (halved while over
+        the payload limit), a few in flight, predictions put back in row order (lists end to
+        end, column-shaped answers column by column)."""
+        total = call.validated.n_rows
+        slots = asyncio.Semaphore(DEFAULT_CHUNK_CONCURRENCY)
+        done = 0
+
+        async def chunk(start: int, stop: int) -> list[Share]:
+            nonlocal done
+            part = replace(call, validated=call.validated.rows(start, stop), budget=call.budget.fork(),
+                           client_request_id=f"{call.client_request_id}-{start}")
+            try:
+                async with slots:
+                    (share,) = await self._answer([part])
+            except PayloadTooLarge:
+                if stop - start == 1:
+                    raise
+                middle = (start + stop) // 2
+                return await chunk(start, middle) + await chunk(middle, stop)
+            expect_rows_or_columns(share.predictions, stop - start)
+            done += stop - start
+            if on_progress is not None:
+                on_progress(done, total)
+            return [share]
+
+        bounds = range(0, total, DEFAULT_CHUNK_ROWS)
+        shares = [s for part in await _all(chunk(a, min(a + DEFAULT_CHUNK_ROWS, total)) for a in bounds) for s in part]
+        served = {s.served_model_name for s in shares}
+        return Share(
+            predictions=join_rows([s.predictions for s in shares]),
+            served_model_name=served.pop() if len(served) == 1 else None,
+            request_id=shares[0].request_id,
+            retries=sum(s.retries for s in shares),
+            client_request_id=call.client_request_id,
+        )
+
+
+async def _all(coros: Any) -> list[Any]:
+    """Like ``gather``, but the first failure cancels the rest instead of leaving them running."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()

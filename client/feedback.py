@@ -1,0 +1,459 @@
+"""User feedback on predictions, kept as MLflow assessments on their traces, and summaries by version.
+
+Every prediction the apps make is traced (``client/_tracing.py``); a thumbs up/down with an
+optional comment becomes a ``user_feedback`` assessment on that trace (value ``True``/``False``,
+rationale = the comment, source HUMAN with the user's e-mail), and the value a user believes
+is right an ``expected_prediction`` expectation. A second vote by the same user on the same
+trace updates their assessment instead of adding one. Nothing here uses the deprecated Model
+Serving feedback endpoint.
+
+Where: ``MLFLOW_TRACKING_URI`` (else the local demo store), experiment ``PREDICTOR_EXPERIMENT``
+(a name, or an experiment id as a Databricks App's experiment resource gives it); by default one
+per app (``/predictor-streamlit``, ``/predictor-gradio``).
+
+Example::
+
+    trace_id = result.trace_id                       # a PredictionResult of a traced Predictor
+    record_feedback(trace_id, "ann@example.com", thumbs_up=False, comment="should be virginica")
+    for row in summarize("main.default.iris", experiment_ids=["1"]):
+        print(row.model_version, row.predictions, row.thumbs_up_rate)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from client._tracing import TAG_MODEL_NAME, TAG_MODEL_VERSION, TAG_SERVED_MODEL, result_tags
+
+__all__ = [
+    "ANONYMOUS",
+    "EXPECTED_NAME",
+    "FEEDBACK_NAME",
+    "Comment",
+    "VersionSummary",
+    "Vote",
+    "comment_rows",
+    "current_vote",
+    "default_experiment_name",
+    "feedback_user",
+    "format_summary",
+    "rate_rows",
+    "record_feedback",
+    "setup_app_tracking",
+    "setup_tracking",
+    "summarize",
+    "summary_rows",
+    "summary_text",
+    "tag_answer_trace",
+    "tag_answer_trace_later",
+    "trace_experiment_ids",
+]
+
+log = logging.getLogger(__name__)
+
+FEEDBACK_NAME = "user_feedback"
+EXPECTED_NAME = "expected_prediction"
+ANONYMOUS = "anonymous"
+EXPERIMENT_ENV = "PREDICTOR_EXPERIMENT"
+#: Where chat answers' traces live when another process writes them (``predictor serve
+#: --experiment``, Model Serving): searched by the Feedback page besides the app's experiment.
+TRACE_EXPERIMENT_ENV = "PREDICTOR_TRACE_EXPERIMENT"
+USER_HEADER = "X-Forwarded-Email"
+#: The Feedback page reads at most this many of the latest traces (and no older than the window).
+DEFAULT_MAX_TRACES = 10_000
+DEFAULT_WINDOW_DAYS = 30
+LATEST_COMMENTS = 10
+SEARCH_PAGE = 1_000
+#: How long a vote waits for a trace another process is still writing: the agent server (and
+#: Model Serving) send an answer's trace id before they export its trace.
+TRACE_WAIT_S = 10.0
+
+
+def feedback_user(headers: Mapping[str, str] | None) -> str:
+    """Who gives feedback: the front door's ``X-Forwarded-Email``, else ``"anonymous"``."""
+    for key, value in (headers or {}).items():
+        if key.lower() == USER_HEADER.lower() and str(value).strip():
+            return str(value).strip()
+    return ANONYMOUS
+
+
+def default_experiment_name(app: str) -> str:
+    """The app's own experiment when ``PREDICTOR_EXPERIMENT`` is not set."""
+    return f"/predictor-{app}"
+
+
+def setup_tracking(app: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Point MLflow at the app's experiment (created if missing) and return its id.
+
+    A tracking store that cannot be reached costs a warning and ``None``: the app predicts on,
+    untraced experiment-wise (traces then go to MLflow's default experiment, or nowhere).
+    """
+    env = os.environ if env is None else env
+    wanted = (env.get(EXPERIMENT_ENV) or "").strip() or default_experiment_name(app)
+    try:
+        import mlflow
+
+        if not env.get("MLFLOW_TRACKING_URI"):
+            from client._mlflow import activate, resolve_registry_uri
+
+            activate(resolve_registry_uri(env.get("PREDICTOR_REGISTRY_URI")))
+        if wanted.isdigit():  # an experiment resource's value is the experiment's id
+            return str(mlflow.set_experiment(experiment_id=wanted).experiment_id)
+        if mlflow.get_tracking_uri().startswith("sqlite"):
+            from client.local.demo import ensure_experiment
+
+            return ensure_experiment(wanted)  # artifacts under the app's home, not ./mlruns
+        return str(mlflow.set_experiment(wanted).experiment_id)
+    except Exception as err:
+        log.warning("MLflow experiment %r unavailable (%s: %s); predictions are not traced there",
+                    wanted, type(err).__name__, err)
+        return None
+
+
+def setup_app_tracking(app: str, tracing: bool) -> str | None:
+    """After the app's model is loaded (registering the demo switches experiments): the app's
+    experiment id, or ``None`` when tracing is off (``AppConfig.tracing``)."""
+    return setup_tracking(app) if tracing else None
+
+
+def trace_experiment_ids(app_experiment_id: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """The experiments the Feedback page searches: the app's, plus ``PREDICTOR_TRACE_EXPERIMENT``
+    (a name or an id) when set. One that does not exist (yet) costs a warning, not the page."""
+    env = os.environ if env is None else env
+    ids = [app_experiment_id]
+    wanted = (env.get(TRACE_EXPERIMENT_ENV) or "").strip()
+    if wanted:
+        try:
+            import mlflow
+
+            exp = mlflow.MlflowClient().get_experiment_by_name(wanted) if not wanted.isdigit() else None
+            extra = wanted if wanted.isdigit() else (exp.experiment_id if exp is not None else None)
+            if extra is None:
+                log.warning("%s=%r: no such experiment (yet); not searched", TRACE_EXPERIMENT_ENV, wanted)
+            elif str(extra) not in ids:
+                ids.append(str(extra))
+        except Exception as err:
+            log.warning("%s=%r unavailable (%s: %s)", TRACE_EXPERIMENT_ENV, wanted, type(err).__name__, err)
+    return ids
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One user's current feedback on one trace."""
+
+    trace_id: str
+    user: str
+    thumbs_up: bool
+    comment: str | None
+    assessment_id: str
+    expected: Any = None
+
+
+def _mine(assessments: Iterable[Any], name: str, user: str) -> Any | None:
+    for a in assessments:
+        if a.name == name and a.source is not None and a.source.source_id == user and a.valid is not False:
+            return a
+    return None
+
+
+def current_vote(trace_id: str, user: str) -> Vote | None:
+    """``user``'s feedback on ``trace_id`` as it is in the store, if any."""
+    import mlflow
+
+    trace = mlflow.get_trace(trace_id)
+    if trace is None:
+        return None
+    fb = _mine(trace.info.assessments, FEEDBACK_NAME, user)
+    if fb is None:
+        return None
+    exp = _mine(trace.info.assessments, EXPECTED_NAME, user)
+    return Vote(trace_id, user, bool(fb.value), fb.rationale, fb.assessment_id,
+                None if exp is None else exp.value)
+
+
+def _stored_trace(trace_id: str, wait_s: float) -> Any | None:
+    """The trace as stored, waiting up to ``wait_s`` for one that is still being written."""
+    import mlflow
+    from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+    trace = mlflow.get_trace(trace_id, silent=True)
+    if trace is None:  # just written here: still in the exporter's queue. Flush only then: a flush
+        # costs up to a second and makes concurrent predictions export synchronously meanwhile.
+        mlflow.flush_trace_async_logging()
+        trace = mlflow.get_trace(trace_id, silent=True)
+    if trace is None and wait_s > 0:  # written by the agent server / Model Serving, after its answer
+        fetch = Retrying(retry=retry_if_result(lambda t: t is None), stop=stop_after_delay(wait_s),
+                         wait=wait_fixed(0.25), retry_error_callback=lambda _state: None)
+        trace = fetch(mlflow.get_trace, trace_id, silent=True)
+    return trace
+
+
+def record_feedback(trace_id: str, user: str, *, thumbs_up: bool, comment: str | None = None,
+                    expected: Any = None, wait_s: float = TRACE_WAIT_S) -> Vote:
+    """Store ``user``'s thumbs (and comment, and the value they believe right) on the trace.
+
+    The trace may be in any experiment of the tracking store: the app's own (its predictions,
+    direct-mode chat answers) or the one the agent server or Model Serving wrote a chat answer's
+    trace to; a trace that is not there yet is waited for up to ``wait_s`` seconds. The user's
+    earlier feedback on the same trace is updated, never duplicated (an empty comment keeps the
+    earlier one). Raises ``ValueError`` for a trace id that is not in the store (MLflow's error
+    otherwise).
+    """
+    import mlflow
+    from mlflow.entities import AssessmentSource, AssessmentSourceType, Expectation, Feedback
+
+    if not trace_id:
+        raise ValueError("this prediction has no trace: tracing was off or the store unreachable")
+    trace = _stored_trace(trace_id, wait_s)
+    if trace is None:
+        raise ValueError(f"trace {trace_id} is not in the tracking store")
+    comment = (comment or "").strip() or None
+    source = AssessmentSource(source_type=AssessmentSourceType.HUMAN, source_id=user)
+    old = _mine(trace.info.assessments, FEEDBACK_NAME, user)
+    if old is None:
+        saved = mlflow.log_feedback(trace_id=trace_id, name=FEEDBACK_NAME, value=bool(thumbs_up),
+                                    rationale=comment, source=source)
+    else:
+        saved = mlflow.update_assessment(trace_id=trace_id, assessment_id=old.assessment_id,
+                                         assessment=Feedback(name=FEEDBACK_NAME, value=bool(thumbs_up),
+                                                             rationale=comment, source=source))
+    if expected is not None and expected != "":
+        old_exp = _mine(trace.info.assessments, EXPECTED_NAME, user)
+        if old_exp is None:
+            mlflow.log_expectation(trace_id=trace_id, name=EXPECTED_NAME, value=expected, source=source)
+        else:
+            mlflow.update_assessment(trace_id=trace_id, assessment_id=old_exp.assessment_id,
+                                     assessment=Expectation(name=EXPECTED_NAME, value=expected, source=source))
+    return Vote(trace_id, user, bool(thumbs_up), saved.rationale, str(saved.assessment_id), expected)
+
+
+def tag_answer_trace(result: Any, wait_s: float = TRACE_WAIT_S) -> bool:
+    """Give a chat answer's trace the ``predictor.*`` tags a tabular prediction's trace carries
+    (model name, version, served entity, mode...), so :func:`summarize` counts it. The trace may
+    still be being written by the agent server: waited for up to ``wait_s``. Never raises: a
+    trace that cannot be tagged costs a warning (``False``), never the chat."""
+    trace_id = getattr(result, "trace_id", None)
+    tags = result_tags(result)
+    if not trace_id or not tags:
+        return False
+    try:
+        import mlflow
+
+        if _stored_trace(trace_id, wait_s) is None:
+            raise ValueError(f"trace {trace_id} is not in the tracking store")
+        client = mlflow.MlflowClient()
+        for key, value in tags.items():
+            client.set_trace_tag(trace_id, key, value)
+        return True
+    except Exception as err:
+        log.warning("chat answer's trace not tagged (%s: %s); it is left out of the feedback summary",
+                    type(err).__name__, err)
+        return False
+
+
+def tag_answer_trace_later(result: Any) -> None:
+    """:func:`tag_answer_trace` in a daemon thread: the page does not wait for the agent server."""
+    import threading
+
+    threading.Thread(target=tag_answer_trace, args=(result,), name="tag-answer-trace", daemon=True).start()
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comment:
+    time_ms: int
+    user: str
+    thumbs_up: bool
+    text: str
+    model_version: str | None
+    served_model_name: str | None
+
+
+@dataclass
+class VersionSummary:
+    """Feedback on one model version as one served entity answered it."""
+
+    model_version: str | None
+    served_model_name: str | None
+    predictions: int = 0
+    with_feedback: int = 0
+    thumbs_up: int = 0
+    thumbs_down: int = 0
+    comments: list[Comment] = field(default_factory=list)
+
+    @property
+    def feedback_share(self) -> float:
+        return self.with_feedback / self.predictions if self.predictions else 0.0
+
+    @property
+    def thumbs_up_rate(self) -> float | None:
+        votes = self.thumbs_up + self.thumbs_down
+        return self.thumbs_up / votes if votes else None
+
+
+def _version_key(v: VersionSummary) -> tuple[int, str, str]:
+    version = v.model_version or ""
+    return (-int(version) if version.isdigit() else 0, version, v.served_model_name or "")
+
+
+def summarize_traces(traces: Iterable[Any]) -> list[VersionSummary]:
+    """Group traces (``mlflow.entities.Trace`` or their infos) by version and served entity (pure)."""
+    groups: dict[tuple[str | None, str | None], VersionSummary] = {}
+    for trace in traces:
+        info = getattr(trace, "info", trace)
+        tags = info.tags or {}
+        key = (tags.get(TAG_MODEL_VERSION), tags.get(TAG_SERVED_MODEL))
+        group = groups.get(key) or groups.setdefault(key, VersionSummary(*key))
+        group.predictions += 1
+        votes = [a for a in (info.assessments or [])
+                 if a.name == FEEDBACK_NAME and a.valid is not False and isinstance(a.value, bool)]
+        if not votes:
+            continue
+        group.with_feedback += 1
+        for a in votes:  # one per user
+            group.thumbs_up += a.value is True
+            group.thumbs_down += a.value is False
+            if a.rationale:
+                group.comments.append(Comment(
+                    int(a.last_update_time_ms or a.create_time_ms or 0),
+                    a.source.source_id if a.source else ANONYMOUS, bool(a.value), a.rationale, *key))
+    out = sorted(groups.values(), key=_version_key)
+    for g in out:
+        g.comments.sort(key=lambda c: c.time_ms, reverse=True)
+        del g.comments[LATEST_COMMENTS:]
+    return out
+
+
+def summarize(model_name: str | None, experiment_ids: Sequence[str], *, max_traces: int = DEFAULT_MAX_TRACES,
+              window_days: float | None = DEFAULT_WINDOW_DAYS) -> list[VersionSummary]:
+    """Per version and served entity of ``model_name``: predictions, feedback, thumbs-up rate and
+    the latest comments, from the latest ``max_traces`` traces of the last ``window_days`` days."""
+    import mlflow
+
+    filters = []
+    if model_name:
+        filters.append(f"tags.`{TAG_MODEL_NAME}` = '{model_name.replace(chr(39), '')}'")
+    if window_days is not None:
+        since = int((time.time() - window_days * 86400) * 1000)
+        filters.append(f"trace.timestamp_ms > {since}")
+    # MlflowClient's pages of 1,000 rather than mlflow.search_traces' pages of 100: 3x faster on sqlite.
+    client, token = mlflow.MlflowClient(), None
+    traces: list[Any] = []
+    while len(traces) < max_traces:
+        page = client.search_traces(
+            locations=list(experiment_ids), filter_string=" AND ".join(filters) or None,
+            max_results=min(SEARCH_PAGE, max_traces - len(traces)), order_by=["timestamp_ms DESC"],
+            page_token=token, include_spans=False,
+        )
+        traces.extend(page)
+        token = page.token
+        if not token:
+            break
+    return summarize_traces(traces)
+
+
+def summary_rows(summary: Sequence[VersionSummary]) -> list[dict[str, Any]]:
+    """The summary as table rows (the Feedback page and the CLI show the same columns)."""
+    rows = []
+    for s in summary:
+        rate = s.thumbs_up_rate
+        rows.append({
+            "version": s.model_version or "?",
+            "served entity": s.served_model_name or "-",
+            "predictions": s.predictions,
+            "with feedback": f"{s.feedback_share:.0%}",
+            "thumbs up": s.thumbs_up,
+            "thumbs down": s.thumbs_down,
+            "thumbs-up rate": "-" if rate is None else f"{rate:.0%}",
+        })
+    return rows
+
+
+def version_label(s: VersionSummary) -> str:
+    """``v2 challenger``: a version and the served entity that answered as it."""
+    return f"v{s.model_version or '?'}" + (f" {s.served_model_name}" if s.served_model_name else "")
+
+
+def rate_rows(summary: Sequence[VersionSummary]) -> list[dict[str, Any]]:
+    """Thumbs-up rate per version and served entity, for a chart (groups without votes left out)."""
+    return [{"version": version_label(s), "thumbs-up rate": rate}
+            for s in summary if (rate := s.thumbs_up_rate) is not None]
+
+
+def comment_rows(summary: Sequence[VersionSummary], limit: int = LATEST_COMMENTS) -> list[dict[str, Any]]:
+    """The latest comments over all versions, newest first."""
+    comments = sorted((c for s in summary for c in s.comments), key=lambda c: c.time_ms, reverse=True)[:limit]
+    return [{"when": time.strftime("%Y-%m-%d %H:%M", time.gmtime(c.time_ms / 1000)), "version": c.model_version or "?",
+             "served entity": c.served_model_name or "-", "user": c.user, "thumbs": "up" if c.thumbs_up else "down",
+             "comment": c.text} for c in comments]
+
+
+def format_summary(summary: Sequence[VersionSummary]) -> str:
+    """A plain-text table (and the latest comments) for the terminal."""
+    rows = summary_rows(summary)
+    if not rows:
+        return "No traced predictions for this model in the window."
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
+    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in cols) for r in rows]
+    comments = comment_rows(summary)
+    if comments:
+        lines += ["", "Latest comments:"]
+        lines += [f"  {c['when']}  v{c['version']} {c['served entity']}  {c['user']} ({c['thumbs']}): {c['comment']}"
+                  for c in comments]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def experiment_ids(names: Sequence[str]) -> list[str]:
+    """Ids of the experiments named (names, or ids as they are); missing names are skipped."""
+    import mlflow
+
+    ids = []
+    for name in names:
+        if name.isdigit():
+            ids.append(name)
+        elif (exp := mlflow.get_experiment_by_name(name)) is not None:
+            ids.append(str(exp.experiment_id))
+    return ids
+
+
+def summary_text(model_uri: str, experiment: str | None = None, *, registry_uri: str | None = None,
+                 max_traces: int = DEFAULT_MAX_TRACES, window_days: float | None = DEFAULT_WINDOW_DAYS) -> str:
+    """``predictor feedback summary``: the table for ``model_uri``'s model, from ``experiment`` (else
+    ``PREDICTOR_EXPERIMENT``, else both apps' default experiments)."""
+    from client._mlflow import activate, resolve_registry_uri
+    from client._schema.signatures import parse_model_uri
+
+    name = parse_model_uri(model_uri)[0]
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        activate(resolve_registry_uri(registry_uri))
+    wanted = experiment or os.environ.get(EXPERIMENT_ENV) or ""
+    names = [wanted] if wanted else [default_experiment_name("streamlit"), default_experiment_name("gradio")]
+    ids = experiment_ids(names)
+    if not ids:
+        return f"No experiment {' or '.join(names)} in the tracking store: nothing traced yet."
+    return f"{name} (experiments {', '.join(names)})\n" + format_summary(
+        summarize(name, ids, max_traces=max_traces, window_days=window_days))
+
+
+def parse_expected(text: str | None) -> Any:
+    """What the user typed as the right value: a JSON number/bool/list if it is one, else the text."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

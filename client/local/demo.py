@@ -1,0 +1,152 @@
+"""Demo models to try the SDK with: ``main.default.iris@champion`` (logistic regression on iris,
+answering a class name and class probabilities, see ``_demo_iris``) and the demo agent."""
+
+from __future__ import annotations
+
+import logging
+
+from .._constants import DEMO_AGENT_NAME, DEMO_AGENT_URI, DEMO_MODEL_ALIAS, DEMO_MODEL_NAME, DEMO_MODEL_URI
+from .._mlflow import activate, home_dir, resolve_registry_uri
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "IRIS_REQUIREMENTS",
+    "ensure_experiment",
+    "pip_requirements",
+    "register_demo_agent",
+    "register_demo_model",
+]
+
+
+def ensure_experiment(name: str) -> str:
+    """Create (or reuse) an experiment whose artifacts live under ``home_dir()``, not ./mlruns."""
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is None:
+        location = (home_dir() / "artifacts" / name.strip("/").replace("/", "_")).resolve()
+        location.mkdir(parents=True, exist_ok=True)
+        exp_id = mlflow.create_experiment(name, artifact_location=location.as_uri())
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def pip_requirements(*packages: str) -> list[str]:
+    """Pinned requirements of a logged model, from what is installed.
+
+    Given explicitly, MLflow skips its own inference, which loads the model in a subprocess
+    to see what it imports (seconds per model). Every demo registration passes these.
+    """
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in packages]
+
+
+#: What the iris demo (``_demo_iris.IrisClassifier``, coefficients and numpy) needs at serving time.
+IRIS_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas")
+
+
+def alias_exists(name: str, alias: str) -> bool:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient().get_model_version_by_alias(name, alias)
+        return True
+    except MlflowException:
+        return False
+
+
+def _answers_class_names() -> bool:
+    """Whether the registered demo model answers a class name and probabilities (older ones: 0, 1, 2)."""
+    from mlflow.models import get_model_info
+
+    signature = get_model_info(DEMO_MODEL_URI).signature
+    outputs = signature.outputs.input_names() if signature is not None and signature.outputs is not None else []
+    return "prediction" in outputs and any(str(n).startswith("probability_") for n in outputs)
+
+
+def register_demo_model(registry_uri: str | None = None) -> str:
+    """Train, log and register the iris demo model; return its ``models:/`` URI.
+
+    Idempotent: if ``main.default.iris@champion`` already exists nothing is done, unless it is an
+    older demo that answered class indices; then a new version becomes the champion.
+    """
+    uri = resolve_registry_uri(registry_uri)
+    activate(uri)
+    if alias_exists(DEMO_MODEL_NAME, DEMO_MODEL_ALIAS):
+        if _answers_class_names():
+            logger.info("%s already registered", DEMO_MODEL_URI)
+            return DEMO_MODEL_URI
+        logger.info("%s answers class indices (an older demo): registering a new version", DEMO_MODEL_URI)
+
+    import sys
+
+    import cloudpickle
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from . import demo_iris as _demo_iris
+
+    data = load_iris(as_frame=True)
+    X = data.data.astype("float64")
+    y = data.target_names[data.target]  # class names, not 0/1/2
+    model = _demo_iris.IrisClassifier(LogisticRegression(max_iter=500).fit(X, y))
+    example = X.head(3)
+    signature = infer_signature(example, model.predict(None, example))
+    ensure_experiment("/predictor-demo")
+    cloudpickle.register_pickle_by_value(sys.modules[_demo_iris.__name__])  # the logged model needs no `client`
+    try:
+        with mlflow.start_run(run_name="iris-demo"):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=model,
+                signature=signature,
+                input_example=example,
+                registered_model_name=DEMO_MODEL_NAME,
+                pip_requirements=pip_requirements(*IRIS_REQUIREMENTS),
+            )
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[_demo_iris.__name__])
+    version = info.registered_model_version
+    MlflowClient().set_registered_model_alias(DEMO_MODEL_NAME, DEMO_MODEL_ALIAS, str(version))
+    logger.info("registered %s version %s", DEMO_MODEL_NAME, version)
+    return DEMO_MODEL_URI
+
+
+def register_demo_agent(registry_uri: str | None = None) -> str:
+    """Log and register the demo agent (``client/local/demo_agent.py``, a ``ResponsesAgent``) as
+    ``main.default.assistant@champion``; return its URI. Idempotent like :func:`register_demo_model`.
+    """
+    uri = resolve_registry_uri(registry_uri)
+    activate(uri)
+    if alias_exists(DEMO_AGENT_NAME, DEMO_MODEL_ALIAS):
+        logger.info("%s already registered", DEMO_AGENT_URI)
+        return DEMO_AGENT_URI
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from .demo_agent import IrisAssistant
+
+    ensure_experiment("/predictor-demo")
+    with mlflow.start_run(run_name="assistant-demo"):
+        # The ResponsesAgent signature is MLflow's own; pinning the requirements skips MLflow's slow
+        # requirement inference (a subprocess that imports the model).
+        info = mlflow.pyfunc.log_model(
+            name="agent",
+            python_model=IrisAssistant(),
+            registered_model_name=DEMO_AGENT_NAME,
+            pip_requirements=[f"mlflow=={mlflow.__version__}"],
+            input_example={"input": [{"role": "user", "content": "hello"}]},
+        )
+    version = info.registered_model_version
+    MlflowClient().set_registered_model_alias(DEMO_AGENT_NAME, DEMO_MODEL_ALIAS, str(version))
+    logger.info("registered %s version %s", DEMO_AGENT_NAME, version)
+    return DEMO_AGENT_URI

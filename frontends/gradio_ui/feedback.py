@@ -1,0 +1,112 @@
+"""Gradio feedback: thumbs and a comment under a traced answer, and the Feedback tab.
+
+``feedback_controls(trace_state, ...)`` is reusable under any answer whose trace id a
+``gr.State`` holds (a form prediction here; a chat answer on the chat page): buttons named
+"Thumbs up"/"Thumbs down", an optional comment, and a status line. The user is the request's
+``X-Forwarded-Email`` (else "anonymous").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from client.feedback import (
+    comment_rows,
+    feedback_user,
+    parse_expected,
+    rate_rows,
+    record_feedback,
+    summarize,
+    summary_rows,
+    trace_experiment_ids,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _headers(request: gr.Request | None) -> dict[str, str]:
+    try:
+        return {str(k): str(v) for k, v in dict(request.headers).items()} if request is not None else {}
+    except Exception:
+        return {}
+
+
+async def vote(trace_id: str | None, thumbs_up: bool, comment: str | None, expected: str | None,
+               headers: dict[str, str]) -> str:
+    """Store one vote; the status text to show (pure of widgets, so it can be tested directly)."""
+    if not trace_id:
+        return "Predict first: feedback goes with a traced prediction."
+    user = feedback_user(headers)
+    try:
+        saved = await asyncio.to_thread(record_feedback, trace_id, user, thumbs_up=thumbs_up, comment=comment,
+                                        expected=parse_expected(expected))
+    except Exception as err:
+        log.warning("feedback not saved: %s: %s", type(err).__name__, err)
+        return "Feedback could not be saved (the tracking store is unavailable)."
+    text = f"Feedback saved: thumbs {'up' if saved.thumbs_up else 'down'}"
+    return text + (f', "{saved.comment}"' if saved.comment else "") + "."
+
+
+def feedback_controls(trace_state: gr.State, *, ask_expected: bool = False) -> list[gr.components.Component]:
+    """Thumbs, comment (and the right value, for a tabular prediction) wired to ``trace_state``;
+    returns the components, so a caller can clear them when a new answer arrives."""
+    gr.Markdown("Was this right?")
+    comment = gr.Textbox(label="Comment (optional)", lines=1)
+    expected = gr.Textbox(label="Correct value (optional)", visible=ask_expected)
+    with gr.Row():
+        up = gr.Button("Thumbs up", size="sm")
+        down = gr.Button("Thumbs down", size="sm")
+    status = gr.Markdown()
+
+    async def on_up(trace_id: str | None, text: str, right: str, request: gr.Request) -> str:
+        return await vote(trace_id, True, text, right, _headers(request))
+
+    async def on_down(trace_id: str | None, text: str, right: str, request: gr.Request) -> str:
+        return await vote(trace_id, False, text, right, _headers(request))
+
+    up.click(on_up, inputs=[trace_state, comment, expected], outputs=status, api_visibility="private")
+    down.click(on_down, inputs=[trace_state, comment, expected], outputs=status, api_visibility="private")
+    return [comment, expected, status]
+
+
+def summary_frames(model_name: str | None, experiment_id: str | None) -> tuple[pd.DataFrame, Any, pd.DataFrame, str]:
+    """(summary table, thumbs-up rate plot update, latest comments, note) for the Feedback tab."""
+    empty = pd.DataFrame()
+    if experiment_id is None:
+        return empty, gr.BarPlot(visible=False), empty, "No MLflow experiment: predictions are not traced."
+    try:
+        summary = summarize(model_name, trace_experiment_ids(experiment_id))
+    except Exception as err:
+        log.warning("feedback summary unavailable: %s: %s", type(err).__name__, err)
+        return empty, gr.BarPlot(visible=False), empty, "The feedback summary could not be read."
+    if not summary:
+        return empty, gr.BarPlot(visible=False), empty, "No traced predictions yet (last 30 days)."
+    rates = rate_rows(summary)
+    plot = gr.BarPlot(value=pd.DataFrame(rates) if rates else None, visible=bool(rates))
+    note = "Latest 10,000 traced predictions of the last 30 days, per model version and served entity."
+    return pd.DataFrame(summary_rows(summary)), plot, pd.DataFrame(comment_rows(summary)), note
+
+
+def feedback_tab(model_name: Callable[[], str | None], experiment_id: Callable[[], Awaitable[str | None]]) -> gr.Tab:
+    """The Feedback tab; both are read each time it loads: the model's name (known once the model
+    loaded) and the app's experiment id (known once the app's tracking set-up finished)."""
+    with gr.Tab("Feedback") as tab:
+        note = gr.Markdown()
+        table = gr.Dataframe(label="Feedback per model version", interactive=False)
+        plot = gr.BarPlot(x="version", y="thumbs-up rate", y_lim=[0, 1], label="Thumbs-up rate", visible=False)
+        comments = gr.Dataframe(label="Latest comments", interactive=False)
+        refresh = gr.Button("Refresh", size="sm")
+
+        async def load() -> tuple[Any, ...]:
+            frame, chart, latest, text = await asyncio.to_thread(summary_frames, model_name(), await experiment_id())
+            return frame, chart, latest, text
+
+        tab.select(load, outputs=[table, plot, comments, note], api_visibility="private")
+        refresh.click(load, outputs=[table, plot, comments, note], api_visibility="private")
+    return tab

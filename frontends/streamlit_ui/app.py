@@ -1,0 +1,287 @@
+"""Streamlit page over a Predictor: a form from the model's signature, CSV batch scoring, a model card.
+
+Run: ``streamlit run frontends/streamlit_ui/app.py`` (configuration: see ``frontends/core/session.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import streamlit as st
+
+if __package__ in (None, ""):  # `streamlit run frontends/streamlit_ui/app.py` runs this as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from client import Predictor, PredictorError, Signature
+from client.feedback import feedback_user
+from frontends.core.form import Field, csv_template, form_to_record, parse_csv_rows, signature_rows
+from frontends.core.proba import class_probabilities, single_prediction
+from frontends.core.session import (
+    AppConfig,
+    PredictionCache,
+    SignInRequired,
+    caller_identity,
+    describe_error,
+    format_prediction,
+    model_info,
+    prediction_distribution,
+    prediction_rows,
+    predictor_for,
+    result_caption,
+)
+from frontends.streamlit_ui.chart import bar_chart
+from frontends.streamlit_ui.feedback import feedback_controls, feedback_page
+from frontends.streamlit_ui.resources import experiment_id, form_drawn, resources
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas (~1 s of CPU) and MLflow (seconds) are imported where a table, a chart or a trace needs
+# them, after the form is on the page (streamlit_server.py imports them in the background).
+log = logging.getLogger("frontends.streamlit_ui.app")
+_BLANK = "(blank)"
+#: Records per request when scoring a CSV (the progress bar moves per chunk).
+BATCH_CHUNK = 500
+
+
+@st.cache_resource(show_spinner=False)
+def _predictions() -> PredictionCache:
+    """One call per (caller, model version, input), across the process's sessions."""
+    return PredictionCache()
+
+
+def _headers() -> dict[str, str]:
+    try:
+        return dict(st.context.headers)
+    except Exception:  # no browser session (e.g. AppTest)
+        return {}
+
+
+def _show_error(err: Exception, as_user: bool = False) -> None:
+    st.error(describe_error(err, as_user=as_user))
+
+
+def _widget(field: Field) -> Any:
+    key = f"field:{field.name}"
+    help_text = field.help
+    if field.kind in ("float", "int"):
+        is_int = field.kind == "int"
+        value = field.default
+        if value is not None:
+            value = int(value) if is_int else float(value)
+        return st.number_input(field.label, value=value, step=1 if is_int else None,
+                               format=None if is_int else "%g", key=key, help=help_text,
+                               placeholder="required" if field.required else "optional")
+    if field.kind == "bool":
+        if field.required:
+            return st.checkbox(field.label, value=bool(field.default), key=key, help=help_text)
+        options = [_BLANK, "true", "false"]
+        index = 0 if field.default is None else (1 if field.default else 2)
+        choice = st.selectbox(field.label, options, index=index, key=key, help=help_text)
+        return None if choice == _BLANK else choice
+    if field.kind == "choice":
+        options = list(field.choices) if field.required else [_BLANK, *field.choices]
+        index = options.index(field.default) if field.default in options else 0
+        picked = st.selectbox(field.label, options, index=index, key=key, help=help_text,
+                              accept_new_options=field.open_choices)
+        return None if picked == _BLANK else picked
+    if field.kind == "datetime":  # a date and time picker, to the minute (Streamlit's finest step)
+        default = None if field.default is None else datetime.fromisoformat(str(field.default))
+        return st.datetime_input(field.label, value=default, key=key, help=help_text, step=60,
+                                 format="YYYY-MM-DD")
+    return st.text_input(field.label, value="" if field.default is None else str(field.default),
+                         placeholder="required" if field.required else None, key=key, help=help_text)
+
+
+def _predict(predictor: Predictor, identity: str, records: Any) -> dict[str, Any]:
+    experiment_id()  # set up before the first trace: it lands in the app's experiment, not MLflow's default
+    key = PredictionCache.key(identity, model_info(predictor, resources()[0]).version, records)
+    cache = _predictions()
+    if (answer := cache.get(key)) is not None:
+        return answer
+    # the records as JSON gives them (dates as text), as they were keyed
+    return cache.put(key, predictor.predict(json.loads(key[2])).model_dump(mode="json"))
+
+
+def _score_batch(predictor: Predictor, identity: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Score in chunks with a progress bar; one result whose predictions cover every row."""
+    bar = st.progress(0.0, text=f"Scoring {len(records)} rows...")
+    predictions: list[Any] = []
+    result: dict[str, Any] = {}
+    for start in range(0, len(records), BATCH_CHUNK):
+        result = _predict(predictor, identity, records[start:start + BATCH_CHUNK])
+        chunk = result["predictions"]
+        predictions.extend(chunk if isinstance(chunk, list) else [chunk])
+        bar.progress(min(1.0, (start + BATCH_CHUNK) / len(records)), text=f"Scored {len(predictions)} rows")
+    bar.empty()
+    return {**result, "predictions": predictions}
+
+
+def _show_prediction(last: dict[str, Any]) -> None:
+    st.metric("Prediction", format_prediction(last["predictions"]))
+    probs = class_probabilities(single_prediction(last["predictions"]))
+    if probs:
+        st.caption("Class probabilities")
+        bar_chart([{"class": k, "probability": v} for k, v in probs.items()], x="class", y="probability")
+    st.caption(result_caption(last))
+
+
+def _distribution(table: pd.DataFrame) -> None:
+    counts = prediction_distribution(table)
+    if counts is not None:
+        st.caption("Distribution of predictions")
+        bar_chart(counts.to_dict("records"), x="prediction", y="count")
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _endpoint_state(_predictor: Predictor, endpoint: str | None) -> dict[str, str] | None:
+    """The endpoint's state, looked up at most every 30 s (``None`` if it cannot be read)."""
+    try:
+        return _predictor.endpoint_state()
+    except PredictorError as e:
+        log.info("endpoint state of %s unavailable: %s", endpoint, type(e).__name__)
+        return None
+
+
+def _model_card(config: AppConfig, predictor: Predictor, signature: Signature | None) -> None:
+    info = model_info(predictor, config, endpoint_state=_endpoint_state(predictor, predictor.endpoint))
+    st.header("Model")
+    st.markdown(info.card())
+    rows = signature_rows(signature)
+    if rows:
+        import pandas as pd
+
+        st.subheader("Signature")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    else:
+        st.caption("The model has no column signature; inputs are sent as JSON, unvalidated.")
+
+
+@st.fragment
+def _single_tab(predictor: Predictor, identity: str, as_user: bool, fields: list[Field], user: str) -> None:
+    """The form, its answer and the history: a click reruns only this part of the page."""
+    history: list[dict[str, Any]] = st.session_state.setdefault("history", [])
+    with st.form("predict-form"):
+        if fields:
+            optional = [f.name for f in fields if not f.required]
+            st.caption(f"Optional: {', '.join(optional)}; every other field is required." if optional
+                       else "Every field is required.")
+            values = {f.name: _widget(f) for f in fields}
+        else:
+            values = {"__json__": st.text_area("JSON input", value="[]", key="field:__json__")}
+        submitted = st.form_submit_button("Predict", type="primary")
+    if submitted:
+        try:
+            records = [form_to_record(fields, values)] if fields else json.loads(values["__json__"])
+            with st.spinner("Predicting..."):
+                result = _predict(predictor, identity, records)
+            st.session_state["last"] = result
+            history.insert(0, {
+                "time": datetime.now(UTC).strftime("%H:%M:%S"),
+                "input": json.dumps(records[0] if fields else records, default=str),
+                "prediction": format_prediction(result["predictions"]),
+                "version": result.get("model_version"),
+            })
+            del history[50:]
+            st.session_state.pop("error", None)
+        except json.JSONDecodeError as e:
+            st.session_state["error"] = PredictorError(f"The JSON input is not valid JSON: {e.msg}")
+            st.session_state.pop("last", None)
+        except Exception as e:
+            st.session_state["error"] = e
+            st.session_state.pop("last", None)
+    if "error" in st.session_state:
+        _show_error(st.session_state["error"], as_user)
+    elif "last" in st.session_state:
+        _show_prediction(st.session_state["last"])
+        feedback_controls(st.session_state["last"].get("trace_id"), user, key="form", ask_expected=bool(fields))
+    if history:
+        import pandas as pd
+
+        with st.expander(f"History ({len(history)})"):
+            st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
+
+
+@st.fragment
+def _batch_tab(predictor: Predictor, identity: str, as_user: bool, fields: list[Field],
+               signature: Signature | None) -> None:
+    """CSV upload and its results: an upload reruns only this part of the page."""
+    if fields:
+        st.download_button("CSV template", csv_template(signature).encode(), file_name="template.csv",
+                           mime="text/csv", key="csv-template")
+    upload = st.file_uploader("CSV file", type=["csv"], key="csv-upload",
+                              help="A header row naming the model's columns, one row per record.")
+    if upload is not None:
+        import pandas as pd
+
+        try:
+            records = parse_csv_rows(upload.getvalue().decode("utf-8-sig"), signature)
+            result = _score_batch(predictor, identity, records)
+            table = pd.DataFrame(prediction_rows(records, result["predictions"]))
+            st.success(f"Scored {len(records)} rows with version {result.get('model_version') or '?'}.")
+            st.toast(f"Scored {len(records)} rows")
+            st.dataframe(table, hide_index=True, width="stretch")
+            st.download_button("Download results", table.to_csv(index=False).encode(),
+                               file_name="predictions.csv", mime="text/csv")
+            _distribution(table)
+        except UnicodeDecodeError:
+            st.error("The file is not UTF-8 text.")
+        except Exception as e:
+            _show_error(e, as_user)
+
+
+def main() -> None:
+    st.set_page_config(page_title="Model predictions", layout="wide")
+    try:
+        config, base, signature, fields = resources()
+    except Exception as e:
+        st.title("Model predictions")
+        _show_error(e)
+        st.stop()
+        return
+    headers = _headers()
+    try:
+        predictor = predictor_for(base, headers, config)
+    except SignInRequired as e:  # acting as the user, and no user came: no form, no prediction
+        st.title(config.title)
+        _show_error(e)
+        st.stop()
+        return
+    identity = caller_identity(headers, config)
+    user = feedback_user(headers)
+    as_user = identity != "app"
+    if base.kind == "chat":
+        from frontends.streamlit_ui.chat_page import render
+
+        card = model_info(base, config, endpoint_state=_endpoint_state(base, base.endpoint)).card()
+        st.title(config.title)
+        chat_tab, feedback = st.tabs(["Chat", "Feedback"])
+        with feedback:  # first: the chat reruns the script when an answer ends. Sets the experiment up
+            feedback_page(model_info(base, config).name, experiment_id())  # before any answer is traced
+        with chat_tab:
+            render(config.title, card, predictor, as_user)
+        return
+    st.title(config.title)
+    # Opening a tab reruns the page, so the Feedback tab (MLflow, a store query, tables) is computed
+    # only while it is open, never on a visitor's first page. The other two are always drawn:
+    # a widget left out of a run loses its state (the form's values, an uploaded CSV).
+    single, batch, feedback = st.tabs(["Single prediction", "Batch (CSV)", "Feedback"], key="page-tab",
+                                      on_change="rerun")
+    with single:  # the form first, then the rest: its place on screen does not depend on this order
+        _single_tab(predictor, identity, as_user, fields, user)
+    form_drawn.set()  # the start-up warm-up may import MLflow now
+    with st.sidebar:
+        _model_card(config, base, signature)
+    with batch:
+        _batch_tab(predictor, identity, as_user, fields, signature)
+    if feedback.open:
+        with feedback:
+            feedback_page(model_info(base, config).name, experiment_id())
+
+
+main()
