@@ -259,6 +259,17 @@ async def test_an_error_event_is_a_typed_error_and_a_status_error_stays_one() ->
         [d async for d in p.astream("hi")]
 
 
+@pytest.mark.parametrize("data", ['{"message": "quota gone", "code": "E"}', '{"detail": "quota gone"}', '"quota gone"',
+                                  "quota gone"])
+async def test_an_sse_error_event_is_an_error_whatever_its_data_says(data: str) -> None:
+    """``event: error`` is an error by its SSE event name, with or without an ``error``/``type`` key."""
+    body = [*sse(delta("ab"), done=False), f"event: error\ndata: {data}\n\n".encode(), *sse(delta("cd"))]
+    p = agent(lambda r: streaming(Body(body)))
+    with pytest.raises(StreamEventError, match="quota gone") as info:
+        [d async for d in p.astream("hi")]
+    assert info.value.text_received == 2
+
+
 async def test_leaving_early_or_cancelling_closes_the_connection() -> None:
     bodies: list[Body] = []
 

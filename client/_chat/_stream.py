@@ -122,11 +122,26 @@ async def sse_events(response: httpx.Response, fmt: Format) -> AsyncIterator[Any
             continue
         if data == _DONE:
             return
+        if sse.event == "error":  # an error by its SSE name, whatever its data holds
+            yield _error_event(data)
+            continue
         try:
             yield json.loads(data)
         except ValueError as err:
             raise APIResponseValidationError(f"a stream event is not JSON: {data[:100]!r}") from err
     raise _Unfinished("the stream ended before [DONE]")
+
+
+def _error_event(data: str) -> dict[str, Any]:
+    """An ``event: error`` as the ``{"type": "error", ...}`` event ``parse_event`` raises on."""
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        payload = data
+    if isinstance(payload, dict):
+        message = payload.get("message") or payload.get("error") or payload.get("detail") or data
+        return {**payload, "type": "error", "message": message}
+    return {"type": "error", "message": str(payload)}
 
 
 def _json(response: httpx.Response) -> Any:
