@@ -7,6 +7,7 @@ import base64
 import datetime
 import json
 import logging
+import math
 import subprocess
 import sys
 import warnings
@@ -63,6 +64,10 @@ def deliberately_stricter(t: str, v, required: bool = False) -> bool:
         # astype(int) truncates 1.5 -> 1; int32 wraps 2**40; 2**63 makes a uint64 column that wraps.
         limit = 2**31 if t == "integer" else 2**63
         return (isinstance(v, float) and v != int(v)) or v == 1e300 or (is_num and abs(v) >= limit)
+    if t in ("float", "double") and _spelled_missing_or_infinite(v, required):
+        # The server reads "nan" as NaN (even in a required column) and passes inf to the model;
+        # JSON cannot carry inf, so we refuse it in both modes and treat "nan" as missing.
+        return True
     if t == "float":
         # astype(float32) turns a finite 1e300 into inf.
         return v == 1e300
@@ -76,6 +81,16 @@ def deliberately_stricter(t: str, v, required: bool = False) -> bool:
         # pandas reads numbers as epoch nanoseconds, "" as NaT, and guesses non-ISO formats.
         return (is_num and not isinstance(v, bool)) or v in ("", "2024/01/02", "Jan 2 2024")
     return False
+
+
+def _spelled_missing_or_infinite(v, required: bool) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        return False
+    try:
+        f = float(v)
+    except (ValueError, OverflowError):
+        return False
+    return math.isinf(f) or (math.isnan(f) and isinstance(v, str) and required)
 
 
 def _mlflow_accepts_body(t: str, required: bool, body: dict) -> bool:
@@ -515,3 +530,24 @@ def test_validate_tensor_raises_only_schema_errors(inputs, dtype: str, named: bo
         assert e.problems
         return
     json.dumps(v.to_wire())
+
+
+@pytest.mark.parametrize("spelled", ["nan", "NaN", " nan ", float("nan"), None])
+@pytest.mark.parametrize("t", ["double", "float"])
+def test_a_missing_value_is_missing_however_it_is_spelled(t: str, spelled) -> None:
+    """The text "nan" is a missing value as float NaN and None are: refused in a required column,
+    sent as null in an optional one (it used to pass a required column and reach the model as NaN)."""
+    s = Signature(columns=(ColumnSpec(name="x", type=t), ColumnSpec(name="y", type=t, required=False)))
+    with pytest.raises(SchemaValidationError, match="missing value in a required column"):
+        validate(s, [{"x": spelled, "y": 1.0}])
+    assert validate(s, [{"x": 1.0, "y": spelled}]).to_wire()["dataframe_split"]["data"] == [[1.0, None]]
+
+
+@pytest.mark.parametrize("spelled", ["inf", "-Infinity", "+inf", float("inf"), float("-inf")])
+@pytest.mark.parametrize("required", [True, False])
+def test_a_non_finite_number_is_refused_however_it_is_spelled(spelled, required: bool) -> None:
+    """inf cannot travel as JSON, so direct mode refuses it too, as text or as a float."""
+    s = Signature(columns=(ColumnSpec(name="x", type="double", required=required),))
+    with pytest.raises(SchemaValidationError, match="not a finite number") as info:
+        validate(s, [{"x": 1.5}, {"x": spelled}])
+    assert [(p.row, p.column) for p in info.value.problems] == [(1, "x")]

@@ -37,6 +37,10 @@ class _Bad(Exception):
     """One value does not fit; the message says why."""
 
 
+class _Missing(Exception):
+    """A value spelled as missing (the text "nan"): checked as a missing value is."""
+
+
 def _short(v: Any) -> str:
     r = reprlib.repr(v)  # bounded in depth and length: a hostile value cannot blow the stack
     return r if len(r) <= _MAX_REPR else r[: _MAX_REPR - 1] + "…"
@@ -93,10 +97,20 @@ def _to_float(v: Any) -> float:
     if isinstance(v, str):
         # Why numeric strings: object->float64 astype parses "1.5"; "abc" fails on the server too.
         try:
-            return float(v)
+            f = float(v)
         except ValueError:
             raise _Bad(f"expected a number, got string {_short(v)}") from None
+        if math.isnan(f):
+            raise _Missing  # "nan" spells a missing value, as float("nan") does
+        return f
     raise _Bad(f"expected a number, got {type(v).__name__} {_short(v)}")
+
+
+def _finite(f: float) -> float:
+    # Why: JSON has no inf, so endpoint mode could never send it; direct mode refuses it alike.
+    if math.isinf(f):
+        raise _Bad(f"{f} is not a finite number")
+    return f
 
 
 _FLOAT32_MAX = 3.4028234663852886e38
@@ -158,8 +172,8 @@ _CONVERT = {
     "boolean": _to_bool,
     "integer": lambda v: _to_int(v, *_INT32, "32-bit integer"),
     "long": lambda v: _to_int(v, *_INT64, "64-bit integer"),
-    "float": lambda v: _to_float32(_to_float(v)),
-    "double": _to_float,
+    "float": lambda v: _finite(_to_float32(_to_float(v))),
+    "double": lambda v: _finite(_to_float(v)),
     "string": _to_str,
     "binary": _to_bytes,
     "datetime": _to_datetime,
@@ -188,7 +202,10 @@ def _check_value(v: Any, spec_type: str, detail: dict[str, Any] | None, required
         raise _Bad("missing value")
     conv = _CONVERT.get(spec_type)
     if conv is not None:
-        return conv(v)
+        try:
+            return conv(v)
+        except _Missing:
+            return _check_value(None, spec_type, detail, required)
     if spec_type == "any":
         return v
     if spec_type == "array":
@@ -423,7 +440,8 @@ def _check_columns(specs: tuple[ColumnSpec, ...], table: Table, problems: list[S
         # Fast path: a value already of the canonical python type needs no conversion.
         fast = _FAST_TYPE.get(spec.type)
         for i, v in enumerate(values):
-            if type(v) is fast and v == v:  # NaN (!= itself) is a missing value: checked below
+            # NaN (!= itself) is a missing value and inf is refused: both take the checked path.
+            if type(v) is fast and (fast is not float or -math.inf < v < math.inf):
                 new.append(v)
                 continue
             try:
