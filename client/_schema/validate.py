@@ -441,7 +441,7 @@ def _check_columns(specs: tuple[ColumnSpec, ...], table: Table, problems: list[S
         fast = _FAST_TYPE.get(spec.type)
         for i, v in enumerate(values):
             # NaN (!= itself) is a missing value and inf is refused: both take the checked path.
-            if type(v) is fast and (fast is not float or -math.inf < v < math.inf):
+            if type(v) is fast and (not isinstance(v, float) or -math.inf < v < math.inf):
                 new.append(v)
                 continue
             try:

@@ -10,7 +10,67 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
+
+# --- argument types: a bad value is a usage error (one line, exit 2) before anything runs -------------
+
+
+def _port(text: str) -> int:
+    port = _int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return port
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _registered_model_uri(text: str) -> str:
+    """A ``models:/name/version`` or ``models:/name@alias`` URI, checked as the SDK checks it."""
+    from .._exceptions import ConfigurationError
+    from .._schema.signatures import parse_model_uri
+
+    try:
+        parse_model_uri(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _servable_model_uri(text: str) -> str:
+    """What ``serve`` takes: a registered model URI (checked), or a ``runs:/`` URI or a path."""
+    return _registered_model_uri(text) if text.startswith("models:") else text
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -93,14 +153,8 @@ def _load_inputs(args: argparse.Namespace) -> Any:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .. import Predictor
-    from .._exceptions import ConfigurationError
 
-    params = None
-    if args.params is not None:
-        try:
-            params = json.loads(args.params)
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"--params is not valid JSON: {exc}") from exc
+    params = args.params
     inputs = _load_inputs(args)
     if args.model:
         predictor = Predictor.from_model(args.model, registry_uri=args.registry_uri)
@@ -143,7 +197,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         )
     else:
         p = Predictor.from_model(args.model_uri, registry_uri=args.registry_uri)
-    params = json.loads(args.params) if args.params else None
+    params = args.params
     started = time.perf_counter()
     rows, errors = run_batch(args.input, args.output, p, master=args.master, params=params, overwrite=args.overwrite,
                              progress=lambda done, total: print(f"  tasks {done}/{total}", file=sys.stderr, flush=True))
@@ -330,8 +384,9 @@ def _add_endpoints_group(sub: Any) -> None:
             p.add_argument("--profile", default=None, help="~/.databrickscfg profile")
 
     def waiting(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--poll-interval", type=float, default=5.0, help="seconds between state polls")
-        p.add_argument("--timeout", type=float, default=1200.0, help="give up waiting after this many seconds")
+        p.add_argument("--poll-interval", type=_positive_float, default=5.0, help="seconds between state polls")
+        p.add_argument("--timeout", type=_positive_float, default=1200.0,
+                       help="give up waiting after this many seconds")
 
     p = esub.add_parser("validate", help="check config files (schema, and aliases/versions in the registry)")
     p.add_argument("files", nargs="+")
@@ -374,8 +429,16 @@ def _add_endpoints_group(sub: Any) -> None:
     p.set_defaults(endpoints_func=_cmd_endpoints_bundle)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (``--help`` shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="predictor", description="Predictions from MLflow / Model Serving models.")
+    parser = _Parser(prog="predictor", description="Predictions from MLflow / Model Serving models.",
+                     epilog="--debug / -v anywhere: show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="register the demo models: main.default.iris and main.default.assistant")
@@ -383,12 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("serve", help="serve a model locally like a Model Serving endpoint")
-    p.add_argument("model_uri")
+    p.add_argument("model_uri", type=_servable_model_uri)
     p.add_argument("--name", required=True, help="endpoint name: /serving-endpoints/NAME/invocations")
     p.add_argument("--served-entity", default=None,
                    help="served-model-name header of each answer (default: <model>-<version>, as a workspace)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--port", type=_port, default=5000)
     p.add_argument("--registry-uri", default=None)
     p.add_argument("--experiment", default=None,
                    help="MLflow experiment (name or id) a chat model's traces go to (default: "
@@ -397,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("schema", help="print a model's signature")
-    p.add_argument("model_uri")
+    p.add_argument("model_uri", type=_servable_model_uri)
     p.add_argument("--registry-uri", default=None)
     p.set_defaults(func=_cmd_schema)
 
@@ -405,12 +468,13 @@ def build_parser() -> argparse.ArgumentParser:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--endpoint", help="Model Serving endpoint name")
     target.add_argument("--url", help="full invocations URL")
-    target.add_argument("--model", help="models:/ URI, scored in-process (direct mode)")
-    p.add_argument("--model-uri", default=None, help="endpoint mode: models:/ URI to fetch the signature from")
+    target.add_argument("--model", type=_registered_model_uri, help="models:/ URI, scored in-process (direct mode)")
+    p.add_argument("--model-uri", type=_registered_model_uri, default=None,
+                   help="endpoint mode: models:/ URI to fetch the signature from")
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument("--json", help="records (list of objects), one object, or a Model Serving payload")
     data.add_argument("--csv", help="CSV file with a header row")
-    p.add_argument("--params", default=None, help="inference params as a JSON object")
+    p.add_argument("--params", type=_json_object, default=None, help="inference params as a JSON object")
     p.add_argument("--registry-uri", default=None)
     p.set_defaults(func=_cmd_predict)
 
@@ -420,9 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
     target = p.add_mutually_exclusive_group()
     target.add_argument("--endpoint", help="Model Serving endpoint name")
     target.add_argument("--url", help="full invocations URL")
-    p.add_argument("--model-uri", default=None, help="models:/ URI: the signature, or alone: score in the executors")
+    p.add_argument("--model-uri", type=_registered_model_uri, default=None,
+                   help="models:/ URI: the signature, or alone: score in the executors")
     p.add_argument("--master", default="local[*]", help="Spark master (default local[*])")
-    p.add_argument("--params", default=None, help="inference params as a JSON object")
+    p.add_argument("--params", type=_json_object, default=None, help="inference params as a JSON object")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--sql", action="store_true", help="print the Databricks SQL ai_query statement instead")
     p.add_argument("--table", default=None, help="with --sql: the table to score")
@@ -434,17 +499,46 @@ def build_parser() -> argparse.ArgumentParser:
     fb = sub.add_parser("feedback", help="user feedback on traced predictions").add_subparsers(
         dest="feedback_command", required=True)
     p = fb.add_parser("summary", help="per model version: predictions, share with feedback, thumbs-up rate")
-    p.add_argument("--model", required=True, help="models:/ URI naming the registered model")
+    p.add_argument("--model", required=True, type=_registered_model_uri,
+                   help="models:/ URI naming the registered model")
     p.add_argument("--experiment", default=None, help="MLflow experiment name or id (default: the apps')")
-    p.add_argument("--max-traces", type=int, default=10_000, help="read at most this many latest traces")
-    p.add_argument("--days", type=float, default=30.0, help="only traces of the last DAYS days")
+    p.add_argument("--max-traces", type=_positive_int, default=10_000, help="read at most this many latest traces")
+    p.add_argument("--days", type=_positive_float, default=30.0, help="only traces of the last DAYS days")
     p.add_argument("--registry-uri", default=None)
     p.set_defaults(func=_cmd_feedback_summary)
 
     return parser
 
 
+#: MLflow's HTTP client retries a dead tracking server for minutes by default; a read-only
+#: command gives up sooner (a caller's own MLFLOW_HTTP_REQUEST_* settings win).
+_SUMMARY_HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+def _missing_local_store(registry_uri: str | None) -> str | None:
+    """The embedded store's file when the summary would read one that does not exist (and so
+    create it): a read-only command writes nothing."""
+    import os
+    from pathlib import Path
+
+    from .._mlflow import resolve_registry_uri
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or resolve_registry_uri(registry_uri)
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        return None if path.exists() else str(path)
+    return None
+
+
 def _cmd_feedback_summary(args: argparse.Namespace) -> int:
+    import os
+
+    if (missing := _missing_local_store(args.registry_uri)) is not None:
+        print(f"No MLflow store at {missing}: nothing traced yet.")
+        return 0
+    for key, value in _SUMMARY_HTTP_LIMITS.items():
+        os.environ.setdefault(key, value)
     from ..feedback import summary_text
 
     print(summary_text(args.model, args.experiment, registry_uri=args.registry_uri, max_traces=args.max_traces,
@@ -452,18 +546,37 @@ def _cmd_feedback_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Flags that turn one-line errors into full tracebacks, anywhere on the command line.
+DEBUG_FLAGS = ("--debug", "-v", "--verbose")
+USAGE, RUNTIME = 2, 1
+_MAX_MESSAGE = 500
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from .._exceptions import PredictorError
+    """Run ``predictor ARGS``. A bad argument or input is one line and exit status 2, a failure
+    while running one line and 1; ``--debug`` (or ``-v``) shows the traceback instead.
+
+    Example::
+
+        main(["predict", "--model", "models:/main.default.iris@champion", "--json", '[{"x": 1}]'])
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = any(a in DEBUG_FLAGS for a in argv)
+    args = build_parser().parse_args([a for a in argv if a not in DEBUG_FLAGS])
+    from .._exceptions import ConfigurationError
 
     try:
         return int(args.func(args) or 0)
-    except PredictorError as exc:
-        message = " ".join(str(exc).split())
-        print(f"error: {type(exc).__name__}: {message}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if debug:
+            raise
+        message = " ".join(str(exc).split())
+        if len(message) > _MAX_MESSAGE:
+            message = message[: _MAX_MESSAGE - 1] + "…"
+        print(f"error: {type(exc).__name__}: {message}", file=sys.stderr)
+        return USAGE if isinstance(exc, ConfigurationError) else RUNTIME
 
 
 if __name__ == "__main__":
