@@ -24,6 +24,10 @@ MAX_RETRY_AFTER = 30.0
 #: HTTP statuses worth another attempt. 401 is handled apart: one token refresh, then a retry.
 RETRYABLE_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
 
+#: At exit, how long traces still being exported may hold the process up (seconds); what is not
+#: written by then is counted in a warning and dropped. ``PREDICTOR_TRACE_EXIT_TIMEOUT`` overrides.
+DEFAULT_TRACE_EXIT_TIMEOUT = 5.0
+
 #: Model Serving rejects request bodies above 16 MB.
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 

@@ -20,10 +20,16 @@ What a trace holds (root span ``Predictor.predict``):
   ``predictor.mode``, ``predictor.client_request_id``.
 
 A result that already carries a ``trace_id`` (a chat answer the server traced) is not traced twice.
+
+At exit, MLflow flushes its exporter and would wait for every pending trace, for minutes when the
+tracking store is down (its HTTP client retries each request with backoff). A process that traced
+gives that flush ``PREDICTOR_TRACE_EXIT_TIMEOUT`` seconds (default 5), then exits and says in a
+warning how many traces were not written.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -31,12 +37,15 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._constants import DEFAULT_TRACE_EXIT_TIMEOUT
+
 if TYPE_CHECKING:
     from ._schema.validate import ValidatedInput
 
 log = logging.getLogger(__name__)
 
 TRACING_ENV = "PREDICTOR_TRACING"
+EXIT_TIMEOUT_ENV = "PREDICTOR_TRACE_EXIT_TIMEOUT"
 SPAN_NAME = "Predictor.predict"
 #: Rows of inputs and predictions kept in a trace (a 5,000-row call is not copied into the store).
 MAX_TRACED_ROWS = 20
@@ -84,7 +93,97 @@ def warm_up() -> None:
             _get_tracer(__name__)
         except Exception as err:  # a private helper: if it moves, the first span pays instead
             log.debug("could not warm up MLflow tracing: %s", err)
+        _install_exit_flush()
         _warm = True
+
+
+def exit_timeout(env: Mapping[str, str] | None = None) -> float:
+    """Seconds the exit flush may take: ``PREDICTOR_TRACE_EXIT_TIMEOUT``, else the default (pure)."""
+    env = os.environ if env is None else env
+    try:
+        value = float(env.get(EXIT_TIMEOUT_ENV, DEFAULT_TRACE_EXIT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_TRACE_EXIT_TIMEOUT
+    return value if value >= 0 else DEFAULT_TRACE_EXIT_TIMEOUT
+
+
+def _pending_exports() -> int | None:
+    """Traces queued or in flight in MLflow's exporter, when its queue can be seen (else ``None``)."""
+    try:
+        from mlflow.tracing.provider import _get_trace_exporter
+
+        queue = getattr(getattr(_get_trace_exporter(), "_async_queue", None), "_queue", None)
+        return None if queue is None else int(queue.unfinished_tasks)
+    except Exception:  # MLflow internals moved: the warning says "some" instead of a number
+        return None
+
+
+def _flush_at_exit() -> None:
+    """Flush MLflow's trace export as the interpreter shuts down, bounded; then let it go on.
+
+    Runs among ``threading``'s exit hooks, before ``concurrent.futures`` joins its worker threads
+    (MLflow's exporter sends from such a pool). Past the deadline, MLflow's senders are left out of
+    that join; they are daemon threads (started by MLflow's daemon consumer), so they end with the
+    process, and MLflow's own ``atexit`` flush finds its queue already stopped and returns at once.
+    """
+    import mlflow
+
+    timeout = exit_timeout()
+    done = threading.Event()
+
+    def flush() -> None:
+        try:
+            mlflow.flush_trace_async_logging(terminate=True)
+        except Exception as err:
+            log.debug("flushing traces at exit failed: %s", err)
+        finally:
+            done.set()
+
+    pending = _pending_exports()
+    threading.Thread(target=flush, name="predictor-trace-exit-flush", daemon=True).start()
+    if done.wait(timeout):
+        return
+    left = _pending_exports()
+    count = left if left is not None else pending
+    log.warning("%s trace(s) not written to the tracking store within %.0f s of exit (is it reachable?); "
+                "exiting without them (%s sets the wait)", count if count else "some", timeout, EXIT_TIMEOUT_ENV)
+    _release_export_threads()
+
+
+#: The name MLflow gives its trace-sending threads (``ThreadPoolExecutor(thread_name_prefix=...)``).
+_MLFLOW_SENDER_PREFIX = "MlflowTraceLoggingWorker"
+
+
+def _release_export_threads() -> None:
+    """Leave MLflow's trace senders out of ``concurrent.futures``' exit join (a stdlib internal,
+    looked up defensively: where it is missing, the exit waits for them as before)."""
+    from concurrent.futures import thread as futures_thread
+
+    joined = getattr(futures_thread, "_threads_queues", None)
+    if joined is None:
+        return
+    for worker in list(joined):
+        if worker.name.startswith(_MLFLOW_SENDER_PREFIX) and worker.daemon:
+            joined.pop(worker, None)
+
+
+_exit_hook_lock = threading.Lock()
+_exit_hook_installed = False
+
+
+def _install_exit_flush() -> None:
+    """Register :func:`_flush_at_exit` once, after MLflow's import (so after ``concurrent.futures``'
+    own hook, and therefore before it: these hooks run last-in first-out)."""
+    global _exit_hook_installed
+    with _exit_hook_lock:
+        if _exit_hook_installed:
+            return
+        register = getattr(threading, "_register_atexit", None)
+        try:
+            (register or atexit.register)(_flush_at_exit)
+        except RuntimeError:  # the interpreter is already shutting down
+            return
+        _exit_hook_installed = True
 
 
 def _head(values: Any) -> Any:

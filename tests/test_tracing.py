@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -267,3 +268,42 @@ def test_warm_up_builds_the_tracer_provider_once_for_concurrent_callers(monkeypa
             call.result(timeout=30)
     _tracing.warm_up()
     assert builds == ["client._tracing"]
+
+
+_EXIT_SCRIPT = """
+import sys, time, httpx
+from client import Predictor
+answer = httpx.MockTransport(lambda r: httpx.Response(200, json={"predictions": [0]}))
+p = Predictor.from_endpoint(url="http://127.0.0.1:9/invocations", validate=False, tracing=True, http_transport=answer)
+for _ in range(int(sys.argv[1])):
+    p.predict([{"x": 1.0}])
+print(time.time(), flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("calls", [1, 20])
+def test_a_process_that_traced_exits_within_seconds_with_the_tracking_store_down(calls, tmp_path):
+    """MLflow's exit flush retried every trace for minutes (249 s for one); now the wait is bounded
+    (PREDICTOR_TRACE_EXIT_TIMEOUT) and the traces left behind are counted in a warning."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+           "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}", "PREDICTOR_TRACE_EXIT_TIMEOUT": "2"}
+    run = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT, str(calls)], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    exited = time.time()
+    assert run.returncode == 0, run.stderr[-3000:]
+    work_done = float(run.stdout.strip().splitlines()[-1])
+    assert exited - work_done < 15, run.stderr[-2000:]
+    assert "not written to the tracking store within 2 s of exit" in run.stderr, run.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_process_that_traced_writes_every_trace_before_it_exits(experiment, registry_uri, tmp_path):
+    """The bounded exit flush still waits for a store that answers: no trace is dropped."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+           "MLFLOW_TRACKING_URI": registry_uri, "MLFLOW_EXPERIMENT_ID": experiment}
+    run = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT, "20"], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(traces(experiment)) == 20
+    assert "not written" not in run.stderr
