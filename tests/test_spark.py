@@ -11,6 +11,7 @@ import json
 import pickle
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -328,6 +329,43 @@ def test_predictor_batch_reads_csv_and_writes_parquet(
     oracle = expected_predictions(rows, registry_uri)
     assert written["prediction"].tolist() == [oracle[i] for i in written["id"]]
     assert written["prediction_error"].isna().all()
-    assert main(args) == 1  # the output exists: refused, nothing overwritten
+    assert main(args) == 2  # the output exists: a usage error, nothing overwritten
     assert "exists" in capsys.readouterr().err
     assert src.read_text() == src_text
+
+
+#: What each file in tests/data/csv holds, as the apps' reader and Spark must both read it.
+CSV_FILES = {
+    "quoted_newlines.csv": [(1, "two\nlines", 1.5), (2, "plain", 2.5), (3, "and\r\nthree", 3.5)],
+    "quotes.csv": [(1, 'say "hi"', 1.5), (2, "a, b", 2.5), (3, '"', 3.5)],
+    "bom.csv": [(1, "bom", 1.5), (2, "first", 2.5), (3, "header", 3.5)],
+    "empty_lines.csv": [(1, "gap", 1.5), (2, "more", 2.5), (3, "end", 3.5)],
+}
+CSV_DIR = Path(__file__).resolve().parent / "data" / "csv"
+
+
+@pytest.mark.parametrize("name", sorted(CSV_FILES))
+def test_batch_reads_a_csv_file_as_the_apps_do(spark: Any, name: str):
+    """One dialect for `predictor batch` and the apps: a quoted line break used to split a row in
+    two (3 records became 4 and the id column turned into strings)."""
+    from client.spark._batch import read_csv
+    from frontends.core.form import parse_csv_rows
+
+    df = read_csv(spark, str(CSV_DIR / name))
+    assert df.columns == ["id", "note", "x"]
+    assert dict(df.dtypes)["id"] == "int" and dict(df.dtypes)["x"] == "double"
+    assert sorted(tuple(r) for r in df.collect()) == CSV_FILES[name]
+    with open(CSV_DIR / name, encoding="utf-8", newline="") as f:  # as the apps get an upload: bytes unchanged
+        apps = parse_csv_rows(f.read(), None)
+    assert [(int(r["id"]), r["note"], float(r["x"])) for r in apps] == CSV_FILES[name]
+
+
+def test_batch_refuses_a_csv_file_with_a_header_and_no_rows_as_the_apps_do(spark: Any):
+    from client import ConfigurationError, SchemaValidationError
+    from client.spark._batch import read_csv
+    from frontends.core.form import parse_csv_rows
+
+    with pytest.raises(ConfigurationError, match="no data rows"):
+        read_csv(spark, str(CSV_DIR / "header_only.csv"))
+    with pytest.raises(SchemaValidationError, match="no data rows"):
+        parse_csv_rows((CSV_DIR / "header_only.csv").read_text(), None)

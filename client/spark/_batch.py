@@ -7,7 +7,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from .._exceptions import ConfigurationError
 from .._types import Signature
@@ -111,8 +111,7 @@ def run_batch(
     if os.path.exists(output_path) and not overwrite:
         raise ConfigurationError(f"{output_path!r} exists; pass --overwrite to replace it")
     spark = spark_session(master)
-    reader = spark.read
-    df = reader.csv(input_path, header=True, inferSchema=True) if lower.endswith(".csv") else reader.parquet(input_path)
+    df = read_csv(spark, input_path) if lower.endswith(".csv") else spark.read.parquet(input_path)
     scored = score(df, predictor, params=params)
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_tasks, args=(spark, progress, stop), daemon=True) if progress else None
@@ -126,6 +125,31 @@ def run_batch(
             watcher.join(5)
     written = spark.read.parquet(output_path)
     return written.count(), written.where(written[scored.columns[-1]].isNotNull()).count()
+
+
+#: The CSV dialect the apps' reader (Python's ``csv`` module) reads, in Spark's words: RFC 4180
+#: quoting (a quoted field may hold commas, ``""`` and line breaks), UTF-8 with or without a BOM,
+#: a header row, blank lines skipped.
+CSV_OPTIONS = {"header": "true", "inferSchema": "true", "multiLine": "true", "quote": '"', "escape": '"',
+               "encoding": "UTF-8"}
+
+
+def read_csv(spark: SparkSession, path: str) -> DataFrame:
+    """A CSV file as a DataFrame, read in :data:`CSV_OPTIONS`' dialect; a file with a header and no
+    rows is refused (``ConfigurationError``), as the apps refuse it.
+
+    Example::
+
+        df = read_csv(spark_session("local[2]"), "iris.csv")
+    """
+    df = spark.read.options(**CSV_OPTIONS).csv(path)
+    # Why: Spark keeps a UTF-8 BOM in the first header name when it reads multi-line CSV.
+    first = df.columns[0] if df.columns else ""
+    if first.startswith("\ufeff"):
+        df = df.withColumnRenamed(first, first[1:])
+    if df.isEmpty():
+        raise ConfigurationError(f"{path!r}: the CSV file has no data rows")
+    return df
 
 
 def _watch_tasks(spark: SparkSession, progress: Any, stop: threading.Event) -> None:
