@@ -329,7 +329,7 @@ def test_predictor_batch_reads_csv_and_writes_parquet(
     oracle = expected_predictions(rows, registry_uri)
     assert written["prediction"].tolist() == [oracle[i] for i in written["id"]]
     assert written["prediction_error"].isna().all()
-    assert main(args) == 2  # the output exists: a usage error, nothing overwritten
+    assert main(args) == 1  # the output exists: refused, nothing overwritten
     assert "exists" in capsys.readouterr().err
     assert src.read_text() == src_text
 
@@ -369,3 +369,28 @@ def test_batch_refuses_a_csv_file_with_a_header_and_no_rows_as_the_apps_do(spark
         read_csv(spark, str(CSV_DIR / "header_only.csv"))
     with pytest.raises(SchemaValidationError, match="no data rows"):
         parse_csv_rows((CSV_DIR / "header_only.csv").read_text(), None)
+
+
+def test_extra_columns_with_any_legal_name_pass_through_untouched(spark: Any, scoring_server: str, registry_uri: str):
+    rows = iris_rows(20)
+    odd = ["has.dot", "back`tick", "with space"]
+    df = spark.createDataFrame([(*r, f"a{r[0]}", f"b{r[0]}", f"c{r[0]}") for r in rows],
+                               T.StructType([*SCHEMA.fields, *(T.StructField(c, T.StringType()) for c in odd)]))
+    p = Predictor.from_endpoint(url=f"{scoring_server}/invocations", model_uri=IRIS, registry_uri=registry_uri)
+    scored = score(df, p, batch_rows=7)
+    assert scored.columns == [*df.columns, "prediction", "prediction_error"]
+    got = {r["id"]: (r["has.dot"], r["back`tick"], r["with space"], plain(r["prediction"]), r["prediction_error"])
+           for r in scored.collect()}
+    want = expected_predictions(rows, registry_uri)
+    assert got == {i: (f"a{i}", f"b{i}", f"c{i}", want[i], None) for i in want}
+
+
+@pytest.mark.parametrize(("extra", "named"), [("id", "'id'"), ("ID", "'id' and 'ID'")])
+def test_duplicate_column_names_are_refused_before_the_job_starts(spark: Any, registry_uri: str, extra: str,
+                                                                  named: str):
+    """Two columns of one name (a join makes them; Spark folds case) used to fail at run time in Arrow."""
+    df = spark.createDataFrame([(*r, "x") for r in iris_rows(3)],
+                               T.StructType([*SCHEMA.fields, T.StructField(extra, T.StringType())]))
+    p = Predictor.from_endpoint(url="http://127.0.0.1:9/invocations", model_uri=IRIS, registry_uri=registry_uri)
+    with pytest.raises(ConfigurationError, match=f"duplicate column names: {named};"):
+        score(df, p)

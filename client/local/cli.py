@@ -553,7 +553,7 @@ _MAX_MESSAGE = 500
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``predictor ARGS``. A bad argument or input is one line and exit status 2, a failure
+    """Run ``predictor ARGS``. A bad argument is one line and exit status 2 (usage), any failure
     while running one line and 1; ``--debug`` (or ``-v``) shows the traceback instead.
 
     Example::
@@ -563,8 +563,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = any(a in DEBUG_FLAGS for a in argv)
     args = build_parser().parse_args([a for a in argv if a not in DEBUG_FLAGS])
-    from .._exceptions import ConfigurationError
-
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -576,7 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(message) > _MAX_MESSAGE:
             message = message[: _MAX_MESSAGE - 1] + "…"
         print(f"error: {type(exc).__name__}: {message}", file=sys.stderr)
-        return USAGE if isinstance(exc, ConfigurationError) else RUNTIME
+        return RUNTIME
 
 
 if __name__ == "__main__":

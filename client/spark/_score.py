@@ -108,6 +108,7 @@ def score(
     """
     if concurrency < 1 or (batch_rows is not None and batch_rows < 1):
         raise ConfigurationError(f"concurrency and batch_rows must be >= 1, got {concurrency} and {batch_rows}")
+    _refuse_duplicates(df)
     clash = [c for c in (prediction_col, error_col) if c in df.columns]
     if clash:
         raise ConfigurationError(f"the DataFrame already has column(s) {clash}; pass other prediction_col/error_col")
@@ -119,14 +120,36 @@ def score(
     job = Job(
         key=uuid.uuid4().hex, settings=settings.with_batching(None), columns=columns, params=params,
         batch_rows=batch_rows, concurrency=concurrency, fail_on_error=fail_on_error,
-        out_type=prediction_type(signature), prediction_col=prediction_col, error_col=error_col,
+        out_type=prediction_type(signature), prediction_col="_predictor_prediction", error_col="_predictor_error",
     )
     if settings.token is not None and len(pickle.dumps(job)) > _MAX_CLOSURE_WITH_TOKEN:
         # PySpark broadcasts a closure over 1 MiB through a temporary file: never a token on disk.
         raise ConfigurationError("the scoring job is too large to ship a token in memory (a very wide signature?)")
-    added = [T.StructField(prediction_col, job.out_type, True), T.StructField(error_col, T.StringType(), True)]
-    schema = T.StructType([*df.schema.fields, *added])
-    return df.mapInPandas(partial(score_partition, job), schema)
+    # Why the renaming: Spark parses the names of mapInPandas' output schema, so a legal column name
+    # with a dot or a backtick fails there. Columns the model does not read travel under plain
+    # names and get theirs back afterwards; the model's own inputs keep their names.
+    names = df.columns
+    plain = [c if c in columns else f"_predictor_extra_{i}" for i, c in enumerate(names)]
+    renamed = df.toDF(*plain)
+    added = [T.StructField(job.prediction_col, job.out_type, True), T.StructField(job.error_col, T.StringType(), True)]
+    schema = T.StructType([*renamed.schema.fields, *added])
+    return renamed.mapInPandas(partial(score_partition, job), schema).toDF(*names, prediction_col, error_col)
+
+
+def _refuse_duplicates(df: DataFrame) -> None:
+    """Two columns of one name (a join makes them) fail late in Arrow: refuse them now, naming them.
+    Spark compares names without case unless ``spark.sql.caseSensitive`` is on."""
+    fold = str(df.sparkSession.conf.get("spark.sql.caseSensitive", "false")).lower() != "true"
+    seen: dict[str, str] = {}
+    duplicates: list[str] = []
+    for name in df.columns:
+        key = name.lower() if fold else name
+        if key in seen:
+            duplicates.append(f"{seen[key]!r} and {name!r}" if seen[key] != name else repr(name))
+        seen.setdefault(key, name)
+    if duplicates:
+        raise ConfigurationError(f"the DataFrame has duplicate column names: {', '.join(duplicates)}; "
+                                 "rename or drop one of each before scoring")
 
 
 def _driver_settings(predictor: Predictor) -> tuple[PredictorSettings, Signature | None]:
