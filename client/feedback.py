@@ -106,7 +106,7 @@ def setup_tracking(app: str, env: Mapping[str, str] | None = None) -> str | None
         if wanted.isdigit():  # an experiment resource's value is the experiment's id
             return str(mlflow.set_experiment(experiment_id=wanted).experiment_id)
         if mlflow.get_tracking_uri().startswith("sqlite"):
-            from client.local.demo import ensure_experiment
+            from client._mlflow import ensure_experiment
 
             return ensure_experiment(wanted)  # artifacts under the app's home, not ./mlruns
         return str(mlflow.set_experiment(wanted).experiment_id)
