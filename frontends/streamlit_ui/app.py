@@ -121,10 +121,12 @@ def _score_csv(headers: dict[str, str], data: bytes, signature: Signature | None
     def show(done: int, total: int) -> None:
         bar.progress(min(1.0, done / total) if total else 1.0, text=f"Scored {done} rows")
 
-    batch = with_progress(lambda on_progress: _app_predictor().score_csv(data, signature, headers,
-                                                                        on_progress=on_progress), show)
-    bar.empty()
-    return batch
+    app = _app_predictor()  # here: Streamlit's caches are read from the script's thread
+    try:
+        return with_progress(lambda on_progress: app.score_csv(data, signature, headers, on_progress=on_progress),
+                             show)
+    finally:
+        bar.empty()  # an error replaces the bar, as the results do
 
 
 def _show_prediction(last: dict[str, Any]) -> None:
