@@ -92,3 +92,25 @@ def test_use_experiment_by_id_and_by_name_keeps_local_artifacts_home(registry_ur
         assert use_experiment("/owner-test-experiment") == made  # reused, not duplicated
         assert use_experiment(made) == made  # an id, as a Databricks App's resource gives it
         mlflow.set_experiment(experiment_id="0")
+
+
+def test_a_direct_mode_load_pins_the_alias_and_loads_inside_a_session(registry_uri: str, monkeypatch):
+    """Before, ``DirectModel`` activated without the lock: another thread could switch MLflow's
+    registry between the activation and the load."""
+    import mlflow
+    import mlflow.pyfunc
+
+    from client._direct import DirectModel
+
+    seen, real = [], mlflow.pyfunc.load_model
+
+    def load(uri: str, *args, **kwargs):
+        seen.append((uri, mlflow_lock._is_owned(), mlflow.get_registry_uri()))  # type: ignore[attr-defined]
+        return real(uri, *args, **kwargs)
+
+    monkeypatch.setattr(mlflow.pyfunc, "load_model", load)
+    model = DirectModel("models:/main.default.iris@champion", registry_uri)
+    model._load_blocking()
+    assert model.version == resolve_alias(registry_uri, "main.default.iris", "champion")
+    assert seen == [(f"models:/main.default.iris/{model.version}", True, registry_uri)]
+    assert not mlflow_lock._is_owned()  # type: ignore[attr-defined]
