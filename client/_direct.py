@@ -45,18 +45,18 @@ class DirectModel:
         import mlflow
         from mlflow.exceptions import MlflowException
 
-        from . import _mlflow as _registry
+        from ._mlflow import mlflow_session, resolve_alias
         from ._schema.signatures import parse_model_uri
 
-        registry = _registry.resolve_registry_uri(self.registry_uri)
-        _registry.activate(registry)
         name, version, alias = parse_model_uri(self.model_uri)
-        try:
+        # Under the lock: another thread switching MLflow's registry mid-load would load another model.
+        with mlflow_session(self.registry_uri) as registry:
             if alias is not None:  # pin the alias to a version, so the result can say which answered
-                version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
-            model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-        except MlflowException as err:
-            raise ConfigurationError(f"cannot load {self.model_uri} from {registry}: {err.message}") from err
+                version = resolve_alias(registry, name, alias)
+            try:
+                model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+            except MlflowException as err:
+                raise ConfigurationError(f"cannot load {self.model_uri} from {registry}: {err.message}") from err
         self.name, self.version = name, str(version)
         self.run_id = model.metadata.run_id
         self.task = (model.metadata.metadata or {}).get("task")

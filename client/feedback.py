@@ -1,71 +1,74 @@
 """User feedback on predictions, kept as MLflow assessments on their traces, and summaries by version.
 
-Every prediction the apps make is traced (``client/_tracing.py``); a thumbs up/down with an
-optional comment becomes a ``user_feedback`` assessment on that trace (value ``True``/``False``,
-rationale = the comment, source HUMAN with the user's e-mail), and the value a user believes
-is right an ``expected_prediction`` expectation. A second vote by the same user on the same
-trace updates their assessment instead of adding one. Nothing here uses the deprecated Model
-Serving feedback endpoint.
+Every traced prediction (``Predictor(..., tracing=True)``) is an MLflow trace; a thumbs up/down
+with an optional comment becomes a ``user_feedback`` assessment on that trace (value
+``True``/``False``, rationale = the comment, source HUMAN with the user's id), and the value a
+user believes is right an ``expected_prediction`` expectation. A second vote by the same user on
+the same trace updates their assessment instead of adding one. Nothing here uses the deprecated
+Model Serving feedback endpoint.
 
-Where: ``MLFLOW_TRACKING_URI`` (else the local demo store), experiment ``PREDICTOR_EXPERIMENT``
-(a name, or an experiment id as a Databricks App's experiment resource gives it); by default one
-per app (``/predictor-streamlit``, ``/predictor-gradio``).
+Where: MLflow's tracking store (``MLFLOW_TRACKING_URI``, else the local demo store) and the
+experiment :func:`setup_tracking` made active. The apps trace into ``PREDICTOR_EXPERIMENT``, by
+default one experiment per app (:data:`APP_EXPERIMENTS`); ``predictor feedback summary`` reads
+those unless told otherwise.
 
 Example::
 
+    experiment_id = setup_tracking("/my-app")        # where traces (and so feedback) go
     trace_id = result.trace_id                       # a PredictionResult of a traced Predictor
     record_feedback(trace_id, "ann@example.com", thumbs_up=False, comment="should be virginica")
-    for row in summarize("main.default.iris", experiment_ids=["1"]):
+    for row in summarize("main.default.iris", experiment_ids=[experiment_id]):
         print(row.model_version, row.predictions, row.thumbs_up_rate)
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from client._tracing import TAG_MODEL_NAME, TAG_MODEL_VERSION, TAG_SERVED_MODEL, result_tags
+from ._tracing import TAG_MODEL_NAME, TAG_MODEL_VERSION, TAG_SERVED_MODEL, result_tags
+from ._tracing import warm_up as warm_up_tracing
 
 __all__ = [
     "ANONYMOUS",
-    "EXPECTED_NAME",
-    "FEEDBACK_NAME",
+    "APP_EXPERIMENTS",
     "Comment",
+    "EXPECTED_NAME",
+    "EXPERIMENT_ENV",
+    "FEEDBACK_NAME",
     "VersionSummary",
     "Vote",
     "comment_rows",
     "current_vote",
-    "default_experiment_name",
-    "feedback_user",
+    "experiment_ids",
     "format_summary",
-    "rate_rows",
     "record_feedback",
-    "setup_app_tracking",
     "setup_tracking",
     "summarize",
+    "summarize_traces",
     "summary_rows",
     "summary_text",
     "tag_answer_trace",
     "tag_answer_trace_later",
-    "trace_experiment_ids",
+    "warm_up_tracing",
 ]
 
 log = logging.getLogger(__name__)
 
 FEEDBACK_NAME = "user_feedback"
 EXPECTED_NAME = "expected_prediction"
+#: The user of a vote whose source names nobody.
 ANONYMOUS = "anonymous"
+#: The experiment the apps trace into (a name, or an id as a Databricks App's experiment resource gives it).
 EXPERIMENT_ENV = "PREDICTOR_EXPERIMENT"
-#: Where chat answers' traces live when another process writes them (``predictor serve
-#: --experiment``, Model Serving): searched by the Feedback page besides the app's experiment.
-TRACE_EXPERIMENT_ENV = "PREDICTOR_TRACE_EXPERIMENT"
-USER_HEADER = "X-Forwarded-Email"
-#: The Feedback page reads at most this many of the latest traces (and no older than the window).
+#: The apps' own experiments when ``PREDICTOR_EXPERIMENT`` is not set (Streamlit's, Gradio's):
+#: what ``predictor feedback summary`` reads when no experiment is named.
+APP_EXPERIMENTS = ("/predictor-streamlit", "/predictor-gradio")
+#: At most this many of the latest traces are summarized (and none older than the window).
 DEFAULT_MAX_TRACES = 10_000
 DEFAULT_WINDOW_DAYS = 30
 LATEST_COMMENTS = 10
@@ -75,72 +78,26 @@ SEARCH_PAGE = 1_000
 TRACE_WAIT_S = 10.0
 
 
-def feedback_user(headers: Mapping[str, str] | None) -> str:
-    """Who gives feedback: the front door's ``X-Forwarded-Email``, else ``"anonymous"``."""
-    for key, value in (headers or {}).items():
-        if key.lower() == USER_HEADER.lower() and str(value).strip():
-            return str(value).strip()
-    return ANONYMOUS
+def setup_tracking(experiment: str, registry_uri: str | None = None) -> str | None:
+    """Make ``experiment`` (a name, created if missing, or an id) MLflow's active experiment in
+    the tracking store (``MLFLOW_TRACKING_URI``, else ``registry_uri``'s store); its id.
 
-
-def default_experiment_name(app: str) -> str:
-    """The app's own experiment when ``PREDICTOR_EXPERIMENT`` is not set."""
-    return f"/predictor-{app}"
-
-
-def setup_tracking(app: str, env: Mapping[str, str] | None = None) -> str | None:
-    """Point MLflow at the app's experiment (created if missing) and return its id.
-
-    A tracking store that cannot be reached costs a warning and ``None``: the app predicts on,
+    A tracking store that cannot be reached costs a warning and ``None``: the caller predicts on,
     untraced experiment-wise (traces then go to MLflow's default experiment, or nowhere).
+
+    Example::
+
+        setup_tracking("/predictor-streamlit")   # "1"
     """
-    env = os.environ if env is None else env
-    wanted = (env.get(EXPERIMENT_ENV) or "").strip() or default_experiment_name(app)
     try:
-        import mlflow
+        from ._mlflow import tracking_session, use_experiment
 
-        if not env.get("MLFLOW_TRACKING_URI"):
-            from client._mlflow import activate, resolve_registry_uri
-
-            activate(resolve_registry_uri(env.get("PREDICTOR_REGISTRY_URI")))
-        if wanted.isdigit():  # an experiment resource's value is the experiment's id
-            return str(mlflow.set_experiment(experiment_id=wanted).experiment_id)
-        if mlflow.get_tracking_uri().startswith("sqlite"):
-            from client.local.demo import ensure_experiment
-
-            return ensure_experiment(wanted)  # artifacts under the app's home, not ./mlruns
-        return str(mlflow.set_experiment(wanted).experiment_id)
+        with tracking_session(registry_uri):
+            return use_experiment(experiment)
     except Exception as err:
         log.warning("MLflow experiment %r unavailable (%s: %s); predictions are not traced there",
-                    wanted, type(err).__name__, err)
+                    experiment, type(err).__name__, err)
         return None
-
-
-def setup_app_tracking(app: str, tracing: bool) -> str | None:
-    """After the app's model is loaded (registering the demo switches experiments): the app's
-    experiment id, or ``None`` when tracing is off (``AppConfig.tracing``)."""
-    return setup_tracking(app) if tracing else None
-
-
-def trace_experiment_ids(app_experiment_id: str, env: Mapping[str, str] | None = None) -> list[str]:
-    """The experiments the Feedback page searches: the app's, plus ``PREDICTOR_TRACE_EXPERIMENT``
-    (a name or an id) when set. One that does not exist (yet) costs a warning, not the page."""
-    env = os.environ if env is None else env
-    ids = [app_experiment_id]
-    wanted = (env.get(TRACE_EXPERIMENT_ENV) or "").strip()
-    if wanted:
-        try:
-            import mlflow
-
-            exp = mlflow.MlflowClient().get_experiment_by_name(wanted) if not wanted.isdigit() else None
-            extra = wanted if wanted.isdigit() else (exp.experiment_id if exp is not None else None)
-            if extra is None:
-                log.warning("%s=%r: no such experiment (yet); not searched", TRACE_EXPERIMENT_ENV, wanted)
-            elif str(extra) not in ids:
-                ids.append(str(extra))
-        except Exception as err:
-            log.warning("%s=%r unavailable (%s: %s)", TRACE_EXPERIMENT_ENV, wanted, type(err).__name__, err)
-    return ids
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -380,17 +337,6 @@ def summary_rows(summary: Sequence[VersionSummary]) -> list[dict[str, Any]]:
     return rows
 
 
-def version_label(s: VersionSummary) -> str:
-    """``v2 challenger``: a version and the served entity that answered as it."""
-    return f"v{s.model_version or '?'}" + (f" {s.served_model_name}" if s.served_model_name else "")
-
-
-def rate_rows(summary: Sequence[VersionSummary]) -> list[dict[str, Any]]:
-    """Thumbs-up rate per version and served entity, for a chart (groups without votes left out)."""
-    return [{"version": version_label(s), "thumbs-up rate": rate}
-            for s in summary if (rate := s.thumbs_up_rate) is not None]
-
-
 def comment_rows(summary: Sequence[VersionSummary], limit: int = LATEST_COMMENTS) -> list[dict[str, Any]]:
     """The latest comments over all versions, newest first."""
     comments = sorted((c for s in summary for c in s.comments), key=lambda c: c.time_ms, reverse=True)[:limit]
@@ -417,7 +363,13 @@ def format_summary(summary: Sequence[VersionSummary]) -> str:
 
 
 def experiment_ids(names: Sequence[str]) -> list[str]:
-    """Ids of the experiments named (names, or ids as they are); missing names are skipped."""
+    """Ids of the experiments named (names, or ids as they are) in the tracking store; names of
+    experiments that do not exist are skipped.
+
+    Example::
+
+        experiment_ids(["/predictor-streamlit", "42"])   # ["1", "42"]
+    """
     import mlflow
 
     ids = []
@@ -432,28 +384,16 @@ def experiment_ids(names: Sequence[str]) -> list[str]:
 def summary_text(model_uri: str, experiment: str | None = None, *, registry_uri: str | None = None,
                  max_traces: int = DEFAULT_MAX_TRACES, window_days: float | None = DEFAULT_WINDOW_DAYS) -> str:
     """``predictor feedback summary``: the table for ``model_uri``'s model, from ``experiment`` (else
-    ``PREDICTOR_EXPERIMENT``, else both apps' default experiments)."""
-    from client._mlflow import activate, resolve_registry_uri
-    from client._schema.signatures import parse_model_uri
+    ``PREDICTOR_EXPERIMENT``, else both apps' default experiments, :data:`APP_EXPERIMENTS`)."""
+    from ._mlflow import tracking_session
+    from ._schema.signatures import parse_model_uri
 
     name = parse_model_uri(model_uri)[0]
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        activate(resolve_registry_uri(registry_uri))
     wanted = experiment or os.environ.get(EXPERIMENT_ENV) or ""
-    names = [wanted] if wanted else [default_experiment_name("streamlit"), default_experiment_name("gradio")]
-    ids = experiment_ids(names)
-    if not ids:
-        return f"No experiment {' or '.join(names)} in the tracking store: nothing traced yet."
-    return f"{name} (experiments {', '.join(names)})\n" + format_summary(
-        summarize(name, ids, max_traces=max_traces, window_days=window_days))
-
-
-def parse_expected(text: str | None) -> Any:
-    """What the user typed as the right value: a JSON number/bool/list if it is one, else the text."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+    names = [wanted] if wanted else list(APP_EXPERIMENTS)
+    with tracking_session(registry_uri):
+        ids = experiment_ids(names)
+        if not ids:
+            return f"No experiment {' or '.join(names)} in the tracking store: nothing traced yet."
+        summary = summarize(name, ids, max_traces=max_traces, window_days=window_days)
+    return f"{name} (experiments {', '.join(names)})\n" + format_summary(summary)

@@ -38,11 +38,12 @@ def register_mixed_model(registry_uri: str | None = None) -> str:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-    from client._mlflow import activate, resolve_registry_uri
-    from client.local.demo import alias_exists, ensure_experiment
+    from client._mlflow import activate, ensure_experiment, resolve_registry_uri
+    from client.local.demo import alias_exists
 
-    activate(resolve_registry_uri(registry_uri))
-    if alias_exists(MIXED_MODEL_NAME, "champion"):
+    uri = resolve_registry_uri(registry_uri)
+    activate(uri)
+    if alias_exists(MIXED_MODEL_NAME, "champion", uri):
         return MIXED_MODEL_URI
     signature = ModelSignature(
         inputs=Schema(

@@ -47,11 +47,11 @@ def register_proba_model(registry_uri: str) -> str:
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from client._mlflow import activate
-    from client.local.demo import alias_exists, ensure_experiment
+    from client._mlflow import activate, ensure_experiment
+    from client.local.demo import alias_exists
 
     activate(registry_uri)
-    if alias_exists(PROBA_MODEL_NAME, "champion"):
+    if alias_exists(PROBA_MODEL_NAME, "champion", registry_uri):
         return PROBA_MODEL_URI
     example = pd.DataFrame(EXAMPLE).astype({"size": "float64", "color": "object", "legs": "int64"})
     signature = infer_signature(example, AnimalModel().predict(None, example))

@@ -25,7 +25,8 @@ from conftest import AGENT_TRACES
 from front_door import FrontDoor, User
 
 from client import Predictor
-from client.feedback import FEEDBACK_NAME, default_experiment_name, trace_experiment_ids
+from client.feedback import FEEDBACK_NAME
+from frontends.core.feedback import default_experiment_name, trace_experiment_ids
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

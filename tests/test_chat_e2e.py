@@ -139,7 +139,8 @@ def test_chat_answers_count_in_the_feedback_summary_of_the_servers_experiment(
     PREDICTOR_TRACE_EXPERIMENT, says 2 predictions, 1 with feedback (before tagging: nothing)."""
     import mlflow
 
-    from client.feedback import record_feedback, summarize, tag_answer_trace, trace_experiment_ids
+    from client.feedback import record_feedback, summarize, tag_answer_trace
+    from frontends.core.feedback import trace_experiment_ids
 
     app_experiment = mlflow.create_experiment(f"/chat-app-e2e-{time.time_ns()}")
     experiments = trace_experiment_ids(app_experiment, {"PREDICTOR_TRACE_EXPERIMENT": "/chat-traces-e2e"})

@@ -145,8 +145,7 @@ from mlflow import MlflowClient
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from mlflow.models import infer_signature
-from client.local.demo import ensure_experiment
-from client._mlflow import activate, resolve_registry_uri
+from client._mlflow import activate, ensure_experiment, resolve_registry_uri
 from client.local.cli import main
 
 activate(resolve_registry_uri(None))

@@ -15,12 +15,12 @@ from client.feedback import (
     EXPECTED_NAME,
     FEEDBACK_NAME,
     current_vote,
-    feedback_user,
     record_feedback,
     summarize,
     summary_rows,
 )
 from client.local.cli import main as cli_main
+from frontends.core.feedback import feedback_user
 
 ROW = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
 
@@ -48,6 +48,17 @@ def assessments(trace_id: str, name: str = FEEDBACK_NAME) -> list:
     import mlflow
 
     return [a for a in mlflow.get_trace(trace_id).info.assessments if a.name == name and a.valid is not False]
+
+
+def test_the_sdks_feedback_module_is_storage_and_summaries_only():
+    """No app or UI code in client.feedback: who votes (request headers), the apps' set-up and
+    chart rows are the apps' (frontends/core/feedback.py)."""
+    import client.feedback as fb
+
+    assert fb.__all__ == sorted(fb.__all__) and all(hasattr(fb, n) for n in fb.__all__)
+    assert "Example::" in (fb.__doc__ or "")
+    assert not {"feedback_user", "setup_app_tracking", "default_experiment_name", "rate_rows",
+                "parse_expected", "trace_experiment_ids"} & set(dir(fb))
 
 
 def test_the_user_is_the_forwarded_email_else_anonymous():

@@ -47,13 +47,15 @@ class FakePredictor:
         self.tokens.append(token)
         return self
 
-    def predict(self, inputs, params=None):
+    def predict(self, inputs, params=None, *, on_progress=None):
         self.calls += 1
+        if on_progress is not None:  # as the SDK reports a call it did not split
+            on_progress(len(inputs), len(inputs))
         return PredictionResult(predictions=[int(r["petal length (cm)"] > 2) for r in inputs], mode="direct",
                                 model_name="main.default.iris", model_version="1")
 
-    async def apredict(self, inputs, params=None):
-        return self.predict(inputs, params)
+    async def apredict(self, inputs, params=None, *, on_progress=None):
+        return self.predict(inputs, params, on_progress=on_progress)
 
     def endpoint_state(self):
         return None

@@ -193,18 +193,21 @@ def unfrozen() -> Iterator[None]:
 
 
 def test_a_prediction_waits_for_the_tracking_setup_and_survives_a_cancelled_wait(monkeypatch, unfrozen):
-    import frontends.gradio_ui.app as app
+    import frontends.core.feedback as feedback
+    import frontends.gradio_ui.runtime as rt
 
-    release, warmed = threading.Event(), []
+    release, warmed, asked = threading.Event(), [], []
 
-    def slow_setup(name: str, tracing: bool) -> str:
+    def slow_setup(experiment: str, registry_uri: str | None = None) -> str:
+        asked.append(experiment)
         assert release.wait(60), "never released"
         return "42"
 
-    monkeypatch.setattr(app, "setup_app_tracking", slow_setup)
-    monkeypatch.setattr(app, "tracing_warm_up", lambda: warmed.append(True))
+    monkeypatch.setattr(feedback, "setup_tracking", slow_setup)
+    monkeypatch.setattr(feedback, "warm_up_tracing", lambda: warmed.append(True))
+    monkeypatch.delenv("PREDICTOR_EXPERIMENT", raising=False)
     fake = FakePredictor()
-    runtime = app.Runtime(AppConfig(), fake, FAKE_SIG)
+    runtime = rt.Runtime(AppConfig(), fake, FAKE_SIG)
     runtime.start_tracking_setup()
     runtime.start_tracking_setup()  # once
 
@@ -222,17 +225,19 @@ def test_a_prediction_waits_for_the_tracking_setup_and_survives_a_cancelled_wait
     assert blocked
     assert result["predictions"] == [0] and fake.calls == 1
     assert experiment == "42" == runtime.experiment_id and warmed == [True]
+    assert asked == ["/predictor-gradio"]  # the app's own experiment, PREDICTOR_EXPERIMENT unset
 
 
 def test_a_failed_tracking_setup_leaves_predictions_working(monkeypatch, unfrozen, caplog):
-    import frontends.gradio_ui.app as app
+    import frontends.core.feedback as feedback
+    import frontends.gradio_ui.runtime as rt
 
     def broken() -> None:
         raise ImportError("no mlflow here")
 
-    monkeypatch.setattr(app, "setup_app_tracking", lambda name, tracing: None)  # as when the store is down
-    monkeypatch.setattr(app, "tracing_warm_up", broken)
-    runtime = app.Runtime(AppConfig(), FakePredictor(), FAKE_SIG)
+    monkeypatch.setattr(feedback, "setup_tracking", lambda experiment, registry_uri=None: None)  # the store is down
+    monkeypatch.setattr(feedback, "warm_up_tracing", broken)
+    runtime = rt.Runtime(AppConfig(), FakePredictor(), FAKE_SIG)
     runtime.start_tracking_setup()
     result = asyncio.run(asyncio.wait_for(runtime.predict([IRIS_ROW], {}), 60))
     assert result["predictions"] == [0] and runtime.experiment_id is None
@@ -242,21 +247,21 @@ def test_a_failed_tracking_setup_leaves_predictions_working(monkeypatch, unfroze
 def test_the_tracking_setup_waits_for_the_first_page_or_the_grace_period(monkeypatch, unfrozen):
     """MLflow's import waits until a page has loaded (Gradio's load event) so it does not compete
     with drawing the first form; with no visitor it starts after FIRST_PAGE_GRACE_S anyway."""
-    import frontends.gradio_ui.app as app
+    import frontends.gradio_ui.runtime as rt
 
     started: list[float] = []
-    monkeypatch.setattr(app, "setup_app_tracking", lambda name, tracing: started.append(time.monotonic()) or "7")
-    monkeypatch.setattr(app, "tracing_warm_up", lambda: None)
+    monkeypatch.setattr(rt, "set_up_tracking",
+                        lambda app, tracing, registry_uri=None: started.append(time.monotonic()) or "7")
 
-    runtime = app.Runtime(AppConfig(), FakePredictor(), FAKE_SIG)
+    runtime = rt.Runtime(AppConfig(), FakePredictor(), FAKE_SIG)
     runtime.start_tracking_setup()
     time.sleep(0.5)
     assert started == []  # no page yet: nothing imported
     asyncio.run(runtime.model_card())  # a page loads
     assert asyncio.run(asyncio.wait_for(runtime.tracking_ready(), 60)) == "7" and len(started) == 1
 
-    monkeypatch.setattr(app, "FIRST_PAGE_GRACE_S", 0.3)
-    lonely = app.Runtime(AppConfig(), FakePredictor(), FAKE_SIG)
+    monkeypatch.setattr(rt, "FIRST_PAGE_GRACE_S", 0.3)
+    lonely = rt.Runtime(AppConfig(), FakePredictor(), FAKE_SIG)
     began = time.monotonic()
     lonely.start_tracking_setup()  # nobody ever visits
     assert lonely._tracking is not None and lonely._tracking.result(timeout=60) == "7"

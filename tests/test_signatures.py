@@ -119,7 +119,7 @@ async def test_from_registry_alias_and_version(registry: str) -> None:
 
 async def test_from_registry_caches(registry: str, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"alias": 0, "info": 0}
-    real_alias, real_load = sigs._resolve_alias_sync, sigs._load_signature_sync
+    real_alias, real_load = sigs.resolve_alias, sigs._load_signature_sync
 
     def alias(*a):
         calls["alias"] += 1
@@ -129,7 +129,7 @@ async def test_from_registry_caches(registry: str, monkeypatch: pytest.MonkeyPat
         calls["info"] += 1
         return real_load(*a)
 
-    monkeypatch.setattr(sigs, "_resolve_alias_sync", alias)
+    monkeypatch.setattr(sigs, "resolve_alias", alias)
     monkeypatch.setattr(sigs, "_load_signature_sync", load)
     for _ in range(3):
         _sig, ref = await from_registry("models:/main.default.tiny@champion")

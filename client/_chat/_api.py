@@ -85,11 +85,9 @@ async def _registry_task(registry_uri: str | None, name: str, version: str, endp
 def _read_task(registry: str, name: str, version: str) -> str | None:
     import mlflow
 
-    from .._mlflow import activate
-    from .._schema.signatures import _mlflow_lock
+    from .._mlflow import mlflow_session
 
-    with _mlflow_lock:
-        activate(registry)
+    with mlflow_session(registry):
         try:
             metadata = mlflow.models.get_model_info(f"models:/{name}/{version}").metadata or {}
         except Exception as err:  # the signature was read a moment ago; this only adds the task

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 
 from .._constants import SIGNATURE_ALIAS_TTL
-from .._exceptions import ConfigurationError, NotFoundError, PredictorError
-from .._mlflow import activate, resolve_registry_uri
+from .._exceptions import ConfigurationError
+from .._mlflow import mlflow_error, mlflow_session, resolve_alias, resolve_registry_uri, shorten
 from .._types import Signature
 from .openapi import load_openapi, signature_from_openapi
 
@@ -88,8 +88,6 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
 _cache_lock = threading.Lock()
 _signature_cache: dict[tuple[str, str, str], tuple[Signature | None, str | None]] = {}
 _alias_cache: dict[tuple[str, str, str], tuple[str, float]] = {}
-#: Serializes MLflow calls: activate() switches process-global MLflow state.
-_mlflow_lock = threading.Lock()
 
 
 def clear_cache() -> None:
@@ -99,44 +97,15 @@ def clear_cache() -> None:
         _alias_cache.clear()
 
 
-def _mlflow_error(exc: Exception, what: str) -> PredictorError:
-    text = str(exc)
-    code = getattr(exc, "error_code", "") or ""
-    lowered = text.lower()
-    if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in lowered or "does not exist" in lowered:
-        return NotFoundError(f"{what}: not found ({_short(text)})", status_code=404, error_code=code or "NOT_FOUND")
-    if code in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
-        return ConfigurationError(f"{what}: permission denied ({_short(text)})")
-    return ConfigurationError(f"{what}: {type(exc).__name__}: {_short(text)}")
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _resolve_alias_sync(registry: str, name: str, alias: str) -> str:
-    from mlflow import MlflowClient
-
-    with _mlflow_lock:
-        activate(registry)
-        try:
-            mv = MlflowClient(registry_uri=registry).get_model_version_by_alias(name, alias)
-        except Exception as exc:
-            raise _mlflow_error(exc, f"resolving alias {name}@{alias} in {registry}") from exc
-    return str(mv.version)
-
-
 def _load_signature_sync(registry: str, name: str, version: str) -> tuple[Signature | None, str | None]:
     """The signature of a model version, and the run that logged it."""
     import mlflow
 
-    with _mlflow_lock:
-        activate(registry)
+    with mlflow_session(registry):
         try:
             info = mlflow.models.get_model_info(f"models:/{name}/{version}")
         except Exception as exc:
-            raise _mlflow_error(exc, f"reading model {name} version {version} from {registry}") from exc
+            raise mlflow_error(exc, f"reading model {name} version {version} from {registry}") from exc
     sig = info.signature
     return (Signature.from_mlflow(sig.to_dict()) if sig is not None else None), info.run_id
 
@@ -158,7 +127,7 @@ async def from_registry(model_uri: str, registry_uri: str | None = None) -> tupl
         if hit is not None and hit[1] > now:
             version = hit[0]
         else:
-            version = await asyncio.to_thread(_resolve_alias_sync, registry, name, alias)
+            version = await asyncio.to_thread(resolve_alias, registry, name, alias)
             with _cache_lock:
                 _alias_cache[key] = (version, now + SIGNATURE_ALIAS_TTL)
     skey = (registry, name, version)
@@ -195,14 +164,14 @@ async def from_endpoint(
             served, entity = found[0], found[1:]
             ref = ModelRef(*entity)
     except Exception as exc:
-        logger.debug("reading serving endpoint %s failed: %s", name, _short(str(exc)))
+        logger.debug("reading serving endpoint %s failed: %s", name, shorten(str(exc)))
     try:
         doc = load_openapi(await _get_json(http, f"{base}/api/2.0/serving-endpoints/{name}/openapi", auth))
         sig = signature_from_openapi(doc, served_entity=served)
         if sig is not None and sig.has_inputs:
             return sig, ref
     except Exception as exc:
-        logger.debug("openapi for serving endpoint %s unavailable: %s", name, _short(str(exc)))
+        logger.debug("openapi for serving endpoint %s unavailable: %s", name, shorten(str(exc)))
     if entity:
         try:
             return await from_registry(f"models:/{entity[0]}/{entity[1]}", registry_uri or "databricks-uc")
@@ -213,7 +182,7 @@ async def from_endpoint(
                 entity[0],
                 entity[1],
                 name,
-                _short(str(exc)),
+                shorten(str(exc)),
             )
             return None, ref
     logger.warning("no signature found for serving endpoint %s; predictions will not be validated", name)

@@ -342,24 +342,16 @@ Resolver = Callable[[str, "str | None", "str | None"], str]
 def registry_resolver(registry_uri: str | None = None) -> Resolver:
     """A :data:`Resolver` over the MLflow registry (``databricks-uc`` on a workspace).
 
-    Aliases resolve through ``_signatures``' own lookup; versions are checked to exist.
+    Aliases resolve, and versions are checked to exist, through ``client._mlflow``.
     """
-    from .._mlflow import activate, resolve_registry_uri
-    from .._schema.signatures import _mlflow_error, _mlflow_lock, _resolve_alias_sync
+    from .._mlflow import resolve_alias, resolve_registry_uri, version_exists
 
     uri = resolve_registry_uri(registry_uri)
 
     def resolve_one(model: str, alias: str | None, version: str | None) -> str:
         if alias:
-            return _resolve_alias_sync(uri, model, alias)
-        from mlflow import MlflowClient
-
-        with _mlflow_lock:
-            activate(uri)
-            try:
-                return str(MlflowClient(registry_uri=uri).get_model_version(model, str(version)).version)
-            except Exception as exc:
-                raise _mlflow_error(exc, f"{model} version {version} in registry {uri}") from exc
+            return resolve_alias(uri, model, alias)
+        return version_exists(uri, model, str(version))
 
     return resolve_one
 

@@ -48,20 +48,19 @@ AliasSetter = Callable[[str, str, str], None]
 
 def registry_alias_setter(registry_uri: str | None = None) -> AliasSetter:
     """``MlflowClient.set_registered_model_alias`` against the registry (``databricks-uc`` on a workspace)."""
-    from .._mlflow import activate, resolve_registry_uri
-    from .._schema.signatures import _mlflow_error, _mlflow_lock, clear_cache
+    from .._mlflow import mlflow_error, mlflow_session, resolve_registry_uri
+    from .._schema.signatures import clear_cache
 
     uri = resolve_registry_uri(registry_uri)
 
     def set_alias(model: str, alias: str, version: str) -> None:
         from mlflow import MlflowClient
 
-        with _mlflow_lock:
-            activate(uri)
+        with mlflow_session(uri):
             try:
                 MlflowClient(registry_uri=uri).set_registered_model_alias(model, alias, version)
             except Exception as exc:
-                raise _mlflow_error(exc, f"moving {model}@{alias} to version {version} in {uri}") from exc
+                raise mlflow_error(exc, f"moving {model}@{alias} to version {version} in {uri}") from exc
         clear_cache()  # cached alias resolutions are stale now
 
     return set_alias

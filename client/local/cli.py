@@ -98,16 +98,16 @@ def _format_table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> s
 
 def _cmd_schema(args: argparse.Namespace) -> int:
     from .._exceptions import ConfigurationError
-    from .._mlflow import activate, resolve_registry_uri
+    from .._mlflow import mlflow_session
     from .._types import ColumnSpec, Signature
 
-    activate(resolve_registry_uri(args.registry_uri))
-    import mlflow.models
+    with mlflow_session(args.registry_uri):
+        import mlflow.models
 
-    try:
-        info = mlflow.models.get_model_info(args.model_uri)
-    except Exception as exc:  # MlflowException, OSError: not found / unreadable
-        raise ConfigurationError(f"cannot read model {args.model_uri!r}: {exc}") from exc
+        try:
+            info = mlflow.models.get_model_info(args.model_uri)
+        except Exception as exc:  # MlflowException, OSError: not found / unreadable
+            raise ConfigurationError(f"cannot read model {args.model_uri!r}: {exc}") from exc
     if info.signature is None:
         print(f"{args.model_uri}: no signature")
         return 0

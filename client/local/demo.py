@@ -6,32 +6,20 @@ from __future__ import annotations
 import logging
 
 from .._constants import DEMO_AGENT_NAME, DEMO_AGENT_URI, DEMO_MODEL_ALIAS, DEMO_MODEL_NAME, DEMO_MODEL_URI
-from .._mlflow import activate, home_dir, resolve_registry_uri
+from .._exceptions import PredictorError
+from .._mlflow import ensure_experiment, mlflow_session, resolve_alias
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DEMO_AGENT_URI",
+    "DEMO_MODEL_URI",
     "IRIS_REQUIREMENTS",
-    "ensure_experiment",
+    "alias_exists",
     "pip_requirements",
     "register_demo_agent",
     "register_demo_model",
 ]
-
-
-def ensure_experiment(name: str) -> str:
-    """Create (or reuse) an experiment whose artifacts live under ``home_dir()``, not ./mlruns."""
-    import mlflow
-
-    exp = mlflow.get_experiment_by_name(name)
-    if exp is None:
-        location = (home_dir() / "artifacts" / name.strip("/").replace("/", "_")).resolve()
-        location.mkdir(parents=True, exist_ok=True)
-        exp_id = mlflow.create_experiment(name, artifact_location=location.as_uri())
-    else:
-        exp_id = exp.experiment_id
-    mlflow.set_experiment(experiment_id=exp_id)
-    return exp_id
 
 
 def pip_requirements(*packages: str) -> list[str]:
@@ -49,14 +37,12 @@ def pip_requirements(*packages: str) -> list[str]:
 IRIS_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas")
 
 
-def alias_exists(name: str, alias: str) -> bool:
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
+def alias_exists(name: str, alias: str, registry_uri: str | None = None) -> bool:
+    """Whether ``name@alias`` is set in the registry (any registry error counts as "not")."""
     try:
-        MlflowClient().get_model_version_by_alias(name, alias)
+        resolve_alias(registry_uri, name, alias)
         return True
-    except MlflowException:
+    except PredictorError:
         return False
 
 
@@ -75,9 +61,12 @@ def register_demo_model(registry_uri: str | None = None) -> str:
     Idempotent: if ``main.default.iris@champion`` already exists nothing is done, unless it is an
     older demo that answered class indices; then a new version becomes the champion.
     """
-    uri = resolve_registry_uri(registry_uri)
-    activate(uri)
-    if alias_exists(DEMO_MODEL_NAME, DEMO_MODEL_ALIAS):
+    with mlflow_session(registry_uri) as uri:  # the whole registration: MLflow's globals stay on this registry
+        return _register_demo_model(uri)
+
+
+def _register_demo_model(uri: str) -> str:
+    if alias_exists(DEMO_MODEL_NAME, DEMO_MODEL_ALIAS, uri):
         if _answers_class_names():
             logger.info("%s already registered", DEMO_MODEL_URI)
             return DEMO_MODEL_URI
@@ -124,9 +113,12 @@ def register_demo_agent(registry_uri: str | None = None) -> str:
     """Log and register the demo agent (``client/local/demo_agent.py``, a ``ResponsesAgent``) as
     ``main.default.assistant@champion``; return its URI. Idempotent like :func:`register_demo_model`.
     """
-    uri = resolve_registry_uri(registry_uri)
-    activate(uri)
-    if alias_exists(DEMO_AGENT_NAME, DEMO_MODEL_ALIAS):
+    with mlflow_session(registry_uri) as uri:
+        return _register_demo_agent(uri)
+
+
+def _register_demo_agent(uri: str) -> str:
+    if alias_exists(DEMO_AGENT_NAME, DEMO_MODEL_ALIAS, uri):
         logger.info("%s already registered", DEMO_AGENT_URI)
         return DEMO_AGENT_URI
 

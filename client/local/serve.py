@@ -15,11 +15,11 @@ import logging
 from typing import Any
 
 from .._exceptions import ConfigurationError
-from .._mlflow import activate, resolve_registry_uri
+from .._mlflow import mlflow_session, resolve_alias, use_experiment
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ServedModelName", "build_app", "default_served_name", "serve", "use_experiment"]
+__all__ = ["ServedModelName", "build_app", "default_served_name", "serve"]
 
 
 class ServedModelName:
@@ -43,13 +43,13 @@ class ServedModelName:
 
 def default_served_name(model_uri: str, registry: str) -> str:
     """``<model>-<version>`` for a registered model (aliases resolved), as a workspace names it."""
-    from .._schema.signatures import _resolve_alias_sync, parse_model_uri
+    from .._schema.signatures import parse_model_uri
 
     try:
         model, version, alias = parse_model_uri(model_uri)
     except ConfigurationError:  # runs:/..., a path: no registered version to name
         return model_uri.rstrip("/").rsplit("/", 1)[-1]
-    version = version or _resolve_alias_sync(registry, model, str(alias))
+    version = version or resolve_alias(registry, model, str(alias))
     return f"{model.split('.')[-1]}-{version}"
 
 
@@ -69,13 +69,12 @@ def build_app(
 
     from .._chat._messages import TASK_FORMATS
 
-    registry = resolve_registry_uri(registry_uri)
-    activate(registry)
-    model = mlflow.pyfunc.load_model(model_uri)
-    task = (model.metadata.metadata or {}).get("task")
-    chat = task in TASK_FORMATS
-    if chat and experiment:
-        use_experiment(experiment)
+    with mlflow_session(registry_uri) as registry:  # and MLflow stays there: this process serves one model
+        model = mlflow.pyfunc.load_model(model_uri)
+        task = (model.metadata.metadata or {}).get("task")
+        chat = task in TASK_FORMATS
+        if chat and experiment:
+            use_experiment(experiment)
     scoring_app = agent_app(model, TASK_FORMATS[str(task)]) if chat else scoring_server.init(model)
     served = served_entity or default_served_name(model_uri, registry)
     logger.info("serving %s as endpoint %r, served entity %r%s", model_uri, name, served,
@@ -86,19 +85,6 @@ def build_app(
     ] if chat else []
     routes += [Mount(f"/serving-endpoints/{name}", app=scoring_app), Mount("/", app=scoring_app)]
     return ServedModelName(Starlette(routes=routes), served)
-
-
-def use_experiment(experiment: str) -> str:
-    """Make ``experiment`` (a name, created if missing, or an id) MLflow's active one; its id."""
-    import mlflow
-
-    if experiment.isdigit():
-        return str(mlflow.set_experiment(experiment_id=experiment).experiment_id)
-    if mlflow.get_tracking_uri().startswith("sqlite"):
-        from .demo import ensure_experiment
-
-        return ensure_experiment(experiment)  # artifacts under the predictor home, not ./mlruns
-    return str(mlflow.set_experiment(experiment).experiment_id)
 
 
 def agent_app(model: Any, fmt: str) -> Any:

@@ -41,13 +41,13 @@ def load_example_rows(model_uri: str | None, registry_uri: str | None = None) ->
     try:
         from mlflow.models import Model
 
-        from client._mlflow import activate, resolve_registry_uri
+        from client.registry import mlflow_session
 
-        activate(resolve_registry_uri(registry_uri))
-        model = Model.load(model_uri)
-        if not model.saved_input_example_info:
-            return []
-        example = model.load_input_example(model_uri)
+        with mlflow_session(registry_uri):
+            model = Model.load(model_uri)
+            if not model.saved_input_example_info:
+                return []
+            example = model.load_input_example(model_uri)
     except Exception as e:  # no permission on the model (an App's service principal), offline, ...
         log.info("no input example for %s (%s)", model_uri, type(e).__name__)
         return []

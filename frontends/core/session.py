@@ -38,8 +38,8 @@ from client import (
     SchemaValidationError,
     Signature,
 )
-from client._constants import DEMO_MODEL_URI
-from client._schema.signatures import parse_model_uri
+from client.local.demo import DEMO_MODEL_URI  # the apps register the demo model on a laptop
+from client.registry import parse_model_uri
 from frontends.core.proba import prediction_label, single_prediction
 
 __all__ = [

@@ -3,148 +3,42 @@
 Run: ``python -m frontends.gradio_ui.app`` (listens on ``$DATABRICKS_APP_PORT``, default 7860).
 """
 
-import asyncio
-import csv
-import gc
-import json
 import logging
 import os
 import tempfile
-import threading
-from concurrent.futures import Future
-from datetime import UTC, datetime
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
-from client import Predictor, PredictorError, Signature
-from client._tracing import warm_up as tracing_warm_up
-from client.feedback import setup_app_tracking
 from frontends.core.example import form_fields, load_example_rows
-from frontends.core.form import Field, form_to_record, parse_csv_rows, signature_rows
+from frontends.core.form import Field, signature_rows
+from frontends.core.predictions import (
+    HISTORY_COLUMNS,
+    UPLOAD_HINT,
+    error_text,
+    form_records,
+    history_row,
+    push_history,
+)
 from frontends.core.proba import class_probabilities, single_prediction
 from frontends.core.session import (
-    FIRST_PAGE_GRACE_S,
     AppConfig,
-    PredictionCache,
     caller_identity,
-    describe_error,
     format_prediction,
     load_predictor,
-    model_info,
     prediction_distribution,
-    prediction_rows,
-    predictor_for,
     result_caption,
 )
 from frontends.gradio_ui.feedback import feedback_controls, feedback_tab
+from frontends.gradio_ui.runtime import Runtime, request_headers
+
+__all__ = ["Runtime", "build_app", "create_app", "main", "predict_form", "predict_values", "score_csv"]
 
 log = logging.getLogger("frontends.gradio_ui.app")
 _BLANK = "(blank)"
 #: Concurrent handler runs per event; Model Serving does the heavy lifting, the app mostly waits.
 DEFAULT_CONCURRENCY = int(os.environ.get("PREDICTOR_APP_CONCURRENCY", "16"))
-_HISTORY_COLUMNS = ["time", "input", "prediction", "version"]
-
-
-def error_text(err: Exception, as_user: bool = False) -> str:
-    """Markdown for an error, never a traceback."""
-    return describe_error(err, as_user=as_user)
-
-
-class Runtime:
-    """The app's Predictor, its form, a per-process prediction cache, and the app's MLflow experiment.
-
-    The Predictor loaded at start-up serves Gradio's event loop too: its HTTP pools and batchers
-    are per event loop and its signature load is loop-safe (``client/_sync.SingleFlight``).
-    The experiment is set up after the page is served (:meth:`start_tracking_setup`); a
-    prediction made before that finishes waits for it, so no trace lands in MLflow's default
-    experiment.
-    """
-
-    def __init__(self, config: AppConfig, predictor: Predictor, signature: Signature | None,
-                 fields: list[Field] | None = None) -> None:
-        self.config = config
-        self.signature = signature
-        self.fields = fields if fields is not None else form_fields(signature, [], os.environ)
-        self._predictor = predictor
-        self._cache = PredictionCache()
-        #: The MLflow experiment traces and feedback go to (``None``: not tracing, or not set up).
-        self.experiment_id: str | None = None
-        self._tracking: Future[str | None] | None = None  # None: no set-up started (nothing to wait for)
-        #: Set when a page has loaded (or a handler runs): the set-up waits for it, or FIRST_PAGE_GRACE_S.
-        self.page_served = threading.Event()
-
-    def start_tracking_setup(self) -> None:
-        """Set up the app's experiment and warm MLflow's tracing up, in a background thread (once)."""
-        if self._tracking is not None:
-            return
-        done: Future[str | None] = Future()
-        # Running from now on: a handler cancelled while it waits (asyncio.wrap_future passes the
-        # cancellation on) cannot cancel the set-up for every later handler.
-        done.set_running_or_notify_cancel()
-        self._tracking = done
-        threading.Thread(target=self._set_up_tracking, args=(done,), name="tracking-set-up", daemon=True).start()
-
-    def _set_up_tracking(self, done: Future[str | None]) -> None:
-        self.page_served.wait(FIRST_PAGE_GRACE_S)  # a visitor waiting for the form goes first
-        try:
-            # never raises: a store that cannot be reached is a warning, and None
-            self.experiment_id = setup_app_tracking("gradio", self.config.tracing)
-            if self.config.tracing:
-                tracing_warm_up()
-        except Exception as err:  # MLflow would not import: the Tracer warns on each first call instead
-            log.warning("tracing set-up failed (%s: %s); predictions are unaffected", type(err).__name__, err)
-        finally:
-            gc.freeze()  # the model, MLflow and Gradio live as long as the process: out of every GC scan
-            done.set_result(self.experiment_id)
-
-    async def tracking_ready(self) -> str | None:
-        """The app's experiment id, once its set-up (if started) has finished."""
-        self.page_served.set()  # someone is here: no reason to wait any longer
-        if self._tracking is not None:
-            await asyncio.wrap_future(self._tracking)
-        return self.experiment_id
-
-    async def predictor(self) -> Predictor:
-        """The app's Predictor, once a trace it writes lands in the app's experiment."""
-        await self.tracking_ready()
-        return self._predictor
-
-    @property
-    def model_name(self) -> str | None:
-        """The model's name, as the Predictor knows it (for the Feedback tab)."""
-        return model_info(self._predictor, self.config).name
-
-    async def predict(self, records: Any, headers: dict[str, str] | None) -> dict[str, Any]:
-        base = await self.predictor()
-        predictor = predictor_for(base, headers, self.config)  # before the cache: who may call at all
-        identity = caller_identity(headers, self.config)
-        version = model_info(base, self.config).version
-        key = PredictionCache.key(identity, version, records)
-        if (answer := self._cache.get(key)) is not None:
-            return answer
-        return self._cache.put(key, (await predictor.apredict(records)).model_dump(mode="json"))
-
-    async def model_card(self) -> str:
-        """The card, on each page load (the endpoint's current state)."""
-        self.page_served.set()  # a page is on screen: the tracking set-up may start
-        predictor = self._predictor
-        try:
-            state = await predictor.aendpoint_state()
-        except PredictorError as e:
-            log.info("endpoint state of %s unavailable: %s", predictor.endpoint, type(e).__name__)
-            state = None
-        return model_info(predictor, self.config, endpoint_state=state).card()
-
-
-def _headers(request: gr.Request | None) -> dict[str, str]:
-    if request is None:
-        return {}
-    try:
-        return {str(k): str(v) for k, v in dict(request.headers).items()}
-    except Exception:
-        return {}
 
 
 def _component(field: Field) -> gr.components.Component:
@@ -185,44 +79,32 @@ async def predict_form(runtime: Runtime, values: dict[str, Any], headers: dict[s
     history = list(history or [])
     as_user = caller_identity(headers, runtime.config) != "app"
     try:
-        if runtime.fields:
-            clean = {k: (None if v == _BLANK else v) for k, v in values.items()}
-            records: Any = [form_to_record(runtime.fields, clean)]
-        else:
-            try:
-                records = json.loads(values.get("__json__") or "[]")
-            except json.JSONDecodeError as e:
-                raise PredictorError(f"The JSON input is not valid JSON: {e.msg}") from None
-        result = await runtime.predict(records, headers)
+        records = form_records(runtime.fields, {k: (None if v == _BLANK else v) for k, v in values.items()})
+        answer = await runtime.predict(records, headers)
     except Exception as e:
-        return "", error_text(e, as_user), history, None, None
-    text = format_prediction(result["predictions"])
-    status = result_caption(result)
-    row = [datetime.now(UTC).strftime("%H:%M:%S"),
-           json.dumps(records[0] if runtime.fields else records, default=str), text, result.get("model_version")]
-    probs = class_probabilities(single_prediction(result["predictions"]))
-    return text, status, [row, *history][:50], probs, result.get("trace_id")
+        return "", error_text(e, as_user=as_user), history, None, None
+    row = history_row(records, answer, tabular=bool(runtime.fields))
+    history = push_history(history, [row[c] for c in HISTORY_COLUMNS])  # a table row: the columns' values
+    probs = class_probabilities(single_prediction(answer["predictions"]))
+    return format_prediction(answer["predictions"]), result_caption(answer), history, probs, answer.get("trace_id")
 
 
 async def score_csv(runtime: Runtime, path: str | None, headers: dict[str, str] | None = None
                     ) -> tuple[pd.DataFrame, str | None, str]:
     """Batch scoring of an uploaded CSV: (results table, path of a CSV to download, status)."""
     if not path:
-        return pd.DataFrame(), None, "Upload a CSV file with a header row naming the model's columns."
+        return pd.DataFrame(), None, UPLOAD_HINT
     as_user = caller_identity(headers, runtime.config) != "app"
     try:
-        with open(path, encoding="utf-8-sig") as fh:
-            text = fh.read()
-        records = parse_csv_rows(text, runtime.signature)
-        result = await runtime.predict(records, headers)
-    except UnicodeDecodeError:
-        return pd.DataFrame(), None, "**The file is not UTF-8 text.**"
+        with open(path, "rb") as fh:
+            data = fh.read()
+        batch = await runtime.score_csv(data, headers)
     except Exception as e:
-        return pd.DataFrame(), None, error_text(e, as_user)
-    table = pd.DataFrame(prediction_rows(records, result["predictions"]))
+        return pd.DataFrame(), None, error_text(e, as_user=as_user)
+    table = pd.DataFrame(batch.rows)
     with tempfile.NamedTemporaryFile("w", suffix="-predictions.csv", delete=False, newline="") as out:
-        table.to_csv(out, index=False, quoting=csv.QUOTE_MINIMAL)
-    return table, out.name, f"Scored {len(records)} rows with version {result.get('model_version') or '?'}."
+        table.to_csv(out, index=False)
+    return table, out.name, batch.status
 
 
 def build_app(runtime: Runtime) -> gr.Blocks:
@@ -244,21 +126,21 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                     feedback = feedback_controls(trace_state, ask_expected=bool(runtime.fields))
                     history_state = gr.State([])
                     with gr.Accordion("History (0)", open=False) as history_box:
-                        history_table = gr.Dataframe(headers=_HISTORY_COLUMNS, interactive=False)
+                        history_table = gr.Dataframe(headers=HISTORY_COLUMNS, interactive=False)
                     names = {c: n for n, c in components.items()}
 
                     async def on_predict(data: dict, request: gr.Request):
                         # a set of inputs: Gradio passes one dict {component: value}
                         history = data.get(history_state) or []
                         values = {names[c]: v for c, v in data.items() if c in names}
-                        text, st, new, probs, trace_id = await predict_form(runtime, values, _headers(request),
+                        text, st, new, probs, trace_id = await predict_form(runtime, values, request_headers(request),
                                                                             history)
                         # gr.update, not gr.Label(...): a component built per click costs a schema build
                         chart = gr.update(value=probs, visible=bool(probs))
                         return text, chart, st, new, trace_id, "", "", ""
 
                     def show_history(history: list[list[Any]]):
-                        return (pd.DataFrame(history, columns=_HISTORY_COLUMNS),
+                        return (pd.DataFrame(history, columns=HISTORY_COLUMNS),
                                 gr.update(label=f"History ({len(history)})"))
 
                     # The answer first; the history table (the heaviest update to render) right after it.
@@ -277,7 +159,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                                               label="Distribution of predictions")
 
                     async def on_score(path: str | None, request: gr.Request):
-                        table, out, st = await score_csv(runtime, path, _headers(request))
+                        table, out, st = await score_csv(runtime, path, request_headers(request))
                         counts = prediction_distribution(table)
                         plot = gr.BarPlot(value=counts, visible=counts is not None)
                         return table, out, st, plot

@@ -4,7 +4,7 @@ The conversation lives in the browser session's Chatbot (never shared); the Chat
 button starts a new one, the Stop button cancels the handler, which closes the stream's
 connection. Errors before any text are a ``gr.Error``; a stream cut off midway keeps its text
 and says why under it. Below the chat: which model answered and its trace id, then thumbs
-up/down and a comment for the latest answer (``frontends/_gr_feedback.feedback_controls``),
+up/down and a comment for the latest answer (``frontends/gradio_ui/feedback.feedback_controls``),
 stored as a ``user_feedback`` assessment on that answer's trace, wherever it was written (the
 agent server's or Model Serving's experiment in endpoint mode, the app's in direct mode).
 """
@@ -12,7 +12,7 @@ agent server's or Model Serving's experiment in endpoint mode, the app's in dire
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gradio as gr
 
@@ -21,9 +21,7 @@ from client.feedback import tag_answer_trace_later
 from frontends.core.chat import caption, chat_error_text, conversation, tool_lines
 from frontends.core.session import caller_identity, predictor_for
 from frontends.gradio_ui.feedback import feedback_controls, feedback_tab
-
-if TYPE_CHECKING:
-    from frontends.gradio_ui.app import Runtime
+from frontends.gradio_ui.runtime import Runtime, request_headers
 
 
 def _plain(markdown: str) -> str:
@@ -31,10 +29,8 @@ def _plain(markdown: str) -> str:
 
 
 def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
-    from frontends.gradio_ui.app import _headers
-
     async def answer(message: str, history: list[dict[str, Any]], request: gr.Request) -> AsyncIterator[Any]:
-        headers = _headers(request)
+        headers = request_headers(request)
         as_user = caller_identity(headers, runtime.config) != "app"
         predictor = predictor_for(await runtime.predictor(), headers, runtime.config)
         turns = [*conversation(history), {"role": "user", "content": message}]

@@ -9,54 +9,27 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
-from client.feedback import (
-    comment_rows,
-    feedback_user,
-    parse_expected,
-    rate_rows,
-    record_feedback,
-    summarize,
-    summary_rows,
-    trace_experiment_ids,
-)
-
-log = logging.getLogger(__name__)
-
-
-def _headers(request: gr.Request | None) -> dict[str, str]:
-    try:
-        return {str(k): str(v) for k, v in dict(request.headers).items()} if request is not None else {}
-    except Exception:
-        return {}
+from frontends.core.feedback import ASK, feedback_user, save_vote, summary_tables
+from frontends.gradio_ui.runtime import request_headers
 
 
 async def vote(trace_id: str | None, thumbs_up: bool, comment: str | None, expected: str | None,
                headers: dict[str, str]) -> str:
     """Store one vote; the status text to show (pure of widgets, so it can be tested directly)."""
-    if not trace_id:
-        return "Predict first: feedback goes with a traced prediction."
-    user = feedback_user(headers)
-    try:
-        saved = await asyncio.to_thread(record_feedback, trace_id, user, thumbs_up=thumbs_up, comment=comment,
-                                        expected=parse_expected(expected))
-    except Exception as err:
-        log.warning("feedback not saved: %s: %s", type(err).__name__, err)
-        return "Feedback could not be saved (the tracking store is unavailable)."
-    text = f"Feedback saved: thumbs {'up' if saved.thumbs_up else 'down'}"
-    return text + (f', "{saved.comment}"' if saved.comment else "") + "."
+    return await asyncio.to_thread(save_vote, trace_id, feedback_user(headers), thumbs_up=thumbs_up,
+                                   comment=comment, expected=expected)
 
 
 def feedback_controls(trace_state: gr.State, *, ask_expected: bool = False) -> list[gr.components.Component]:
     """Thumbs, comment (and the right value, for a tabular prediction) wired to ``trace_state``;
     returns the components, so a caller can clear them when a new answer arrives."""
-    gr.Markdown("Was this right?")
+    gr.Markdown(ASK)
     comment = gr.Textbox(label="Comment (optional)", lines=1)
     expected = gr.Textbox(label="Correct value (optional)", visible=ask_expected)
     with gr.Row():
@@ -65,10 +38,10 @@ def feedback_controls(trace_state: gr.State, *, ask_expected: bool = False) -> l
     status = gr.Markdown()
 
     async def on_up(trace_id: str | None, text: str, right: str, request: gr.Request) -> str:
-        return await vote(trace_id, True, text, right, _headers(request))
+        return await vote(trace_id, True, text, right, request_headers(request))
 
     async def on_down(trace_id: str | None, text: str, right: str, request: gr.Request) -> str:
-        return await vote(trace_id, False, text, right, _headers(request))
+        return await vote(trace_id, False, text, right, request_headers(request))
 
     up.click(on_up, inputs=[trace_state, comment, expected], outputs=status, api_visibility="private")
     down.click(on_down, inputs=[trace_state, comment, expected], outputs=status, api_visibility="private")
@@ -77,20 +50,9 @@ def feedback_controls(trace_state: gr.State, *, ask_expected: bool = False) -> l
 
 def summary_frames(model_name: str | None, experiment_id: str | None) -> tuple[pd.DataFrame, Any, pd.DataFrame, str]:
     """(summary table, thumbs-up rate plot update, latest comments, note) for the Feedback tab."""
-    empty = pd.DataFrame()
-    if experiment_id is None:
-        return empty, gr.BarPlot(visible=False), empty, "No MLflow experiment: predictions are not traced."
-    try:
-        summary = summarize(model_name, trace_experiment_ids(experiment_id))
-    except Exception as err:
-        log.warning("feedback summary unavailable: %s: %s", type(err).__name__, err)
-        return empty, gr.BarPlot(visible=False), empty, "The feedback summary could not be read."
-    if not summary:
-        return empty, gr.BarPlot(visible=False), empty, "No traced predictions yet (last 30 days)."
-    rates = rate_rows(summary)
-    plot = gr.BarPlot(value=pd.DataFrame(rates) if rates else None, visible=bool(rates))
-    note = "Latest 10,000 traced predictions of the last 30 days, per model version and served entity."
-    return pd.DataFrame(summary_rows(summary)), plot, pd.DataFrame(comment_rows(summary)), note
+    tables = summary_tables(model_name, experiment_id)
+    plot = gr.BarPlot(value=pd.DataFrame(tables.rates) if tables.rates else None, visible=bool(tables.rates))
+    return pd.DataFrame(tables.rows), plot, pd.DataFrame(tables.comments), tables.note
 
 
 def feedback_tab(model_name: Callable[[], str | None], experiment_id: Callable[[], Awaitable[str | None]]) -> gr.Tab:

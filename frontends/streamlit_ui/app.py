@@ -5,10 +5,9 @@ Run: ``streamlit run frontends/streamlit_ui/app.py`` (configuration: see ``front
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,19 +17,26 @@ if __package__ in (None, ""):  # `streamlit run frontends/streamlit_ui/app.py` r
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from client import Predictor, PredictorError, Signature
-from client.feedback import feedback_user
-from frontends.core.form import Field, csv_template, form_to_record, parse_csv_rows, signature_rows
+from frontends.core.feedback import feedback_user
+from frontends.core.form import Field, csv_template, signature_rows
+from frontends.core.predictions import (
+    AppPredictor,
+    BatchScore,
+    error_text,
+    form_records,
+    history_row,
+    push_history,
+    with_progress,
+)
 from frontends.core.proba import class_probabilities, single_prediction
 from frontends.core.session import (
     AppConfig,
     PredictionCache,
     SignInRequired,
     caller_identity,
-    describe_error,
     format_prediction,
     model_info,
     prediction_distribution,
-    prediction_rows,
     predictor_for,
     result_caption,
 )
@@ -45,14 +51,18 @@ if TYPE_CHECKING:
 # them, after the form is on the page (streamlit_server.py imports them in the background).
 log = logging.getLogger("frontends.streamlit_ui.app")
 _BLANK = "(blank)"
-#: Records per request when scoring a CSV (the progress bar moves per chunk).
-BATCH_CHUNK = 500
 
 
 @st.cache_resource(show_spinner=False)
 def _predictions() -> PredictionCache:
     """One call per (caller, model version, input), across the process's sessions."""
     return PredictionCache()
+
+
+def _app_predictor() -> AppPredictor:
+    """The app's Predictor behind the process's answer cache."""
+    config, predictor, _, _ = resources()
+    return AppPredictor(config, predictor, _predictions())
 
 
 def _headers() -> dict[str, str]:
@@ -63,7 +73,7 @@ def _headers() -> dict[str, str]:
 
 
 def _show_error(err: Exception, as_user: bool = False) -> None:
-    st.error(describe_error(err, as_user=as_user))
+    st.error(error_text(err, as_user=as_user))
 
 
 def _widget(field: Field) -> Any:
@@ -98,28 +108,25 @@ def _widget(field: Field) -> Any:
                          placeholder="required" if field.required else None, key=key, help=help_text)
 
 
-def _predict(predictor: Predictor, identity: str, records: Any) -> dict[str, Any]:
+def _predict(headers: dict[str, str], records: Any) -> dict[str, Any]:
     experiment_id()  # set up before the first trace: it lands in the app's experiment, not MLflow's default
-    key = PredictionCache.key(identity, model_info(predictor, resources()[0]).version, records)
-    cache = _predictions()
-    if (answer := cache.get(key)) is not None:
-        return answer
-    # the records as JSON gives them (dates as text), as they were keyed
-    return cache.put(key, predictor.predict(json.loads(key[2])).model_dump(mode="json"))
+    return _app_predictor().predict(records, headers)
 
 
-def _score_batch(predictor: Predictor, identity: str, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Score in chunks with a progress bar; one result whose predictions cover every row."""
-    bar = st.progress(0.0, text=f"Scoring {len(records)} rows...")
-    predictions: list[Any] = []
-    result: dict[str, Any] = {}
-    for start in range(0, len(records), BATCH_CHUNK):
-        result = _predict(predictor, identity, records[start:start + BATCH_CHUNK])
-        chunk = result["predictions"]
-        predictions.extend(chunk if isinstance(chunk, list) else [chunk])
-        bar.progress(min(1.0, (start + BATCH_CHUNK) / len(records)), text=f"Scored {len(predictions)} rows")
-    bar.empty()
-    return {**result, "predictions": predictions}
+def _score_csv(headers: dict[str, str], data: bytes, signature: Signature | None) -> BatchScore:
+    """Score an upload in one call (the SDK splits a large one), its progress in a bar."""
+    experiment_id()
+    bar = st.progress(0.0, text="Scoring...")
+
+    def show(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / total) if total else 1.0, text=f"Scored {done} rows")
+
+    app = _app_predictor()  # here: Streamlit's caches are read from the script's thread
+    try:
+        return with_progress(lambda on_progress: app.score_csv(data, signature, headers, on_progress=on_progress),
+                             show)
+    finally:
+        bar.empty()  # an error replaces the bar, as the results do
 
 
 def _show_prediction(last: dict[str, Any]) -> None:
@@ -163,7 +170,7 @@ def _model_card(config: AppConfig, predictor: Predictor, signature: Signature | 
 
 
 @st.fragment
-def _single_tab(predictor: Predictor, identity: str, as_user: bool, fields: list[Field], user: str) -> None:
+def _single_tab(headers: dict[str, str], as_user: bool, fields: list[Field], user: str) -> None:
     """The form, its answer and the history: a click reruns only this part of the page."""
     history: list[dict[str, Any]] = st.session_state.setdefault("history", [])
     with st.form("predict-form"):
@@ -177,21 +184,12 @@ def _single_tab(predictor: Predictor, identity: str, as_user: bool, fields: list
         submitted = st.form_submit_button("Predict", type="primary")
     if submitted:
         try:
-            records = [form_to_record(fields, values)] if fields else json.loads(values["__json__"])
+            records = form_records(fields, values)
             with st.spinner("Predicting..."):
-                result = _predict(predictor, identity, records)
+                result = _predict(headers, records)
             st.session_state["last"] = result
-            history.insert(0, {
-                "time": datetime.now(UTC).strftime("%H:%M:%S"),
-                "input": json.dumps(records[0] if fields else records, default=str),
-                "prediction": format_prediction(result["predictions"]),
-                "version": result.get("model_version"),
-            })
-            del history[50:]
+            history[:] = push_history(history, history_row(records, result, tabular=bool(fields)))
             st.session_state.pop("error", None)
-        except json.JSONDecodeError as e:
-            st.session_state["error"] = PredictorError(f"The JSON input is not valid JSON: {e.msg}")
-            st.session_state.pop("last", None)
         except Exception as e:
             st.session_state["error"] = e
             st.session_state.pop("last", None)
@@ -208,8 +206,7 @@ def _single_tab(predictor: Predictor, identity: str, as_user: bool, fields: list
 
 
 @st.fragment
-def _batch_tab(predictor: Predictor, identity: str, as_user: bool, fields: list[Field],
-               signature: Signature | None) -> None:
+def _batch_tab(headers: dict[str, str], as_user: bool, fields: list[Field], signature: Signature | None) -> None:
     """CSV upload and its results: an upload reruns only this part of the page."""
     if fields:
         st.download_button("CSV template", csv_template(signature).encode(), file_name="template.csv",
@@ -220,17 +217,14 @@ def _batch_tab(predictor: Predictor, identity: str, as_user: bool, fields: list[
         import pandas as pd
 
         try:
-            records = parse_csv_rows(upload.getvalue().decode("utf-8-sig"), signature)
-            result = _score_batch(predictor, identity, records)
-            table = pd.DataFrame(prediction_rows(records, result["predictions"]))
-            st.success(f"Scored {len(records)} rows with version {result.get('model_version') or '?'}.")
-            st.toast(f"Scored {len(records)} rows")
+            batch = _score_csv(headers, upload.getvalue(), signature)
+            table = pd.DataFrame(batch.rows)
+            st.success(batch.status)
+            st.toast(f"Scored {len(batch.records)} rows")
             st.dataframe(table, hide_index=True, width="stretch")
             st.download_button("Download results", table.to_csv(index=False).encode(),
                                file_name="predictions.csv", mime="text/csv")
             _distribution(table)
-        except UnicodeDecodeError:
-            st.error("The file is not UTF-8 text.")
         except Exception as e:
             _show_error(e, as_user)
 
@@ -246,7 +240,7 @@ def main() -> None:
         return
     headers = _headers()
     try:
-        predictor = predictor_for(base, headers, config)
+        predictor = predictor_for(base, headers, config)  # the chat page's; the form's go through _predict
     except SignInRequired as e:  # acting as the user, and no user came: no form, no prediction
         st.title(config.title)
         _show_error(e)
@@ -273,12 +267,12 @@ def main() -> None:
     single, batch, feedback = st.tabs(["Single prediction", "Batch (CSV)", "Feedback"], key="page-tab",
                                       on_change="rerun")
     with single:  # the form first, then the rest: its place on screen does not depend on this order
-        _single_tab(predictor, identity, as_user, fields, user)
+        _single_tab(headers, as_user, fields, user)
     form_drawn.set()  # the start-up warm-up may import MLflow now
     with st.sidebar:
         _model_card(config, base, signature)
     with batch:
-        _batch_tab(predictor, identity, as_user, fields, signature)
+        _batch_tab(headers, as_user, fields, signature)
     if feedback.open:
         with feedback:
             feedback_page(model_info(base, config).name, experiment_id())

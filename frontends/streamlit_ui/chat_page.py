@@ -6,7 +6,7 @@ script; the interrupted ``write_stream`` drops the stream, whose generator close
 and the text that had arrived is kept with a "stopped" note. (Streamlit's own toolbar Stop halts
 the run without a rerun: the note then appears with the next message.)
 
-Under each answer: thumbs up/down and a comment (``frontends/_st_feedback.feedback_controls``),
+Under each answer: thumbs up/down and a comment (``frontends/streamlit_ui/feedback.feedback_controls``),
 stored as a ``user_feedback`` assessment on the answer's trace, wherever that trace was written
 (the agent server's or Model Serving's experiment in endpoint mode, the app's in direct mode).
 """
@@ -19,8 +19,9 @@ from typing import Any
 import streamlit as st
 
 from client import ChatStream, Predictor
-from client.feedback import feedback_user, tag_answer_trace_later
+from client.feedback import tag_answer_trace_later
 from frontends.core.chat import STOPPED, caption, chat_error_text, conversation, tool_lines
+from frontends.core.feedback import feedback_user
 from frontends.streamlit_ui.feedback import feedback_controls
 
 _HISTORY = "chat_history"

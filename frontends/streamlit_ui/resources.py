@@ -14,9 +14,9 @@ import threading
 import streamlit as st
 
 from client import Predictor, Signature
-from client.feedback import setup_app_tracking
 from frontends.core import example as _example
 from frontends.core import session as _session
+from frontends.core.feedback import set_up_tracking
 from frontends.core.form import Field
 from frontends.core.session import AppConfig
 
@@ -48,7 +48,9 @@ def resources() -> tuple[AppConfig, Predictor, Signature | None, list[Field]]:
 
 @st.cache_resource(show_spinner=False)
 def experiment_id() -> str | None:
-    """The app's MLflow experiment, or ``None`` when not tracing (a store that cannot be reached:
-    a warning, and ``None``). Set up after the model loaded: registering the demo switches
-    experiments. Needed before the first prediction (its trace goes there) and by the Feedback tab."""
-    return setup_app_tracking("streamlit", resources()[0].tracing)
+    """The app's MLflow experiment, with MLflow's tracing warmed up, or ``None`` when not tracing (a
+    store that cannot be reached: a warning, and ``None``). Set up after the model loaded: registering
+    the demo switches experiments. Needed before the first prediction (its trace goes there) and by
+    the Feedback tab."""
+    config = resources()[0]
+    return set_up_tracking("streamlit", config.tracing, config.registry_uri)

@@ -33,19 +33,12 @@ def _warm_up() -> None:
     from frontends.streamlit_ui.resources import experiment_id, form_drawn, resources
 
     try:
-        config = resources()[0]
+        resources()
     except Exception as e:  # not cached: the page tries again and shows the error
         log.warning("loading the model at start-up failed (%s); the page will retry", type(e).__name__)
         return
     form_drawn.wait(FIRST_PAGE_GRACE_S)  # a visitor waiting for the form goes first
-    experiment_id()  # never raises: a store that cannot be reached is a warning
-    if config.tracing:
-        from client._tracing import warm_up
-
-        try:
-            warm_up()
-        except Exception as e:  # MLflow would not import: each first call warns instead
-            log.warning("warming MLflow tracing up failed (%s)", type(e).__name__)
+    experiment_id()  # and MLflow's tracing warmed up; never raises: a store that cannot be reached is a warning
     import pandas  # noqa: F401  the page's tables need it: imported here, not on the first visit
 
     # resources() froze what existed then; MLflow and pandas came after: out of every full GC scan
