@@ -5,15 +5,19 @@
 - The SDK (``client`` outside ``client.local``) never imports the laptop tooling or the frontends.
 - ``frontends.core`` imports neither Streamlit, Gradio nor a framework package; the two framework
   packages do not import each other.
-- The frontends use the SDK's public or package-level API: no ``client._private`` module.
+- The frontends use the SDK's public or package-level API: no ``client._private`` module or name.
+- Only ``client._mlflow`` switches MLflow's process-global URIs.
 """
 
 from __future__ import annotations
 
+import ast
 from functools import cache
+from pathlib import Path
 
 import grimp
 import pytest
+from conftest import ROOT
 
 SDK_TOOLING = "client.local"
 
@@ -121,12 +125,50 @@ def test_the_framework_packages_are_independent(one: str, other: str) -> None:
     assert not graph().chain_exists(importer=one, imported=other, as_packages=True)
 
 
-def test_the_frontends_use_only_the_sdks_public_api() -> None:
-    g = graph()
-    private = sorted(
-        f"{importer} imports {imported}"
-        for importer in g.find_children("frontends") | g.find_descendants("frontends")
-        for imported in g.find_modules_directly_imported_by(importer)
-        if imported.split(".")[0] == "client" and any(part.startswith("_") for part in imported.split(".")[1:])
-    )
-    assert private == []
+# --- read from the source with ast: which *names* are imported, and who calls what
+
+
+def _imports(path: Path) -> list[tuple[str, tuple[str, ...]]]:
+    """``(module, names)`` for each import in ``path``, relative ones made absolute."""
+    # the package a relative import starts from (a package's __init__ is in the package itself)
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts).rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(a.name, ()) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            found.append((module, tuple(a.name for a in node.names)))
+    return found
+
+
+def _modules(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def _offending(paths: list[Path], bad) -> list[str]:
+    return [f"{p.relative_to(ROOT)}: {m} {names}" for p in paths for m, names in _imports(p) if bad(m, names)]
+
+
+def test_the_apps_import_only_the_sdks_public_modules():
+    def private(module: str, names: tuple[str, ...]) -> bool:
+        parts = module.split(".")
+        return parts[0] == "client" and (any(p.startswith("_") for p in parts)
+                                         or any(n.startswith("_") for n in names))
+
+    assert _offending(_modules("frontends"), private) == []
+
+
+def test_mlflows_state_has_one_owner():
+    """Nobody but ``client._mlflow`` switches MLflow's URIs, and no private name of the owner or
+    of the signatures module is imported elsewhere."""
+    code = _modules("client") + _modules("frontends")
+    owner = ROOT / "client" / "_mlflow"
+    outside = [p for p in code if owner not in p.parents]
+    switches = [f"{p.relative_to(ROOT)}" for p in outside
+                if "set_tracking_uri(" in p.read_text() or "set_registry_uri(" in p.read_text()]
+    assert switches == []
+    leaked = _offending(code, lambda m, names: m in ("client._mlflow", "client._schema.signatures")
+                        and any(n.startswith("_") for n in names))
+    assert leaked == []
