@@ -15,7 +15,7 @@ from ._http import sync as _sync
 from ._http.auth import Auth, NoAuth, TokenAuth, check_secure_url
 from ._http.batching import Batching
 from ._http.sending import Call, ProgressCallback, Sender
-from ._http.transport import RetryConfig, Transport
+from ._http.transport import RetryConfig, Transport, WorkspaceApi
 from ._tracing import make_tracer
 
 if TYPE_CHECKING:  # pydantic's model machinery loads with the first result, not with the import
@@ -249,13 +249,17 @@ class Predictor:
             return None
         from ._schema.signatures import get_endpoint
 
-        detail = await get_endpoint(self._transport.client(), self.host, self.endpoint, self._sender.auth)
+        detail = await get_endpoint(self._workspace_api(), self.endpoint)
         state = detail.get("state")
         return {str(k): str(v) for k, v in state.items()} if isinstance(state, dict) else None
 
     def endpoint_state(self) -> dict[str, str] | None:
         """Sync :meth:`aendpoint_state`."""
         return _sync.run(self.aendpoint_state())
+
+    def _workspace_api(self) -> WorkspaceApi:
+        assert self.host is not None
+        return WorkspaceApi(self._transport, self.host, self._sender.auth, self._retry, self._timeout)
 
     @property
     def mode(self) -> Literal["endpoint", "direct"]:
@@ -287,9 +291,7 @@ class Predictor:
         if self.model_uri is not None:
             sig, ref = await _signatures.from_registry(self.model_uri, self.registry_uri)
         elif self.endpoint is not None and self.host is not None:
-            sig, ref = await _signatures.from_endpoint(
-                self._transport.client(), self.host, self.endpoint, self._sender.auth, self.registry_uri
-            )
+            sig, ref = await _signatures.from_endpoint(self._workspace_api(), self.endpoint, self.registry_uri)
         else:
             log.warning("no model_uri for %s: predictions are sent unvalidated", self.url)
             sig, ref = None, None

@@ -267,3 +267,18 @@ def test_warm_up_builds_the_tracer_provider_once_for_concurrent_callers(monkeypa
             call.result(timeout=30)
     _tracing.warm_up()
     assert builds == ["client._tracing"]
+
+
+@pytest.mark.slow
+def test_a_pickled_predictor_keeps_tracing_on(experiment, scoring_server):
+    """The pickled settings had no ``tracing``: a ``Predictor(tracing=True)`` came back untraced."""
+    import pickle
+
+    for p in (Predictor.from_endpoint(url=f"{scoring_server}/invocations", model_uri=IRIS, tracing=True),
+              Predictor.from_model(IRIS, tracing=True)):
+        clone = pickle.loads(pickle.dumps(p))
+        result = clone.predict([ROW])
+        assert result.trace_id, f"{clone!r} lost tracing in the pickle"
+        assert result.trace_id in {t.info.trace_id for t in traces(experiment)}
+        clone.close()
+        p.close()

@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from workspace_standin import workspace  # noqa: F401  (fixture)
 
 from client import (
     APIConnectionError,
@@ -278,3 +279,23 @@ async def test_a_call_in_flight_at_close_fails_and_is_not_resent_on_a_new_pool()
     with pytest.raises(PredictorClosedError):
         await call
     assert len(seen) == 1  # the 503 was not retried on a pool opened after close
+
+
+def test_an_endpoint_lookup_refused_is_a_typed_error_not_an_httpx_one(workspace):  # noqa: F811
+    """``endpoint_state()`` on a 403 raised a bare ``httpx.HTTPStatusError``, outside the error tree."""
+    from client import PermissionDeniedError
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(403, json={"error_code": "PERMISSION_DENIED", "message": "no access to iris"})
+
+    ws = workspace()  # the stand-in answers databricks-sdk's own look-ups; ours go to the handler
+    ws.add_pat("dapi-x")
+    p = Predictor.from_endpoint("iris", host=ws.url, token="dapi-x", http_transport=httpx.MockTransport(handler))
+    with pytest.raises(PermissionDeniedError, match="no access to iris") as info:
+        p.endpoint_state()
+    assert info.value.status_code == 403
+    assert [r.url.path for r in seen] == ["/api/2.0/serving-endpoints/iris"]  # a 403 is not retried
+    p.close()

@@ -41,7 +41,7 @@ async def resolve(p: Predictor) -> tuple[Kind, Format | None]:
         from .._schema.signatures import get_endpoint
 
         try:
-            endpoint_task = (await get_endpoint(p._transport.client(), p.host, p.endpoint, p._sender.auth)).get("task")
+            endpoint_task = (await get_endpoint(p._workspace_api(), p.endpoint)).get("task")
         except Exception as err:  # the next sources decide; the call itself reports a dead endpoint
             log.debug("reading endpoint %s for its task failed: %s", p.endpoint, err)
     signature = None
