@@ -188,14 +188,14 @@ def delta(text: str) -> dict[str, Any]:
 
 def agent(handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any) -> Predictor:
     p = Predictor.from_endpoint(url=URL, http_transport=httpx.MockTransport(handler), validate=False, **kwargs)
-    p._chat_kind = ("chat", "responses")  # what the endpoint's task would say (tested above)
+    p._learned.chat_kind = ("chat", "responses")  # what the endpoint's task would say (tested above)
     return p
 
 
 def chat_predictor(transport: Any, **kwargs: Any) -> Predictor:
     """An agent Predictor over a ``Transport`` of the test's own (to patch its sleep)."""
     p = Predictor(url=URL, transport=transport, validate=False, **kwargs)
-    p._chat_kind = ("chat", "responses")
+    p._learned.chat_kind = ("chat", "responses")
     return p
 
 
