@@ -507,7 +507,7 @@ def portable(p: Predictor) -> Portable:
     from ._http.auth import bearer_token
     from ._pickling import Portable, Secret
 
-    token = _sync.run(bearer_token(p._sender.auth))
+    token = bearer_token(p._sender.auth)
     # Direct mode reads the identity from the model it loads anyway.
     identity = p._identity if p.mode == "endpoint" else None
     return Portable(p._settings, None if token is None else Secret(token), identity)

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .._exceptions import ConfigurationError
-from .sync import SingleFlight
+from .sync import SingleFlight, run
 
 __all__ = [
     "Auth", "AuthFlow", "NoAuth", "TokenAuth", "WorkspaceAuth", "auth_flow", "bearer_token", "check_secure_url",
@@ -208,7 +208,7 @@ class WorkspaceAuth(AuthFlow):
     __str__ = __repr__
 
 
-async def bearer_token(auth: Auth) -> str | None:
+def bearer_token(auth: Auth) -> str | None:
     """The bearer token ``auth`` sends now, to ship to another process (a pickled Predictor):
     a static token as is, a workspace credential's current access token (never an OAuth client
     secret); ``None`` without credentials. Other credentials cannot travel: ``ConfigurationError``."""
@@ -217,7 +217,7 @@ async def bearer_token(auth: Auth) -> str | None:
     if isinstance(auth, TokenAuth):
         return auth._token
     if isinstance(auth, WorkspaceAuth):
-        header = (await auth.headers()).get("Authorization", "")
+        header = run(auth.headers()).get("Authorization", "")
         return header.removeprefix("Bearer ") if header.startswith("Bearer ") else None
     raise ConfigurationError(f"a Predictor with {type(auth).__name__} credentials cannot be pickled")
 
