@@ -299,3 +299,25 @@ def test_an_endpoint_lookup_refused_is_a_typed_error_not_an_httpx_one(workspace)
     assert info.value.status_code == 403
     assert [r.url.path for r in seen] == ["/api/2.0/serving-endpoints/iris"]  # a 403 is not retried
     p.close()
+
+
+async def test_an_endpoint_lookup_is_retried_like_a_prediction_and_refreshes_on_401():
+    """Look-ups go through the one request method: a 503 is retried with the transport's sleep and a
+    401 refreshes the credential once (the GET copy had no retries and a 401 handling of its own)."""
+    auth = CountingAuth()
+    mock, seen = scripted(
+        httpx.Response(503, headers={"Retry-After": "3"}, text="busy"),
+        httpx.Response(401, json={"message": "expired"}),
+        httpx.Response(200, json={"name": "iris", "state": {"ready": "READY", "config_update": "NOT_UPDATING"}}),
+    )
+    sleeps = Sleeps()
+    p = Predictor(endpoint="iris", url=URL, host="http://127.0.0.1:9", validate=False, auth=auth,
+                  transport=Transport(timeout=httpx.Timeout(5.0), transport=mock, sleep=sleeps))
+    assert await p.aendpoint_state() == {"ready": "READY", "config_update": "NOT_UPDATING"}
+    assert sleeps.waits == [3.0] and auth.refreshes == 1
+    assert [(r.method, r.url.path, r.headers["Authorization"]) for r in seen] == [
+        ("GET", "/api/2.0/serving-endpoints/iris", "Bearer tok-1"),
+        ("GET", "/api/2.0/serving-endpoints/iris", "Bearer tok-1"),
+        ("GET", "/api/2.0/serving-endpoints/iris", "Bearer tok-2"),
+    ]
+    await p.aclose()
