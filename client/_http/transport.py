@@ -2,7 +2,9 @@
 (httpx's auth flow), timeouts. Predictions, chat answers and streams, and endpoint lookups all
 go through :meth:`Transport.request`.
 
-Transport errors are translated to our exception tree here, and only here.
+Transport errors are translated to our exception tree here, and only here. (A stream's body is
+read after its request succeeded: a break there is the stream's to report, with how much arrived;
+see ``client/_chat/_stream.py``.)
 """
 
 from __future__ import annotations
