@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
@@ -15,7 +16,8 @@ from ._http import sync as _sync
 from ._http.auth import Auth, NoAuth, TokenAuth, check_secure_url
 from ._http.batching import Batching
 from ._http.sending import Call, ProgressCallback, Sender
-from ._http.transport import RetryConfig, Transport
+from ._http.transport import Transport, WorkspaceApi
+from ._settings import NOT_GIVEN, Identity, Learned, ModelHandle, Settings, as_batching, as_timeout
 from ._tracing import make_tracer
 
 if TYPE_CHECKING:  # pydantic's model machinery loads with the first result, not with the import
@@ -23,21 +25,11 @@ if TYPE_CHECKING:  # pydantic's model machinery loads with the first result, not
 
 if TYPE_CHECKING:
     from ._chat import AsyncChatStream, ChatResult, ChatStream
+    from ._pickling import Portable
+
+__all__ = ["NOT_GIVEN", "Predictor", "portable", "restore"]
 
 log = logging.getLogger(__name__)
-
-
-class _NotGiven:
-    """Sentinel for "not given", so that ``None`` can mean "off" (no timeout, no budget)."""
-
-    def __repr__(self) -> str:
-        return "NOT_GIVEN"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-NOT_GIVEN: Any = _NotGiven()
 
 class Predictor:
     """Typed predictions from a Unity Catalog model, validated against its signature.
@@ -56,48 +48,57 @@ class Predictor:
     """
 
     def __init__(
-        self,
-        *,
-        endpoint: str | None = None,
-        url: str | None = None,
-        model_uri: str | None = None,
-        registry_uri: str | None = None,
-        host: str | None = None,
-        auth: Auth | None = None,
-        direct: Any = None,
-        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT,
-        transport: Transport | None = None,
-        validate: bool = True,
-        batching: Batching | bool = True,
-        allow_insecure_http: bool = False,
-        tracing: bool | None = None,
+        self, settings: Settings | None = None, *, auth: Auth | None = None, transport: Transport | None = None,
+        **changes: Any,
     ) -> None:
-        # Use the classmethods; this signature is not part of the contract.
-        self.endpoint = endpoint
-        self.url = url
-        self.model_uri = model_uri
-        self.registry_uri = registry_uri
-        self.host = host
-        self.validate = validate
-        self._direct = direct
-        self._timeout = _as_timeout(timeout)
-        self._retry = RetryConfig(max_retries=max_retries, total_timeout=total_timeout)
-        self._transport = transport or Transport(timeout=self._timeout)
-        self._allow_insecure_http = allow_insecure_http
+        # Use the classmethods; this signature is not part of the contract. ``changes`` are
+        # Settings fields (``Predictor(url=..., validate=False)``), applied over ``settings``.
+        self._settings = replace(settings or Settings(), **changes) if changes else (settings or Settings())
+        s = self._settings
+        self._direct: Any = None
+        if s.direct:
+            from ._direct import DirectModel
+
+            assert s.model_uri is not None
+            self._direct = DirectModel(s.model_uri, s.registry_uri)
+        self._transport = transport or Transport(timeout=s.timeout)
         # The credentials live in the Sender only: with_user_token swaps the Sender, and the
         # signature and endpoint-state lookups read them from there too.
-        self._sender = Sender(url=url, auth=auth or NoAuth(), transport=self._transport, direct=direct,
-                              batching=_as_batching(batching))
-        self._signature: Signature | None = None
-        self._signature_loaded = False
-        self._signature_flight: _sync.SingleFlight[None] = _sync.SingleFlight()  # any loop may wait on it
-        self._model_name: str | None = None
-        self._model_version: str | None = None
-        self._model_run_id: str | None = None
-        self._tracer = make_tracer(tracing)
-        self._chat_kind: tuple[str, str | None] | None = None  # (kind, chat format), found by client/_chat
+        self._sender = Sender(url=s.url, auth=auth or NoAuth(), transport=self._transport, direct=self._direct,
+                              batching=s.batching)
+        self._identity: Identity | None = None  # the signature and version, once loaded
+        self._identity_flight: _sync.SingleFlight[None] = _sync.SingleFlight()  # any loop may wait on it
+        self._tracer = make_tracer(s.tracing)
+        self._learned = Learned()  # what client/_chat finds once (the kind)
+
+    @property
+    def settings(self) -> Settings:
+        """What this Predictor was built with (frozen; pickling ships exactly this)."""
+        return self._settings
+
+    @property
+    def endpoint(self) -> str | None:
+        return self._settings.endpoint
+
+    @property
+    def url(self) -> str | None:
+        return self._settings.url
+
+    @property
+    def model_uri(self) -> str | None:
+        return self._settings.model_uri
+
+    @property
+    def registry_uri(self) -> str | None:
+        return self._settings.registry_uri
+
+    @property
+    def host(self) -> str | None:
+        return self._settings.host
+
+    @property
+    def validate(self) -> bool:
+        return self._settings.validate
 
     # -- constructors ------------------------------------------------------------------
 
@@ -144,8 +145,10 @@ class Predictor:
         """
         if (name is None) == (url is None):
             raise ConfigurationError("give exactly one of an endpoint name or a url")
-        if max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
+        settings = Settings(endpoint=name, url=url, model_uri=model_uri, registry_uri=registry_uri, host=host,
+                            timeout=as_timeout(timeout), max_retries=max_retries, total_timeout=total_timeout,
+                            validate=validate, batching=as_batching(batching),
+                            allow_insecure_http=allow_insecure_http, tracing=tracing)
         auth: Auth
         if name is not None:
             from ._http.auth import workspace_auth
@@ -164,22 +167,8 @@ class Predictor:
         assert url is not None
         if not isinstance(auth, NoAuth) and not allow_insecure_http:
             check_secure_url(url)
-        return cls(
-            endpoint=name,
-            url=url,
-            model_uri=model_uri,
-            registry_uri=registry_uri,
-            host=host,
-            auth=auth,
-            timeout=timeout,
-            max_retries=max_retries,
-            total_timeout=total_timeout,
-            transport=Transport(timeout=_as_timeout(timeout), transport=http_transport),
-            validate=validate,
-            batching=batching,
-            allow_insecure_http=allow_insecure_http,
-            tracing=tracing,
-        )
+        settings = replace(settings, url=url, host=host)
+        return cls(settings, auth=auth, transport=Transport(timeout=settings.timeout, transport=http_transport))
 
     @classmethod
     def from_model(
@@ -195,13 +184,12 @@ class Predictor:
             p = Predictor.from_model("models:/main.default.iris@champion")
             p.predict({"sepal length (cm)": [5.1], ...}).model_version   # "1"
         """
-        from ._direct import DirectModel
         from ._schema.signatures import parse_model_uri
 
         parse_model_uri(model_uri)  # fail now, not at the first call
         # No total_timeout: nothing goes over a network, and a large model's first load may be slow.
-        return cls(model_uri=model_uri, registry_uri=registry_uri, direct=DirectModel(model_uri, registry_uri),
-                   validate=validate, batching=batching, total_timeout=None, tracing=tracing)
+        return cls(Settings(model_uri=model_uri, registry_uri=registry_uri, direct=True, validate=validate,
+                            batching=as_batching(batching), total_timeout=None, tracing=tracing))
 
     def with_user_token(self, user_token: str) -> Predictor:
         """The same endpoint and connection pool, authenticating as a signed-in user."""
@@ -213,7 +201,7 @@ class Predictor:
             auth: Auth = workspace_auth(host=self.host, user_token=user_token)
         else:
             auth = TokenAuth(user_token)
-        if self.url is not None and not self._allow_insecure_http:
+        if self.url is not None and not self._settings.allow_insecure_http:
             check_secure_url(self.url)
         clone = object.__new__(Predictor)
         clone.__dict__.update(self.__dict__)
@@ -225,17 +213,17 @@ class Predictor:
     @property
     def model_name(self) -> str | None:
         """Registered model name, once the signature has been fetched (or the model loaded)."""
-        return self._model_name
+        return self._identity.name if self._identity is not None else None
 
     @property
     def model_version(self) -> str | None:
         """Registered model version, once the signature has been fetched (or the model loaded)."""
-        return self._model_version
+        return self._identity.version if self._identity is not None else None
 
     @property
     def model_run_id(self) -> str | None:
         """The MLflow run that logged the model version, once known (as for :attr:`model_name`)."""
-        return self._model_run_id
+        return self._identity.run_id if self._identity is not None else None
 
     async def aendpoint_state(self) -> dict[str, str] | None:
         """The serving endpoint's state as the workspace reports it, e.g.
@@ -249,7 +237,7 @@ class Predictor:
             return None
         from ._schema.signatures import get_endpoint
 
-        detail = await get_endpoint(self._transport.client(), self.host, self.endpoint, self._sender.auth)
+        detail = await get_endpoint(self._workspace_api(), self.endpoint)
         state = detail.get("state")
         return {str(k): str(v) for k, v in state.items()} if isinstance(state, dict) else None
 
@@ -257,45 +245,51 @@ class Predictor:
         """Sync :meth:`aendpoint_state`."""
         return _sync.run(self.aendpoint_state())
 
+    def _handle(self) -> ModelHandle:
+        """What the chat code is handed (see ``client._settings.ModelHandle``)."""
+        return ModelHandle(self._settings, self._transport, self._sender.auth, self._direct, self._aget_identity,
+                           lambda: self._identity or Identity(), self._learned)
+
+    def _workspace_api(self) -> WorkspaceApi:
+        api = self._handle().workspace_api()
+        assert api is not None
+        return api
+
     @property
     def mode(self) -> Literal["endpoint", "direct"]:
-        return "direct" if self._direct is not None else "endpoint"
+        return self._settings.mode
 
     async def aget_signature(self) -> Signature | None:
         """The model's signature (fetched once, then cached); ``None`` if it has none."""
-        while not self._signature_loaded:  # a clone may have shared a flight that loaded the original's
-            await self._signature_flight.run(self._load_signature_once)
-        return self._signature
-
-    async def _load_signature_once(self) -> None:
-        if not self._signature_loaded:
-            await self._load_signature()
-            self._signature_loaded = True
+        return (await self._aget_identity()).signature
 
     def get_signature(self) -> Signature | None:
         return _sync.run(self.aget_signature())
 
-    async def _load_signature(self) -> None:
+    async def _aget_identity(self) -> Identity:
+        while self._identity is None:  # a clone may have shared a flight that loaded the original's
+            await self._identity_flight.run(self._load_identity_once)
+        return self._identity
+
+    async def _load_identity_once(self) -> None:
+        if self._identity is None:
+            self._identity = await self._load_identity()
+
+    async def _load_identity(self) -> Identity:
         if self._direct is not None:
             await self._direct.load()
-            self._signature = self._direct.signature
-            self._model_name, self._model_version = self._direct.name, self._direct.version
-            self._model_run_id = self._direct.run_id
-            return
+            d = self._direct
+            return Identity(d.signature, d.name, d.version, d.run_id)
         from ._schema import signatures as _signatures
 
         if self.model_uri is not None:
             sig, ref = await _signatures.from_registry(self.model_uri, self.registry_uri)
         elif self.endpoint is not None and self.host is not None:
-            sig, ref = await _signatures.from_endpoint(
-                self._transport.client(), self.host, self.endpoint, self._sender.auth, self.registry_uri
-            )
+            sig, ref = await _signatures.from_endpoint(self._workspace_api(), self.endpoint, self.registry_uri)
         else:
             log.warning("no model_uri for %s: predictions are sent unvalidated", self.url)
-            sig, ref = None, None
-        self._signature = sig
-        if ref is not None:
-            self._model_name, self._model_version, self._model_run_id = ref.name, ref.version, ref.run_id
+            return Identity()
+        return Identity(sig) if ref is None else Identity(sig, ref.name, ref.version, ref.run_id)
 
     # -- prediction ---------------------------------------------------------------------
 
@@ -330,20 +324,19 @@ class Predictor:
         self._transport.check_open()  # a closed Predictor never opens a new pool
         started = time.perf_counter()
         started_ns = time.time_ns()
-        retry = self._retry if max_retries is NOT_GIVEN else RetryConfig(max_retries, self._retry.total_timeout)
+        retry, http_timeout = self._settings.for_call(timeout, max_retries)
         budget = retry.start()  # total_timeout counts from here: the signature's fetch included
-        await budget.bound(refuse_chat(self))
+        await budget.bound(refuse_chat(self._handle()))
         signature = await budget.bound(self.aget_signature()) if self.validate else None
         validated = validate(signature, inputs, params)
         request_id = {} if client_request_id is None else {"client_request_id": _checked_request_id(client_request_id)}
-        call = Call(validated, retry, self._timeout if timeout is NOT_GIVEN else _as_timeout(timeout), budget,
-                    **request_id)
+        call = Call(validated, retry, http_timeout, budget, **request_id)
         try:
             share = await self._sender.send(call, on_progress)
         except Exception as err:
             if self._tracer is not None:
                 self._tracer.record_error(err, validated, started_ns, {
-                    "mode": self.mode, "model_name": self._model_name, "model_version": self._model_version,
+                    "mode": self.mode, "model_name": self.model_name, "model_version": self.model_version,
                     "endpoint": self.endpoint, "client_request_id": call.client_request_id})
             raise
         from ._types import PredictionResult
@@ -351,8 +344,8 @@ class Predictor:
         result = PredictionResult(
             predictions=share.predictions,
             mode=self.mode,
-            model_name=self._model_name,
-            model_version=self._model_version,
+            model_name=self.model_name,
+            model_version=self.model_version,
             served_model_name=share.served_model_name,
             endpoint=self.endpoint,
             request_id=share.request_id,
@@ -401,7 +394,7 @@ class Predictor:
         """Async :attr:`kind`."""
         from ._chat._api import resolve
 
-        return (await resolve(self))[0]
+        return (await resolve(self._handle()))[0]
 
     async def achat(
         self,
@@ -423,7 +416,8 @@ class Predictor:
         """
         from ._chat._api import achat
 
-        return await achat(self, messages, custom_inputs=custom_inputs, timeout=timeout, max_retries=max_retries)
+        return await achat(self._handle(), messages, custom_inputs=custom_inputs, timeout=timeout,
+                           max_retries=max_retries)
 
     def chat(
         self,
@@ -453,7 +447,7 @@ class Predictor:
         """
         from ._chat._api import astream
 
-        return astream(self, messages, custom_inputs=custom_inputs, timeout=timeout, max_retries=max_retries)
+        return astream(self._handle(), messages, custom_inputs=custom_inputs, timeout=timeout, max_retries=max_retries)
 
     def stream(
         self,
@@ -494,9 +488,7 @@ class Predictor:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as settings (see ``_pickling``): another process builds its own pool and model."""
-        from ._pickling import rebuild, settings_of
-
-        return (rebuild, (settings_of(self),))
+        return (restore, (portable(self),))
 
     def __repr__(self) -> str:
         target = self.model_uri if self._direct is not None else (self.endpoint or self.url)
@@ -509,15 +501,23 @@ def _checked_request_id(value: object) -> str:
     return value
 
 
-def _as_batching(batching: Batching | bool) -> Batching | None:
-    if isinstance(batching, Batching):
-        return batching
-    return Batching() if batching else None
+def portable(p: Predictor) -> Portable:
+    """What ``p`` pickles as: its settings, its credential as a bearer token, and (endpoint mode)
+    the signature it has loaded, so another process need not ask the registry again."""
+    from ._http.auth import bearer_token
+    from ._pickling import Portable, Secret
+
+    token = bearer_token(p._sender.auth)
+    # Direct mode reads the identity from the model it loads anyway.
+    identity = p._identity if p.mode == "endpoint" else None
+    return Portable(p._settings, None if token is None else Secret(token), identity)
 
 
-def _as_timeout(timeout: httpx.Timeout | float | None) -> httpx.Timeout:
-    if isinstance(timeout, httpx.Timeout):
-        return timeout
-    if timeout is None:  # None means off
-        return httpx.Timeout(None)
-    return httpx.Timeout(timeout, connect=min(timeout, DEFAULT_TIMEOUT.connect or timeout))
+def restore(shipped: Portable) -> Predictor:
+    """A new Predictor from what :func:`portable` shipped: its own connection pool, its model
+    loaded on first use."""
+    auth: Auth = TokenAuth(shipped.token.get()) if shipped.token is not None else NoAuth()
+    p = Predictor(shipped.settings, auth=auth)
+    if shipped.identity is not None:
+        p._identity = shipped.identity
+    return p

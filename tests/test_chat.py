@@ -188,7 +188,14 @@ def delta(text: str) -> dict[str, Any]:
 
 def agent(handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any) -> Predictor:
     p = Predictor.from_endpoint(url=URL, http_transport=httpx.MockTransport(handler), validate=False, **kwargs)
-    p._chat_kind = ("chat", "responses")  # what the endpoint's task would say (tested above)
+    p._learned.chat_kind = ("chat", "responses")  # what the endpoint's task would say (tested above)
+    return p
+
+
+def chat_predictor(transport: Any, **kwargs: Any) -> Predictor:
+    """An agent Predictor over a ``Transport`` of the test's own (to patch its sleep)."""
+    p = Predictor(url=URL, transport=transport, validate=False, **kwargs)
+    p._learned.chat_kind = ("chat", "responses")
     return p
 
 
@@ -367,3 +374,42 @@ def test_chat_pages_send_only_real_turns_and_explain_errors_readably() -> None:
     cut = StreamInterruptedError("x", timed_out=True, events_received=3, text_received=12)
     assert "cut off" in chat_error_text(cut) and "12 characters" in chat_error_text(cut)
     assert "model reported an error" in chat_error_text(StreamEventError("boom"))
+
+
+# --- defects of the chat's own request copy (it now goes through the transport's one request) --
+
+
+def test_nan_in_a_chat_request_is_refused_before_sending() -> None:
+    """Chat encoded with plain ``json.dumps``, so NaN went out as the non-JSON token ``NaN``."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"output": []})
+
+    p = agent(handler)
+    with pytest.raises(SchemaValidationError, match="NaN"):
+        p.chat("hi", custom_inputs={"threshold": float("nan")})
+    with pytest.raises(SchemaValidationError, match="NaN"):
+        [d for d in p.stream("hi", custom_inputs={"threshold": float("inf")})]
+    assert seen == []
+
+
+async def test_a_chat_retry_waits_with_the_transports_sleep() -> None:
+    """The chat copy of the retry loop slept with ``asyncio.sleep``, not the transport's injected sleep."""
+    from client._http.transport import Transport
+
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    answers = [httpx.Response(503, headers={"Retry-After": "7"}, json={"message": "busy"}),
+               httpx.Response(200, json={"output": [{"type": "message", "id": "m", "role": "assistant",
+                                                     "content": [{"type": "output_text", "text": "ok"}]}]})]
+    transport = Transport(timeout=httpx.Timeout(5.0), sleep=sleep,
+                          transport=httpx.MockTransport(lambda r: answers.pop(0)))
+    p = chat_predictor(transport, max_retries=2)
+    reply = await p.achat("hi")
+    assert reply.text == "ok" and waits == [7.0]
+    await p.aclose()

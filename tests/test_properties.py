@@ -29,6 +29,7 @@ from test_schema import JSON_VALUES, deliberately_stricter
 from client import Predictor, SchemaValidationError
 from client._constants import MAX_PAYLOAD_BYTES
 from client._schema.validate import validate
+from client._settings import Identity
 from client._types import ColumnSpec, ParamSpec, Signature
 
 TYPES = ["boolean", "integer", "long", "float", "double", "string", "datetime"]
@@ -233,7 +234,7 @@ def test_validator_raises_only_schema_errors_and_sends_nothing_for_them() -> Non
         st.sampled_from(["p", "q", "r"]), wild, max_size=2)))
     def check(signature: Signature, inputs: Any, params: Any) -> None:
         cases["n"] += 1
-        p._signature, p._signature_loaded = signature, True
+        p._identity = Identity(signature)
         before = len(sent)
         try:
             p.predict(inputs, params)
@@ -324,7 +325,7 @@ class Recorder:
 def _predictor(rec: Recorder, signature: Signature | None, **kwargs: Any) -> Predictor:
     p = Predictor.from_endpoint(url="http://127.0.0.1:9/invocations", http_transport=httpx.MockTransport(rec),
                                 max_retries=0, **kwargs)
-    p._signature, p._signature_loaded = signature, True
+    p._identity = Identity(signature)
     return p
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +19,7 @@ from workspace_standin import Endpoint, WorkspaceStandin, workspace  # noqa: F40
 import client._schema.signatures as sigs
 from client._exceptions import ConfigurationError, NotFoundError, PredictorError
 from client._http.auth import TokenAuth
+from client._http.transport import RetryConfig, Transport, WorkspaceApi
 from client._schema.openapi import load_openapi
 from client._schema.signatures import ModelRef, from_endpoint, from_registry, parse_model_uri, signature_from_openapi
 
@@ -292,6 +296,16 @@ def test_tensor_bodies() -> None:
     assert signature_from_openapi(doc_with({"inputs": {"type": "string"}})) is None
 
 
+@contextlib.asynccontextmanager
+async def api(ws: WorkspaceStandin, auth: Any) -> AsyncIterator[WorkspaceApi]:
+    """The stand-in's REST API through a transport of its own (no retries: a refusal is final)."""
+    transport = Transport(timeout=httpx.Timeout(30.0))
+    try:
+        yield WorkspaceApi(transport, ws.url, auth, RetryConfig(0, None), httpx.Timeout(30.0))
+    finally:
+        await transport.aclose()
+
+
 @pytest.fixture
 def ws(workspace) -> WorkspaceStandin:  # noqa: F811
     w = workspace()
@@ -301,8 +315,8 @@ def ws(workspace) -> WorkspaceStandin:  # noqa: F811
 
 async def test_from_endpoint_via_openapi(ws: WorkspaceStandin) -> None:
     ws.add_endpoint(Endpoint("tiny", entity_version="7", openapi=OPENAPI_RECORDS))
-    async with httpx.AsyncClient() as http:
-        sig, ref = await from_endpoint(http, ws.url, "tiny", TokenAuth(PAT))
+    async with api(ws, TokenAuth(PAT)) as http:
+        sig, ref = await from_endpoint(http, "tiny")
     assert sig is not None and [c.name for c in sig.columns] == ["x", "n", "name"]
     assert ref == ModelRef("main.default.tiny", "7")
     assert ("GET", "/api/2.0/serving-endpoints/tiny/openapi") in ws.requests
@@ -320,8 +334,8 @@ async def test_from_endpoint_via_served_entity(
         return registry if explicit == "databricks-uc" else real(explicit)
 
     monkeypatch.setattr(sigs, "resolve_registry_uri", resolve)
-    async with httpx.AsyncClient() as http:
-        sig, ref = await from_endpoint(http, ws.url, "tiny", TokenAuth(PAT))
+    async with api(ws, TokenAuth(PAT)) as http:
+        sig, ref = await from_endpoint(http, "tiny")
     assert seen == ["databricks-uc"]
     assert (ref.name, ref.version) == ("main.default.tiny", "2") and ref.run_id
     assert sig is not None and [c.name for c in sig.columns] == ["x", "name", "n"]
@@ -329,12 +343,12 @@ async def test_from_endpoint_via_served_entity(
 
 async def test_from_endpoint_gives_up_cleanly(ws: WorkspaceStandin, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="client._schema.signatures")
-    async with httpx.AsyncClient() as http:
-        sig, ref = await from_endpoint(http, ws.url, "absent", TokenAuth(PAT))
+    async with api(ws, TokenAuth(PAT)) as http:
+        sig, ref = await from_endpoint(http, "absent")
         assert (sig, ref) == (None, ModelRef(None, None))
         assert any("absent" in r.getMessage() for r in caplog.records)
         # A refused token: still no exception, still a warning, and the token is not logged.
-        sig, ref = await from_endpoint(http, ws.url, "absent", TokenAuth("wrong-token-SENTINEL"))
+        sig, ref = await from_endpoint(replace(http, auth=TokenAuth("wrong-token-SENTINEL")), "absent")
         assert sig is None
     assert all("wrong-token-SENTINEL" not in r.getMessage() for r in caplog.records)
 
@@ -356,8 +370,8 @@ async def test_from_endpoint_refreshes_once_on_401(ws: WorkspaceStandin) -> None
             return True
 
     auth = Flaky()
-    async with httpx.AsyncClient() as http:
-        sig, _ = await from_endpoint(http, ws.url, "tiny", auth)
+    async with api(ws, auth) as http:
+        sig, _ = await from_endpoint(http, "tiny")
     assert sig is not None and auth.refreshes == 1
 
 
@@ -383,8 +397,8 @@ async def test_from_endpoint_reads_the_documented_document_for_its_served_entity
     doc = with_second_model(documented())
     ws.add_endpoint(Endpoint("ab", entity_name="main.default.iris", entity_version="2", served_model_name="iris-2",
                              openapi=doc))
-    async with httpx.AsyncClient() as http:
-        sig, ref = await from_endpoint(http, ws.url, "ab", TokenAuth(PAT))
+    async with api(ws, TokenAuth(PAT)) as http:
+        sig, ref = await from_endpoint(http, "ab")
     assert sig is not None and [c.name for c in sig.columns][-1] == "petal ratio"
     assert ref == ModelRef("main.default.iris", "2")
     contents = WorkspaceClient(host=ws.url, token=PAT).serving_endpoints.get_open_api("ab").contents

@@ -41,20 +41,21 @@ def test_a_predictor_pickles_as_its_settings_with_the_token_only_in_memory():
     p = Predictor.from_endpoint(url="https://example.test/invocations", token="dapi-s3cret", max_retries=7,
                                 timeout=12.0, model_uri=IRIS)
     clone = pickle.loads(pickle.dumps(p))
-    assert (clone.url, clone.model_uri, clone._retry.max_retries) == (p.url, IRIS, 7)
-    assert clone._timeout.read == 12.0
+    assert (clone.url, clone.model_uri, clone.settings.max_retries) == (p.url, IRIS, 7)
+    assert clone.settings.timeout.read == 12.0 and clone.settings == p.settings
     assert clone._transport is not p._transport and clone._sender.auth._token == "dapi-s3cret"
-    from client._pickling import settings_of
+    from client._predictor import portable
 
-    assert "s3cret" not in repr(settings_of(p)) and "s3cret" not in str(settings_of(p).token)
-    assert not clone._signature_loaded  # nothing fetched yet: nothing shipped
+    assert "s3cret" not in repr(portable(p)) and "s3cret" not in str(portable(p).token)
+    assert clone._identity is None  # nothing fetched yet: nothing shipped
 
 
 def test_a_fetched_signature_travels_with_the_predictor(registry_uri: str):
     p = Predictor.from_endpoint(url="http://127.0.0.1:9/invocations", model_uri=IRIS, registry_uri=registry_uri)
     signature = p.get_signature()
     clone = pickle.loads(pickle.dumps(p))
-    assert clone._signature_loaded and clone._signature == signature and clone.model_version == p.model_version
+    assert clone._identity is not None and clone._identity.signature == signature
+    assert clone.model_version == p.model_version
     from client import SchemaValidationError
 
     with pytest.raises(SchemaValidationError, match="missing value"):  # validated with it; nothing sent
@@ -77,12 +78,12 @@ def test_a_worker_builds_one_predictor_per_job_and_loads_the_model_once(registry
     copy of the job) share one Predictor and one loaded model."""
     import pandas as pd
 
-    from client._pickling import settings_of
-    from client.spark._score import Job
+    from client._predictor import portable
+    from client.spark._job import Job
     from client.spark._worker import _worker_predictor, score_partition
 
     p = Predictor.from_model(IRIS, registry_uri=registry_uri)
-    job = Job(key="job-1", settings=settings_of(p), columns=COLUMNS, params=None,
+    job = Job(key="job-1", settings=portable(p), columns=COLUMNS, params=None,
                batch_rows=None, concurrency=1, fail_on_error=False, out_type=prediction_type(p.get_signature()),
                prediction_col="prediction", error_col="prediction_error")
     frame = pd.DataFrame([dict.fromkeys(COLUMNS, 1.0), {**dict.fromkeys(COLUMNS, 1.0), COLUMNS[2]: None}])

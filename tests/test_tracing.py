@@ -307,3 +307,18 @@ def test_a_process_that_traced_writes_every_trace_before_it_exits(experiment, re
     assert run.returncode == 0, run.stderr[-3000:]
     assert len(traces(experiment)) == 20
     assert "not written" not in run.stderr
+
+
+@pytest.mark.slow
+def test_a_pickled_predictor_keeps_tracing_on(experiment, scoring_server):
+    """The pickled settings had no ``tracing``: a ``Predictor(tracing=True)`` came back untraced."""
+    import pickle
+
+    for p in (Predictor.from_endpoint(url=f"{scoring_server}/invocations", model_uri=IRIS, tracing=True),
+              Predictor.from_model(IRIS, tracing=True)):
+        clone = pickle.loads(pickle.dumps(p))
+        result = clone.predict([ROW])
+        assert result.trace_id, f"{clone!r} lost tracing in the pickle"
+        assert result.trace_id in {t.info.trace_id for t in traces(experiment)}
+        clone.close()
+        p.close()

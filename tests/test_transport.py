@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from workspace_standin import workspace  # noqa: F401  (fixture)
 
 from client import (
     APIConnectionError,
@@ -278,3 +279,45 @@ async def test_a_call_in_flight_at_close_fails_and_is_not_resent_on_a_new_pool()
     with pytest.raises(PredictorClosedError):
         await call
     assert len(seen) == 1  # the 503 was not retried on a pool opened after close
+
+
+def test_an_endpoint_lookup_refused_is_a_typed_error_not_an_httpx_one(workspace):  # noqa: F811
+    """``endpoint_state()`` on a 403 raised a bare ``httpx.HTTPStatusError``, outside the error tree."""
+    from client import PermissionDeniedError
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(403, json={"error_code": "PERMISSION_DENIED", "message": "no access to iris"})
+
+    ws = workspace()  # the stand-in answers databricks-sdk's own look-ups; ours go to the handler
+    ws.add_pat("dapi-x")
+    p = Predictor.from_endpoint("iris", host=ws.url, token="dapi-x", http_transport=httpx.MockTransport(handler))
+    with pytest.raises(PermissionDeniedError, match="no access to iris") as info:
+        p.endpoint_state()
+    assert info.value.status_code == 403
+    assert [r.url.path for r in seen] == ["/api/2.0/serving-endpoints/iris"]  # a 403 is not retried
+    p.close()
+
+
+async def test_an_endpoint_lookup_is_retried_like_a_prediction_and_refreshes_on_401():
+    """Look-ups go through the one request method: a 503 is retried with the transport's sleep and a
+    401 refreshes the credential once (the GET copy had no retries and a 401 handling of its own)."""
+    auth = CountingAuth()
+    mock, seen = scripted(
+        httpx.Response(503, headers={"Retry-After": "3"}, text="busy"),
+        httpx.Response(401, json={"message": "expired"}),
+        httpx.Response(200, json={"name": "iris", "state": {"ready": "READY", "config_update": "NOT_UPDATING"}}),
+    )
+    sleeps = Sleeps()
+    p = Predictor(endpoint="iris", url=URL, host="http://127.0.0.1:9", validate=False, auth=auth,
+                  transport=Transport(timeout=httpx.Timeout(5.0), transport=mock, sleep=sleeps))
+    assert await p.aendpoint_state() == {"ready": "READY", "config_update": "NOT_UPDATING"}
+    assert sleeps.waits == [3.0] and auth.refreshes == 1
+    assert [(r.method, r.url.path, r.headers["Authorization"]) for r in seen] == [
+        ("GET", "/api/2.0/serving-endpoints/iris", "Bearer tok-1"),
+        ("GET", "/api/2.0/serving-endpoints/iris", "Bearer tok-1"),
+        ("GET", "/api/2.0/serving-endpoints/iris", "Bearer tok-2"),
+    ]
+    await p.aclose()

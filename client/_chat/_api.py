@@ -1,7 +1,8 @@
 """What ``Predictor.kind``, ``chat``, ``achat``, ``stream`` and ``astream`` do, kept out of ``_predictor``.
 
-Each function takes the Predictor and reads its transport, auth, retry settings and model
-identity; the wire formats live in ``_formats`` and the streaming in ``_stream``.
+Each function is handed a ``ModelHandle`` (``client._settings``): the settings, the transport,
+the credentials, the model loaded in process and how to learn the model's identity, never the
+Predictor. The wire formats live in ``_formats`` and the streaming in ``_stream``.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .._exceptions import APIResponseValidationError, ConfigurationError, PredictorError
-from .._http.transport import RetryConfig
 from ._formats import parse_response, request_body
 from ._messages import TASK_FORMATS, Format, Kind, detect, validate_messages
 from ._stream import AsyncChatStream, _call_model, _json, direct_source, http_source, last_trace_id, open_response
 from ._types import ChatMessage, ChatResult
 
 if TYPE_CHECKING:
-    from .._predictor import Predictor
+    from .._settings import ModelHandle
     from .._types import Signature
 
 log = logging.getLogger(__name__)
@@ -32,32 +32,35 @@ _task_cache: dict[tuple[str, str, str], str | None] = {}
 _task_lock = threading.Lock()
 
 
-async def resolve(p: Predictor) -> tuple[Kind, Format | None]:
-    """The Predictor's kind and chat format, found once (see ``_messages.detect`` for the order)."""
-    if p._chat_kind is not None:
-        return p._chat_kind  # type: ignore[return-value]  # the Predictor stores what detect() returned
+async def resolve(h: ModelHandle) -> tuple[Kind, Format | None]:
+    """The model's kind and chat format, found once (see ``_messages.detect`` for the order)."""
+    if h.learned.chat_kind is not None:
+        return h.learned.chat_kind  # type: ignore[return-value]  # what detect() returned
+    s = h.settings
     endpoint_task = metadata_task = None
-    if p.endpoint is not None and p.host is not None:
+    if (api := h.workspace_api()) is not None and s.endpoint is not None:
         from .._schema.signatures import get_endpoint
 
         try:
-            endpoint_task = (await get_endpoint(p._transport.client(), p.host, p.endpoint, p._sender.auth)).get("task")
+            endpoint_task = (await get_endpoint(api, s.endpoint)).get("task")
         except Exception as err:  # the next sources decide; the call itself reports a dead endpoint
-            log.debug("reading endpoint %s for its task failed: %s", p.endpoint, err)
-    signature = None
+            log.debug("reading endpoint %s for its task failed: %s", s.endpoint, err)
+    signature = name = version = None
     try:
-        signature = await p.aget_signature()
+        identity = await h.identity()
+        signature, name, version = identity.signature, identity.name, identity.version
     except PredictorError:
         if endpoint_task not in TASK_FORMATS:
             raise
-        log.debug("no signature for chat endpoint %s", p.endpoint, exc_info=True)
+        log.debug("no signature for chat endpoint %s", s.endpoint, exc_info=True)
     if endpoint_task not in TASK_FORMATS:
-        if p._direct is not None:
-            metadata_task = p._direct.task
-        elif p._model_name is not None and p._model_version is not None and _shape_leaves_open(signature):
-            metadata_task = await _registry_task(p.registry_uri, p._model_name, p._model_version, p.endpoint)
-    p._chat_kind = detect(endpoint_task, metadata_task, signature)
-    return p._chat_kind
+        if h.direct is not None:
+            metadata_task = h.direct.task
+        elif name is not None and version is not None and _shape_leaves_open(signature):
+            metadata_task = await _registry_task(s.registry_uri, name, version, s.endpoint)
+    found = detect(endpoint_task, metadata_task, signature)
+    h.learned.chat_kind = found
+    return found
 
 
 def _shape_leaves_open(signature: Signature | None) -> bool:
@@ -97,58 +100,50 @@ def _read_task(registry: str, name: str, version: str) -> str | None:
     return str(task) if task else None
 
 
-async def refuse_chat(p: Predictor) -> None:
+async def refuse_chat(h: ModelHandle) -> None:
     """``predict`` on a chat model: say which method to use instead. With ``validate=False`` the
     caller asked for no lookups, so only an already-known kind is checked."""
-    if not p.validate and p._chat_kind is None:
+    if not h.settings.validate and h.learned.chat_kind is None:
         return
-    kind, _ = await resolve(p)
+    kind, _ = await resolve(h)
     if kind == "chat":
-        raise ConfigurationError(f"{_name(p)} is a chat model: use chat()/achat() or stream()/astream(), not predict()")
+        raise ConfigurationError(
+            f"{h.settings.target} is a chat model: use chat()/achat() or stream()/astream(), not predict()")
 
 
-async def _chat_format(p: Predictor) -> Format:
-    kind, fmt = await resolve(p)
+async def _chat_format(h: ModelHandle) -> Format:
+    kind, fmt = await resolve(h)
     if kind != "chat" or fmt is None:
-        hint = "" if p.model_uri or p.endpoint or p._direct else " (pass model_uri=... so its kind can be read)"
-        raise ConfigurationError(f"{_name(p)} is a {kind} model: use predict()/apredict(), not chat(){hint}")
+        s = h.settings
+        hint = "" if s.model_uri or s.endpoint or s.direct else " (pass model_uri=... so its kind can be read)"
+        raise ConfigurationError(f"{s.target} is a {kind} model: use predict()/apredict(), not chat(){hint}")
     return fmt
 
 
-def _name(p: Predictor) -> str:
-    return str(p.model_uri if p._direct is not None else (p.endpoint or p.model_uri or p.url))
+def _meta(h: ModelHandle, served: str | None = None) -> dict[str, Any]:
+    identity = h.known()
+    return {"mode": h.settings.mode, "endpoint": h.settings.endpoint, "model_name": identity.name,
+            "model_version": identity.version, "served_model_name": served}
 
 
-def _settings(p: Predictor, timeout: Any, max_retries: Any) -> tuple[RetryConfig, httpx.Timeout]:
-    from .._predictor import NOT_GIVEN, _as_timeout
-
-    retry = p._retry if max_retries is NOT_GIVEN else RetryConfig(max_retries, p._retry.total_timeout)
-    return retry, (p._timeout if timeout is NOT_GIVEN else _as_timeout(timeout))
-
-
-def _meta(p: Predictor, served: str | None = None) -> dict[str, Any]:
-    return {"mode": p.mode, "endpoint": p.endpoint, "model_name": p._model_name,
-            "model_version": p._model_version, "served_model_name": served}
-
-
-async def achat(p: Predictor, messages: Any, *, custom_inputs: dict[str, Any] | None, timeout: Any,
+async def achat(h: ModelHandle, messages: Any, *, custom_inputs: dict[str, Any] | None, timeout: Any,
                 max_retries: Any) -> ChatResult:
     conversation = validate_messages(messages)
-    fmt = await _chat_format(p)
+    fmt = await _chat_format(h)
     started = time.perf_counter()
     served = request_id = None
     answer_body: Any
-    if p._direct is not None:
+    if h.direct is not None:
         body = request_body(fmt, conversation, stream=False, custom_inputs=custom_inputs, return_trace=False)
-        model = p._direct.pyfunc
+        model = h.direct.pyfunc
         answer_body, trace_id = await asyncio.to_thread(_call_model, lambda: (model.predict(body), last_trace_id()))
         if isinstance(answer_body, dict) and trace_id:
             answer_body = {**answer_body, "metadata": {**(answer_body.get("metadata") or {}), "trace_id": trace_id}}
     else:
-        retry, http_timeout = _settings(p, timeout, max_retries)
+        retry, http_timeout = h.settings.for_call(timeout, max_retries)
         body = request_body(fmt, conversation, stream=False, custom_inputs=custom_inputs)
-        assert p.url is not None
-        response = await open_response(p._transport, p.url, body, auth=p._sender.auth, retry=retry,
+        assert h.settings.url is not None
+        response = await open_response(h.transport, h.settings.url, body, auth=h.auth, retry=retry,
                                        timeout=http_timeout, stream=False)
         served, request_id = response.headers.get("served-model-name"), response.headers.get("x-request-id")
         answer_body = _json(response)
@@ -159,21 +154,21 @@ async def achat(p: Predictor, messages: Any, *, custom_inputs: dict[str, Any] | 
     return ChatResult(
         text=answer.text, messages=answer.messages, events=answer.events, custom_outputs=answer.custom_outputs,
         trace_id=answer.trace_id, request_id=answer.request_id or request_id,
-        elapsed_ms=(time.perf_counter() - started) * 1000, **_meta(p, served),
+        elapsed_ms=(time.perf_counter() - started) * 1000, **_meta(h, served),
     )
 
 
-def astream(p: Predictor, messages: Any, *, custom_inputs: dict[str, Any] | None, timeout: Any,
+def astream(h: ModelHandle, messages: Any, *, custom_inputs: dict[str, Any] | None, timeout: Any,
             max_retries: Any) -> AsyncChatStream:
     conversation: list[ChatMessage] = validate_messages(messages)  # before anything is sent
     served: dict[str, str | None] = {"served": None, "request_id": None}
 
     def body_for(fmt: Format) -> dict[str, Any]:
-        return request_body(fmt, conversation, stream=p._direct is None, custom_inputs=custom_inputs,
-                            return_trace=p._direct is None)
+        return request_body(fmt, conversation, stream=h.direct is None, custom_inputs=custom_inputs,
+                            return_trace=h.direct is None)
 
-    if p._direct is not None:
-        direct = p._direct
+    if h.direct is not None:
+        direct = h.direct
 
         async def open_direct(fmt: Format) -> Any:
             await direct.load()
@@ -181,17 +176,17 @@ def astream(p: Predictor, messages: Any, *, custom_inputs: dict[str, Any] | None
 
         opener: Callable[[Format], Awaitable[Any]] = open_direct
     else:
-        retry, http_timeout = _settings(p, timeout, max_retries)
+        retry, http_timeout = h.settings.for_call(timeout, max_retries)
 
         def on_response(response: httpx.Response) -> None:
             served["served"] = response.headers.get("served-model-name")
             served["request_id"] = response.headers.get("x-request-id")
 
-        assert p.url is not None
-        opener = http_source(p._transport, p.url, body_for, auth=p._sender.auth, retry=retry, timeout=http_timeout,
+        assert h.settings.url is not None
+        opener = http_source(h.transport, h.settings.url, body_for, auth=h.auth, retry=retry, timeout=http_timeout,
                              on_response=on_response)
 
     def meta() -> dict[str, Any]:
-        return _meta(p, served["served"])
+        return _meta(h, served["served"])
 
-    return AsyncChatStream(lambda: _chat_format(p), opener, meta)
+    return AsyncChatStream(lambda: _chat_format(h), opener, meta)

@@ -19,20 +19,12 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception
 
-from .._exceptions import (
-    APIConnectionError,
-    APIResponseValidationError,
-    APITimeoutError,
-    ModelError,
-    StreamEventError,
-    StreamInterruptedError,
-)
-from .._http import policy as _policy
+from .._exceptions import APIResponseValidationError, ModelError, StreamEventError, StreamInterruptedError
 from .._http import sync as _sync
 from .._http.auth import Auth
-from .._http.transport import RetryConfig, Transport, _log_retry, _stop, _wait
+from .._http.transport import RetryConfig, Transport
+from .._http.wire import encode_body
 from ._formats import Accumulator, EventError, parse_event, parse_response
 from ._messages import Format
 from ._types import ChatDelta, ChatResult
@@ -50,59 +42,16 @@ async def open_response(
     transport: Transport, url: str, body: dict[str, Any], *, auth: Auth, retry: RetryConfig,
     timeout: httpx.Timeout, stream: bool,
 ) -> httpx.Response:
-    """POST ``body``; retry (tenacity, the shared policy) until a 2xx response's headers arrive.
-
-    With ``stream=True`` the body is left unread for the caller, who must close the response.
+    """POST ``body`` through the transport's one request method (retries, auth flow, errors) until
+    a 2xx response's headers arrive. With ``stream=True`` the body is left unread for the caller,
+    who must close the response: a stream is retried only before its first byte.
     """
-    transport.check_open()  # a closed Predictor never opens a new pool
-    content = json.dumps(body).encode()
+    content = encode_body(body)  # as predictions are: NaN and infinities are refused, never sent
     headers = {"Content-Type": "application/json", RETURN_TRACE_HEADER: "true",
                "Accept": "text/event-stream" if stream else "application/json"}
     # total_timeout bounds the wait for the answer to begin (all attempts), not a long stream.
-    budget = retry.start()
-    retrying = AsyncRetrying(stop=_stop(budget), wait=_wait, retry=retry_if_exception(_policy.is_retryable),
-                             before_sleep=_log_retry, reraise=True)
-    try:
-        async for attempt in retrying:
-            with attempt:
-                remaining = budget.remaining()
-                if remaining is not None and remaining <= 0:
-                    raise budget.timeout_error()
-                response = await budget.bound(_attempt(transport, url, content, headers, auth, timeout, stream))
-    finally:
-        budget.spend(retrying.statistics.get("attempt_number", 1) - 1)
-    return response
-
-
-async def _attempt(transport: Transport, url: str, content: bytes, headers: dict[str, str], auth: Auth,
-                   timeout: httpx.Timeout, stream: bool) -> httpx.Response:
-    response = await _send(transport, url, content, {**headers, **await auth.headers()}, timeout, stream)
-    if response.status_code == 401 and await auth.refresh():  # the token aged out in flight: once more
-        await response.aclose()
-        response = await _send(transport, url, content, {**headers, **await auth.headers()}, timeout, stream)
-    if response.is_success:
-        return response
-    try:
-        await response.aread()
-    except httpx.HTTPError:
-        pass
-    finally:
-        await response.aclose()
-    raise _policy.status_error(response)
-
-
-async def _send(transport: Transport, url: str, content: bytes, headers: dict[str, str], timeout: httpx.Timeout,
-                stream: bool) -> httpx.Response:
-    http = transport.client()
-    request = http.build_request("POST", url, content=content, headers=headers, timeout=timeout)
-    try:
-        response = await http.send(request, stream=True)
-        if not stream:
-            await response.aread()
-    except httpx.TimeoutException as err:
-        raise APITimeoutError(request=request) from err
-    except httpx.TransportError as err:
-        raise APIConnectionError(f"Connection error: {type(err).__name__}", request=request) from err
+    response, _ = await transport.request("POST", url, content=content, headers=headers, auth=auth,
+                                          budget=retry.start(), timeout=timeout, stream=stream)
     return response
 
 

@@ -10,16 +10,25 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import logging
 import math
 import os
 import time
+from collections.abc import AsyncGenerator, Generator
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from .._exceptions import ConfigurationError
-from .sync import SingleFlight
+import httpx
 
-__all__ = ["Auth", "NoAuth", "TokenAuth", "WorkspaceAuth", "check_secure_url", "workspace_auth"]
+from .._exceptions import ConfigurationError
+from .sync import SingleFlight, run
+
+__all__ = [
+    "Auth", "AuthFlow", "NoAuth", "TokenAuth", "WorkspaceAuth", "auth_flow", "bearer_token", "check_secure_url",
+    "workspace_auth",
+]
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -35,7 +44,53 @@ class Auth(Protocol):
         ...
 
 
-class NoAuth:
+class AuthFlow(httpx.Auth):
+    """httpx's auth flow over our credentials: their headers on each request; after a 401, one
+    refresh and one resend (the token may have aged out between our check and the server's), and a
+    second 401 is the answer. Every request of the transport goes through it.
+
+    Subclasses give ``headers()`` and ``refresh()``; :func:`auth_flow` wraps any other :class:`Auth`.
+    """
+
+    async def headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    async def refresh(self) -> bool:
+        raise NotImplementedError
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        request.headers.update(await self.headers())
+        response = yield request
+        if response.status_code == 401 and await self.refresh():
+            log.debug("401 from %s; credentials refreshed, sending once more", request.url)
+            # A request of its own, not the first one changed: that one was sent as it was.
+            resend = httpx.Request(request.method, request.url, headers=request.headers, content=request.content,
+                                   extensions=request.extensions)
+            resend.headers.update(await self.headers())
+            yield resend
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        # headers() and refresh() are coroutines: a sync client would send no credentials at all.
+        raise RuntimeError(f"{type(self).__name__} works with httpx.AsyncClient only")
+
+
+class _Wrapped(AuthFlow):
+    def __init__(self, auth: Auth) -> None:
+        self._auth = auth
+
+    async def headers(self) -> dict[str, str]:
+        return await self._auth.headers()
+
+    async def refresh(self) -> bool:
+        return await self._auth.refresh()
+
+
+def auth_flow(auth: Auth) -> AuthFlow:
+    """``auth`` as an httpx auth flow (our own classes are one already)."""
+    return auth if isinstance(auth, AuthFlow) else _Wrapped(auth)
+
+
+class NoAuth(AuthFlow):
     """No credentials (a local scoring server)."""
 
     async def headers(self) -> dict[str, str]:
@@ -48,10 +103,8 @@ class NoAuth:
         return "NoAuth()"
 
 
-class TokenAuth:
+class TokenAuth(AuthFlow):
     """A static bearer token (a PAT, or a user's forwarded token). It cannot be refreshed."""
-
-    __slots__ = ("_token",)
 
     def __init__(self, token: str) -> None:
         if not token:
@@ -70,7 +123,7 @@ class TokenAuth:
     __str__ = __repr__
 
 
-class WorkspaceAuth:
+class WorkspaceAuth(AuthFlow):
     """Headers from a databricks-sdk ``Config`` (PAT, OAuth M2M, profile, App service principal).
 
     The ``Config`` is built once and reused. ``refresh()`` forces a new OAuth token, single-flight:
@@ -153,6 +206,20 @@ class WorkspaceAuth:
         return f"WorkspaceAuth(host={self.host!r}, auth_type={self.auth_type!r})"
 
     __str__ = __repr__
+
+
+def bearer_token(auth: Auth) -> str | None:
+    """The bearer token ``auth`` sends now, to ship to another process (a pickled Predictor):
+    a static token as is, a workspace credential's current access token (never an OAuth client
+    secret); ``None`` without credentials. Other credentials cannot travel: ``ConfigurationError``."""
+    if isinstance(auth, NoAuth):
+        return None
+    if isinstance(auth, TokenAuth):
+        return auth._token
+    if isinstance(auth, WorkspaceAuth):
+        header = run(auth.headers()).get("Authorization", "")
+        return header.removeprefix("Bearer ") if header.startswith("Bearer ") else None
+    raise ConfigurationError(f"a Predictor with {type(auth).__name__} credentials cannot be pickled")
 
 
 #: Credentials that are what they are: a refresh cannot change them.

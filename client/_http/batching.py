@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from .._constants import DEFAULT_BATCH_MAX_CONCURRENCY, DEFAULT_BATCH_MAX_ROWS, DEFAULT_BATCH_MAX_WAIT
 from .._exceptions import APIResponseValidationError, APIStatusError, ModelError, SchemaValidationError
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+P = TypeVar("P")
+S = TypeVar("S", bound=Sequence[Any])
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,51 @@ def should_isolate(err: BaseException) -> bool:
     if isinstance(err, APIStatusError):
         return err.status_code == 500 or (400 <= err.status_code < 500 and err.status_code not in (401, 403, 404, 429))
     return isinstance(err, ModelError | SchemaValidationError | APIResponseValidationError)
+
+
+async def split_and_resend(
+    piece: P,
+    send: Callable[[P], Awaitable[R]],
+    split: Callable[[P, Exception], Sequence[P]],
+    *,
+    keep: type[Exception] | tuple[type[Exception], ...] = (),
+) -> list[tuple[P, R | Exception]]:
+    """Send ``piece`` in one request; if that fails with an error ``split`` divides it for (a row
+    could have caused it, or it is over the size limit), resend each part the same way, a few at a
+    time as ``send`` allows. The one split-and-resend of the request path: the batcher resends each
+    call of a failed batch alone, the chunked sender halves a chunk over the payload limit, the
+    Spark worker halves a request until the bad row is found.
+
+    Returns each piece that was answered with its answer, in order; an error that is not split
+    and is a ``keep`` is that piece's answer, any other propagates (and cancels the parts in flight).
+    """
+    try:
+        return [(piece, await send(piece))]
+    except Exception as err:
+        parts = split(piece, err)
+        if not parts:
+            if isinstance(err, keep):
+                return [(piece, err)]
+            raise
+        log.debug("%s; resending in %d parts", type(err).__name__, len(parts))
+    answered = await gather_or_cancel(split_and_resend(part, send, split, keep=keep) for part in parts)
+    return [pair for part in answered for pair in part]
+
+
+def halves(rows: S) -> list[S]:
+    """``rows`` in two halves of its own type (``[]`` for a single row: nothing to split)."""
+    middle = len(rows) // 2
+    return [cast(S, rows[:middle]), cast(S, rows[middle:])] if len(rows) > 1 else []
+
+
+async def gather_or_cancel(coros: Iterable[Awaitable[T]]) -> list[T]:
+    """Like ``gather``, but the first failure cancels the rest instead of leaving them running."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for t in tasks:
+            t.cancel()
 
 
 @dataclass
@@ -198,11 +245,11 @@ class Batcher(Generic[T, R]):
                 p.future.set_result(outcome)
 
     async def _outcomes(self, items: list[T]) -> list[R | BaseException]:
-        try:
-            return list(await self._run(items))
-        except Exception as err:
-            if len(items) > 1 and should_isolate(err):
-                log.debug("batch of %d calls failed with %s; resending each alone", len(items), type(err).__name__)
-                alone = await asyncio.gather(*(self._outcomes([item]) for item in items))
-                return [outcome for (outcome,) in alone]
-            return [err] * len(items)
+        def alone(batch: list[T], err: Exception) -> list[list[T]]:
+            return [[item] for item in batch] if len(batch) > 1 and should_isolate(err) else []
+
+        answered = await split_and_resend(items, self._run, alone, keep=Exception)
+        outcomes: list[R | BaseException] = []
+        for batch, answer in answered:
+            outcomes += [answer] * len(batch) if isinstance(answer, Exception) else cast(list[R], answer)
+        return outcomes

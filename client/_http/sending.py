@@ -10,17 +10,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
 from .._constants import DEFAULT_CHUNK_CONCURRENCY, DEFAULT_CHUNK_ROWS
 from .auth import Auth
-from .batching import Batcher, Batching, NotRowAligned, expect_rows_or_columns, join_rows, split_rows
+from .batching import (
+    Batcher,
+    Batching,
+    NotRowAligned,
+    expect_rows_or_columns,
+    gather_or_cancel,
+    halves,
+    join_rows,
+    split_and_resend,
+    split_rows,
+)
+from .sync import PerLoop
 from .transport import Budget, RetryConfig, Transport
 from .wire import PayloadTooLarge, decode_answer, encode_body
 
@@ -73,8 +83,7 @@ class Sender:
         self.transport = transport
         self.direct = direct
         self.batching = batching
-        self._batchers: dict[asyncio.AbstractEventLoop, Batcher[Call, Share]] = {}
-        self._lock = threading.Lock()
+        self._batchers: PerLoop[Batcher[Call, Share]] = PerLoop()
 
     def with_auth(self, auth: Auth) -> Sender:
         """The same target and pool with other credentials, and batchers of its own: a batch is
@@ -113,15 +122,12 @@ class Sender:
         return tuple(v.table.columns), params, call.retry, timeout
 
     def _batcher(self) -> Batcher[Call, Share]:
-        loop = asyncio.get_running_loop()
-        with self._lock:  # loops live on several threads
-            batcher = self._batchers.get(loop)
-            if batcher is None:
-                assert self.batching is not None
-                for old in [lp for lp in self._batchers if lp.is_closed()]:
-                    del self._batchers[old]
-                batcher = self._batchers[loop] = Batcher(self._answer, self.batching)
-        return batcher
+        """This loop's batcher (its futures belong to the loop)."""
+        return self._batchers.get(self._new_batcher)
+
+    def _new_batcher(self) -> Batcher[Call, Share]:
+        assert self.batching is not None
+        return Batcher(self._answer, self.batching)
 
     async def _answer(self, calls: list[Call]) -> list[Share]:
         """Predict for ``calls`` (one, or a batch with equal settings) in one request."""
@@ -166,26 +172,24 @@ class Sender:
         slots = asyncio.Semaphore(DEFAULT_CHUNK_CONCURRENCY)
         done = 0
 
-        async def chunk(start: int, stop: int) -> list[Share]:
+        async def chunk(rows: range) -> Share:
             nonlocal done
-            part = replace(call, validated=call.validated.rows(start, stop), budget=call.budget.fork(),
-                           client_request_id=f"{call.client_request_id}-{start}")
-            try:
-                async with slots:
-                    (share,) = await self._answer([part])
-            except PayloadTooLarge:
-                if stop - start == 1:
-                    raise
-                middle = (start + stop) // 2
-                return await chunk(start, middle) + await chunk(middle, stop)
-            expect_rows_or_columns(share.predictions, stop - start)
-            done += stop - start
+            part = replace(call, validated=call.validated.rows(rows.start, rows.stop), budget=call.budget.fork(),
+                           client_request_id=f"{call.client_request_id}-{rows.start}")
+            async with slots:
+                (share,) = await self._answer([part])
+            expect_rows_or_columns(share.predictions, len(rows))
+            done += len(rows)
             if on_progress is not None:
                 on_progress(done, total)
-            return [share]
+            return share
 
-        bounds = range(0, total, DEFAULT_CHUNK_ROWS)
-        shares = [s for part in await _all(chunk(a, min(a + DEFAULT_CHUNK_ROWS, total)) for a in bounds) for s in part]
+        def over_the_limit(rows: range, err: Exception) -> list[range]:
+            return halves(rows) if isinstance(err, PayloadTooLarge) else []
+
+        bounds = [range(a, min(a + DEFAULT_CHUNK_ROWS, total)) for a in range(0, total, DEFAULT_CHUNK_ROWS)]
+        answered = await gather_or_cancel(split_and_resend(rows, chunk, over_the_limit) for rows in bounds)
+        shares = [cast(Share, share) for part in answered for _, share in part]  # no error is kept: all answers
         served = {s.served_model_name for s in shares}
         return Share(
             predictions=join_rows([s.predictions for s in shares]),
@@ -194,13 +198,3 @@ class Sender:
             retries=sum(s.retries for s in shares),
             client_request_id=call.client_request_id,
         )
-
-
-async def _all(coros: Any) -> list[Any]:
-    """Like ``gather``, but the first failure cancels the rest instead of leaving them running."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        return await asyncio.gather(*tasks)
-    finally:
-        for t in tasks:
-            t.cancel()

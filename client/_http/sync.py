@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 _loop: asyncio.AbstractEventLoop | None = None
 _lock = threading.Lock()
@@ -96,3 +97,35 @@ class SingleFlight(Generic[T]):
             flight.set_exception(error)
         else:
             flight.set_result(result)
+
+
+class PerLoop(Generic[V]):
+    """One value per event loop: what belongs to the loop it first ran on (an ``httpx.AsyncClient``,
+    a batcher and its futures), for an object used from several loops (the sync portal's, each
+    ``asyncio.run``). Values of closed loops are dropped when the next one is made.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[asyncio.AbstractEventLoop, V] = {}
+        self._lock = threading.Lock()  # loops live on several threads
+        self._refusal: Callable[[], BaseException] | None = None
+
+    def get(self, make: Callable[[], V]) -> V:
+        """This loop's value, made by ``make`` the first time; after :meth:`close`, its refusal."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._refusal is not None:
+                raise self._refusal()
+            value = self._values.get(loop)
+            if value is None:
+                for old in [lp for lp in self._values if lp.is_closed()]:
+                    del self._values[old]
+                value = self._values[loop] = make()
+        return value
+
+    def close(self, refusal: Callable[[], BaseException]) -> dict[asyncio.AbstractEventLoop, V]:
+        """Every loop's value, handed over once; from now on :meth:`get` raises ``refusal()``."""
+        with self._lock:
+            self._refusal = refusal
+            values, self._values = self._values, {}
+        return values

@@ -1,15 +1,18 @@
-"""The pooled async HTTP client and the retry loop (tenacity) around one POST.
+"""The pooled async HTTP client and the one request method: retries (tenacity), credentials
+(httpx's auth flow), timeouts. Predictions, chat answers and streams, and endpoint lookups all
+go through :meth:`Transport.request`.
 
-Transport errors are translated to our exception tree here, and only here.
+Transport errors are translated to our exception tree here, and only here. (A stream's body is
+read after its request succeeded: a break there is the stream's to report, with how much arrived;
+see ``client/_chat/_stream.py``.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,9 +21,16 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.stop import stop_base
 
 from .._constants import DEFAULT_CONNECTION_LIMITS, USER_AGENT
-from .._exceptions import APIConnectionError, APIStatusError, APITimeoutError, PredictorClosedError
+from .._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    PredictorClosedError,
+)
 from . import policy as _policy
-from .auth import Auth
+from .auth import Auth, auth_flow
+from .sync import PerLoop
 from .wire import JSON_HEADERS
 
 log = logging.getLogger(__name__)
@@ -93,7 +103,8 @@ class Budget:
 
 
 class Transport:
-    """One ``httpx.AsyncClient`` per event loop, shared by every call of a Predictor.
+    """One ``httpx.AsyncClient`` per event loop, shared by every call of a Predictor, and the one
+    request method every call goes through: predictions, chat (whole or streamed) and lookups.
 
     A client is bound to the loop it first ran on, and the sync API runs on a loop of its
     own, so a Predictor used both ways keeps one pool per loop.
@@ -109,8 +120,7 @@ class Transport:
         self.timeout = timeout
         self._transport = transport
         self._sleep = sleep
-        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
-        self._lock = threading.Lock()  # loops live on several threads (the sync portal's, the caller's)
+        self._clients: PerLoop[httpx.AsyncClient] = PerLoop()
         self._closed = False
 
     @property
@@ -119,32 +129,25 @@ class Transport:
 
     def check_open(self) -> None:
         if self._closed:
-            raise PredictorClosedError("this Predictor is closed; make a new one")
+            raise _closed_error()
 
     def client(self) -> httpx.AsyncClient:
         """This loop's pool; ``PredictorClosedError`` once closed (never a new pool after close)."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            self.check_open()
-            http = self._clients.get(loop)
-            if http is None:
-                for old in [lp for lp in self._clients if lp.is_closed()]:
-                    del self._clients[old]
-                http = httpx.AsyncClient(
-                    timeout=self.timeout,
-                    limits=DEFAULT_CONNECTION_LIMITS,
-                    transport=self._transport,
-                    http2=self._transport is None,
-                    headers={"User-Agent": USER_AGENT},
-                )
-                self._clients[loop] = http
-        return http
+        return self._clients.get(self._new_client)
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=self.timeout,
+            limits=DEFAULT_CONNECTION_LIMITS,
+            transport=self._transport,
+            http2=self._transport is None,
+            headers={"User-Agent": USER_AGENT},
+        )
 
     async def aclose(self) -> None:
         """Close every loop's pool. Calls in flight finish or fail; none is resent (no new pool)."""
-        with self._lock:
-            self._closed = True
-            clients, self._clients = self._clients, {}
+        self._closed = True
+        clients = self._clients.close(_closed_error)
         here = asyncio.get_running_loop()
         for loop, http in clients.items():
             if loop is here:
@@ -154,20 +157,29 @@ class Transport:
                 asyncio.run_coroutine_threadsafe(http.aclose(), loop)
             # a loop that is closed took its connections with it
 
-    async def post_json(
+    async def request(
         self,
+        method: str,
         url: str,
-        body: bytes,
         *,
         auth: Auth,
         budget: Budget,
         timeout: httpx.Timeout,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
     ) -> tuple[httpx.Response, int]:
-        """POST ``body`` with retries; return the 2xx response and how many retries it took.
+        """Send with retries (tenacity, the shared policy); return the 2xx response and how many
+        retries it took. Any other answer, and any transport failure, is raised as our typed error.
 
+        Credentials come from ``auth`` through httpx's auth flow (a 401 refreshes and resends once).
         Each attempt has ``timeout`` and what is left of ``budget`` (the call's), whichever is
         shorter; a retry is made only while the budget has retries and time for the wait.
+        With ``stream=True`` the 2xx body is left unread for the caller, who must close it: retries
+        happen only before a response's headers arrive, so a stream is never resent once it began.
         """
+        self.check_open()  # a closed Predictor never opens a new pool
+        flow = auth_flow(auth)
         retrying = AsyncRetrying(
             stop=_stop(budget),
             wait=_wait,
@@ -179,43 +191,81 @@ class Transport:
         try:
             async for attempt in retrying:
                 with attempt:
-                    response = await self._attempt_in_budget(url, body, auth=auth, budget=budget, timeout=timeout)
+                    remaining = budget.remaining()
+                    if remaining is not None and remaining <= 0:
+                        raise budget.timeout_error()  # spent waiting (for a batch, a slot, an earlier attempt)
+                    response = await budget.bound(
+                        self._attempt(method, url, content, headers or {}, flow, timeout, stream)
+                    )
         finally:
             retries = retrying.statistics.get("attempt_number", 1) - 1
             budget.spend(retries)
         return response, retries
 
-    async def _attempt_in_budget(
+    async def post_json(
         self, url: str, body: bytes, *, auth: Auth, budget: Budget, timeout: httpx.Timeout
-    ) -> httpx.Response:
-        remaining = budget.remaining()
-        if remaining is not None and remaining <= 0:
-            raise budget.timeout_error()  # spent waiting (for a batch, a slot, an earlier attempt)
-        return await budget.bound(self._attempt(url, body, auth=auth, timeout=timeout))
+    ) -> tuple[httpx.Response, int]:
+        """POST an encoded JSON ``body`` (see :meth:`request`)."""
+        return await self.request("POST", url, content=body, headers=JSON_HEADERS, auth=auth, budget=budget,
+                                  timeout=timeout)
 
-    async def _attempt(self, url: str, body: bytes, *, auth: Auth, timeout: httpx.Timeout) -> httpx.Response:
-        response = await self._send(url, body, await auth.headers(), timeout)
-        # A 401 may only mean the token aged out between our check and the server's:
-        # refresh once, resend once; a second 401 is the answer.
-        if response.status_code == 401 and await auth.refresh():
-            log.debug("401 from %s; credentials refreshed, sending once more", url)
-            response = await self._send(url, body, await auth.headers(), timeout)
-        if response.is_success:
-            return response
-        raise _policy.status_error(response)
-
-    async def _send(self, url: str, body: bytes, headers: dict[str, str], timeout: httpx.Timeout) -> httpx.Response:
-        http = self.client()
-        request = http.build_request("POST", url, content=body, headers={**JSON_HEADERS, **headers}, timeout=timeout)
+    async def get_json(self, url: str, *, auth: Auth, budget: Budget, timeout: httpx.Timeout) -> dict[str, Any]:
+        """GET a JSON object (a workspace REST resource; see :meth:`request`)."""
+        response, _ = await self.request("GET", url, headers={"Accept": "application/json"}, auth=auth,
+                                         budget=budget, timeout=timeout)
         try:
-            response = await http.send(request)
-            await response.aread()
+            data = response.json()
+        except ValueError as err:
+            raise APIResponseValidationError(f"{url} answered with a body that is not JSON",
+                                             request=response.request) from err
+        if not isinstance(data, dict):
+            raise APIResponseValidationError(f"expected a JSON object from {url}", request=response.request)
+        return data
+
+    async def _attempt(
+        self, method: str, url: str, content: bytes | None, headers: Mapping[str, str], flow: httpx.Auth,
+        timeout: httpx.Timeout, stream: bool,
+    ) -> httpx.Response:
+        http = self.client()
+        request = http.build_request(method, url, content=content, headers=headers, timeout=timeout)
+        try:
+            response = await http.send(request, auth=flow, stream=stream)
         except httpx.TimeoutException as err:
             raise APITimeoutError(request=request) from err
         except httpx.TransportError as err:  # refused, reset, DNS, TLS, truncated body
             raise APIConnectionError(f"Connection error: {type(err).__name__}", request=request) from err
-        log.debug("POST %s -> %s (%d bytes)", url, response.status_code, len(response.content))
-        return response
+        log.debug("%s %s -> %s", method, url, response.status_code)
+        if response.is_success:
+            return response
+        if stream:  # the error's body, for its message; then the connection goes back to the pool
+            try:
+                await response.aread()
+            except httpx.HTTPError:
+                pass
+            finally:
+                await response.aclose()
+        raise _policy.status_error(response)
+
+
+@dataclass(frozen=True)
+class WorkspaceApi:
+    """GETs of a workspace's REST API (``/api/2.0/...``) through a :class:`Transport`, with one
+    host, one credential and one retry setting: the endpoint lookups a Predictor makes."""
+
+    transport: Transport
+    host: str
+    auth: Auth
+    retry: RetryConfig
+    timeout: httpx.Timeout
+
+    async def get_json(self, path: str) -> dict[str, Any]:
+        """The JSON object at ``path`` (e.g. ``/api/2.0/serving-endpoints/iris``)."""
+        return await self.transport.get_json(f"{self.host.rstrip('/')}{path}", auth=self.auth,
+                                             budget=self.retry.start(), timeout=self.timeout)
+
+
+def _closed_error() -> PredictorClosedError:
+    return PredictorClosedError("this Predictor is closed; make a new one")
 
 
 class _stop_at_deadline(stop_base):  # lower case, like tenacity's own stops

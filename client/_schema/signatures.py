@@ -12,15 +12,16 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from .._constants import SIGNATURE_ALIAS_TTL
 from .._exceptions import ConfigurationError
 from .._mlflow import mlflow_error, mlflow_session, resolve_alias, resolve_registry_uri, shorten
 from .._types import Signature
 from .openapi import load_openapi, signature_from_openapi
+
+if TYPE_CHECKING:
+    from .._http.transport import WorkspaceApi
 
 __all__ = ["ModelRef", "from_endpoint", "from_registry", "get_endpoint", "parse_model_uri", "signature_from_openapi"]
 
@@ -144,21 +145,21 @@ async def from_registry(model_uri: str, registry_uri: str | None = None) -> tupl
 # --- endpoint ---------------------------------------------------------------------------
 
 async def from_endpoint(
-    http: httpx.AsyncClient, host: str, name: str, auth: Any, registry_uri: str | None = None
+    api: WorkspaceApi, name: str, registry_uri: str | None = None
 ) -> tuple[Signature | None, ModelRef]:
-    """The signature of serving endpoint ``name``.
+    """The signature of serving endpoint ``name``, looked up through ``api`` (the transport's one
+    request method: retries, auth flow, typed errors).
 
     1. ``GET /api/2.0/serving-endpoints/{name}/openapi`` (needs only endpoint access);
     2. else the endpoint's served entity (``entity_name``/``entity_version``), read from
        ``registry_uri`` (default ``databricks-uc``, where a workspace's served entities live);
     3. else ``(None, ModelRef(None, None))`` with a warning: predictions go unvalidated.
     """
-    base = host.rstrip("/")
     ref = ModelRef(None, None)
     entity: tuple[str, str] | None = None
     served: str | None = None
     try:
-        detail = await get_endpoint(http, base, name, auth)
+        detail = await get_endpoint(api, name)
         found = _served_entity(detail)
         if found:
             served, entity = found[0], found[1:]
@@ -166,7 +167,7 @@ async def from_endpoint(
     except Exception as exc:
         logger.debug("reading serving endpoint %s failed: %s", name, shorten(str(exc)))
     try:
-        doc = load_openapi(await _get_json(http, f"{base}/api/2.0/serving-endpoints/{name}/openapi", auth))
+        doc = load_openapi(await api.get_json(f"/api/2.0/serving-endpoints/{name}/openapi"))
         sig = signature_from_openapi(doc, served_entity=served)
         if sig is not None and sig.has_inputs:
             return sig, ref
@@ -207,18 +208,6 @@ def _served_entity(detail: dict[str, Any]) -> tuple[str | None, str, str] | None
     return None
 
 
-async def get_endpoint(http: httpx.AsyncClient, host: str, name: str, auth: Any) -> dict[str, Any]:
+async def get_endpoint(api: WorkspaceApi, name: str) -> dict[str, Any]:
     """``GET /api/2.0/serving-endpoints/{name}``: the endpoint's detail (state, config, ...)."""
-    return await _get_json(http, f"{host.rstrip('/')}/api/2.0/serving-endpoints/{name}", auth)
-
-
-async def _get_json(http: httpx.AsyncClient, url: str, auth: Any) -> dict[str, Any]:
-    headers = await auth.headers() if auth is not None else {}
-    resp = await http.get(url, headers=headers)
-    if resp.status_code == 401 and auth is not None and await auth.refresh():
-        resp = await http.get(url, headers=await auth.headers())
-    resp.raise_for_status()
-    data = resp.json()
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object from {url}")
-    return data
+    return await api.get_json(f"/api/2.0/serving-endpoints/{name}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -15,10 +15,11 @@ from pyspark.sql import types as T
 from .._constants import DEFAULT_SPARK_BATCH_ROWS, DEFAULT_SPARK_CONCURRENCY
 from .._exceptions import ConfigurationError
 from .._types import ColumnSpec, Signature, TensorSpec
+from ._job import Job
 from ._worker import score_partition
 
 if TYPE_CHECKING:
-    from .._pickling import PredictorSettings
+    from .._pickling import Portable
     from .._predictor import Predictor
 
 _SCALAR_TYPES: dict[str, T.DataType] = {
@@ -64,22 +65,6 @@ def prediction_type(signature: Signature | None) -> T.DataType:
 _MAX_CLOSURE_WITH_TOKEN = 512 * 1024
 
 
-@dataclass(frozen=True)
-class Job:
-    """What every Python worker gets: the Predictor's settings and how to score."""
-
-    key: str
-    settings: PredictorSettings
-    columns: tuple[str, ...]
-    params: dict[str, Any] | None
-    batch_rows: int | None  # None: the whole Arrow batch in one call (direct mode)
-    concurrency: int
-    fail_on_error: bool
-    out_type: T.DataType
-    prediction_col: str
-    error_col: str
-
-
 def score(
     df: DataFrame,
     predictor: Predictor,
@@ -114,7 +99,7 @@ def score(
         raise ConfigurationError(f"the DataFrame already has column(s) {clash}; pass other prediction_col/error_col")
     settings, signature = _driver_settings(predictor)
     columns = _input_columns(signature, df.columns)
-    if settings.mode == "endpoint" and batch_rows is None:
+    if settings.settings.mode == "endpoint" and batch_rows is None:
         batch_rows = DEFAULT_SPARK_BATCH_ROWS
     # The worker's Predictor sends each of our calls as it is: we batch and bound concurrency here.
     job = Job(
@@ -152,28 +137,27 @@ def _refuse_duplicates(df: DataFrame) -> None:
                                  "rename or drop one of each before scoring")
 
 
-def _driver_settings(predictor: Predictor) -> tuple[PredictorSettings, Signature | None]:
-    """The settings to ship, with a model alias pinned to the version it points at now."""
+def _driver_settings(predictor: Predictor) -> tuple[Portable, Signature | None]:
+    """What to ship, with a model alias pinned to the version it points at now."""
     from .._http import sync as _sync
     from .._mlflow import resolve_registry_uri
-    from .._pickling import settings_of
+    from .._predictor import portable
     from .._schema.signatures import from_registry
+    from .._settings import Identity
 
-    settings = settings_of(predictor)
+    shipped = portable(predictor)
     if predictor.mode == "direct" or (predictor.model_uri is not None and predictor.validate):
         assert predictor.model_uri is not None
         registry = resolve_registry_uri(predictor.registry_uri)
         # Read from the registry, not by loading the model: the driver need not hold it.
         signature, ref = _sync.run(from_registry(predictor.model_uri, registry))
-        pinned = replace(settings, model_uri=f"models:/{ref.name}/{ref.version}", registry_uri=registry)
+        pinned = shipped.with_settings(model_uri=f"models:/{ref.name}/{ref.version}", registry_uri=registry)
         if predictor.mode == "direct":
             return pinned, signature
         # Endpoint mode: the workers validate with this signature, without asking the registry.
-        shipped = replace(pinned, signature=signature, signature_loaded=True, model_name=ref.name,
-                          model_version=ref.version)
-        return shipped, signature
+        return replace(pinned, identity=Identity(signature, ref.name, ref.version, ref.run_id)), signature
     signature = predictor.get_signature() if predictor.validate else None
-    return settings_of(predictor), signature  # now with the signature fetched
+    return portable(predictor), signature  # now with the signature fetched
 
 
 def _input_columns(signature: Signature | None, available: Sequence[str]) -> tuple[str, ...]:

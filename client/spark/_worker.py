@@ -6,19 +6,19 @@ import asyncio
 import json
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import types as T
 
 from .._exceptions import APIResponseValidationError, PredictorError, SchemaValidationError
-from .._http.batching import should_isolate
+from .._http.batching import halves, should_isolate, split_and_resend
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from .._predictor import Predictor
-    from ._score import Job
+    from ._job import Job
 
 _worker_predictors: dict[str, Predictor] = {}
 _worker_lock = threading.Lock()
@@ -28,12 +28,12 @@ _WORKER_KEEPS = 4
 
 def _worker_predictor(job: Job) -> Predictor:
     """One Predictor per job and Python worker, reused by every task the worker runs."""
-    from .._pickling import rebuild
+    from .._predictor import restore
 
     with _worker_lock:
         p = _worker_predictors.get(job.key)
         if p is None:
-            p = _worker_predictors[job.key] = rebuild(job.settings)
+            p = _worker_predictors[job.key] = restore(job.settings)
             for old in list(_worker_predictors)[:-_WORKER_KEEPS]:  # oldest first: drop finished jobs' models
                 del _worker_predictors[old]
         return p
@@ -99,35 +99,27 @@ async def _score_frame(predictor: Predictor, frame: pd.DataFrame, job: Job) -> l
         return outcomes
     slots = asyncio.Semaphore(job.concurrency)
     size = job.batch_rows or len(good)
-    parts = [good[a : a + size] for a in range(0, len(good), size)]
-    answers = await asyncio.gather(*(_send(predictor, frame, rows, job.params, slots) for rows in parts))
-    for rows, answer in zip(parts, answers, strict=True):
-        for i, outcome in zip(rows, answer, strict=True):
-            outcomes[i] = outcome
-    return outcomes
+    parts: list[Sequence[int]] = [good[a : a + size] for a in range(0, len(good), size)]
 
-
-async def _send(
-    predictor: Predictor, frame: pd.DataFrame, rows: list[int], params: dict[str, Any] | None, slots: asyncio.Semaphore
-) -> list[Any]:
-    """Predict ``rows`` of ``frame`` in one call; if it failed because of one row, halve and resend."""
-    try:
+    async def send(rows: Sequence[int]) -> list[Any]:
         async with slots:
-            result = await predictor.apredict(frame.iloc[rows], params=params)
+            result = await predictor.apredict(frame.iloc[list(rows)], params=job.params)
         predictions = result.predictions
         if not isinstance(predictions, list) or len(predictions) != len(rows):
             got = f"{len(predictions)} predictions" if isinstance(predictions, list) else type(predictions).__name__
             raise APIResponseValidationError(f"{len(rows)} rows were answered with {got}")
         return predictions
-    except PredictorError as err:
-        if len(rows) > 1 and should_isolate(err):
-            middle = len(rows) // 2
-            first, second = await asyncio.gather(
-                _send(predictor, frame, rows[:middle], params, slots),
-                _send(predictor, frame, rows[middle:], params, slots),
-            )
-            return first + second
-        return [err] * len(rows)
+
+    def one_row_could_have(rows: Sequence[int], err: Exception) -> list[Sequence[int]]:
+        return halves(rows) if should_isolate(err) else []  # halve until the bad row is found
+
+    answered = await asyncio.gather(*(split_and_resend(rows, send, one_row_could_have, keep=PredictorError)
+                                      for rows in parts))
+    for rows, answer in (pair for part in answered for pair in part):
+        row_outcomes = [answer] * len(rows) if isinstance(answer, Exception) else answer
+        for i, outcome in zip(rows, row_outcomes, strict=True):
+            outcomes[i] = outcome
+    return outcomes
 
 
 def _describe(err: PredictorError) -> str:
