@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from client import (
+    APIConnectionError,
     ChatMessage,
     ConfigurationError,
     InternalServerError,
@@ -413,3 +414,49 @@ async def test_a_chat_retry_waits_with_the_transports_sleep() -> None:
     reply = await p.achat("hi")
     assert reply.text == "ok" and waits == [7.0]
     await p.aclose()
+
+
+@pytest.mark.parametrize("messages", [[{"role": "user", "content": ""}], [{"role": "user", "content": "  \n"}],
+                                      [{"role": "user", "content": [{"type": "text", "text": " "}]}],
+                                      [{"role": "system", "content": ""}, {"role": "user", "content": "hi"}]])
+def test_an_empty_message_is_refused_as_an_empty_string_is(messages: list[dict[str, Any]]) -> None:
+    """``""`` was refused but ``[{"role": "user", "content": ""}]`` was sent."""
+    with pytest.raises(SchemaValidationError, match="content is empty") as info:
+        validate_messages(messages)
+    assert info.value.problems[0].row == next(i for i, m in enumerate(messages) if not _text(m["content"]).strip())
+    # an assistant turn that only calls a tool, and its empty tool result, are still fine
+    validate_messages([{"role": "user", "content": "hi"},
+                       {"role": "assistant", "content": "",
+                        "tool_calls": [{"id": "c1", "name": "f", "arguments": "{}"}]},
+                       {"role": "tool", "content": "", "tool_call_id": "c1"}])
+
+
+def _text(content: Any) -> str:
+    return content if isinstance(content, str) else "".join(part["text"] for part in content)
+
+
+def test_a_chat_message_over_the_size_limit_is_refused_before_sending() -> None:
+    seen: list[httpx.Request] = []
+    p = agent(lambda r: seen.append(r) or httpx.Response(200, json={"output": []}))
+    big = "x" * (17 * 1024 * 1024)
+    with pytest.raises(SchemaValidationError, match="Model Serving accepts at most"):
+        p.chat(big)
+    with pytest.raises(SchemaValidationError, match="Model Serving accepts at most"):
+        [d for d in p.stream(big)]
+    assert seen == []
+
+
+def test_a_chat_answer_cut_after_the_request_was_sent_is_not_sent_again() -> None:
+    """The server got the whole request (an agent may have acted on it); its answer broke off.
+    chat() used to resend it (3 POSTs with max_retries=2); like a stream, it is not resent."""
+    posts: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        posts.append(request)
+        return httpx.Response(200, headers={"content-type": "application/json"},
+                              stream=Body([b'{"output": [{"type": "mess'], then=httpx.RemoteProtocolError("cut")))
+
+    p = agent(handler, max_retries=2)
+    with pytest.raises(APIConnectionError, match="not sent again"):
+        p.chat("book the flight")
+    assert len(posts) == 1

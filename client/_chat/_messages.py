@@ -106,6 +106,10 @@ def validate_messages(messages: Any) -> list[ChatMessage]:
     return out
 
 
+#: Roles whose message must hold text (an assistant turn may only call tools; a tool may answer "").
+_MUST_SAY_SOMETHING = ("user", "system")
+
+
 def _message_problems(raw: Mapping[str, Any], i: int) -> list[SchemaProblem]:
     problems = []
     role = raw.get("role")
@@ -126,6 +130,9 @@ def _message_problems(raw: Mapping[str, Any], i: int) -> list[SchemaProblem]:
     elif not isinstance(content, str):
         problems.append(SchemaProblem(f"content must be a str or a list of text parts, got {type(content).__name__}",
                                       row=i, column="content"))
+    if role in _MUST_SAY_SOMETHING and not problems and not (_content_text(content) or "").strip():
+        # As a bare "" is refused: a turn with nothing in it is a caller's slip, not a question.
+        problems.append(SchemaProblem("content is empty", row=i, column="content"))
     calls = raw.get("tool_calls")
     if calls is not None and not (isinstance(calls, list) and all(
             isinstance(c, ToolCall) or (isinstance(c, Mapping) and isinstance(c.get("id"), str)

@@ -20,7 +20,14 @@ from typing import Any
 
 import httpx
 
-from .._exceptions import APIResponseValidationError, ModelError, StreamEventError, StreamInterruptedError
+from .._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APITimeoutError,
+    ModelError,
+    StreamEventError,
+    StreamInterruptedError,
+)
 from .._http import sync as _sync
 from .._http.auth import Auth
 from .._http.transport import RetryConfig, Transport
@@ -50,8 +57,21 @@ async def open_response(
     headers = {"Content-Type": "application/json", RETURN_TRACE_HEADER: "true",
                "Accept": "text/event-stream" if stream else "application/json"}
     # total_timeout bounds the wait for the answer to begin (all attempts), not a long stream.
+    # Streamed or not, the body is read outside the retries: once the server has the whole request
+    # (an agent may already have acted on it), an answer that breaks off is never sent again.
     response, _ = await transport.request("POST", url, content=content, headers=headers, auth=auth,
-                                          budget=retry.start(), timeout=timeout, stream=stream)
+                                          budget=retry.start(), timeout=timeout, stream=True)
+    if not stream:
+        try:
+            await response.aread()
+        except httpx.TimeoutException as err:
+            raise APITimeoutError(request=response.request) from err
+        except httpx.TransportError as err:
+            raise APIConnectionError(
+                f"the answer broke off after the request was sent ({type(err).__name__}); it is not sent again, "
+                "as the model may have acted on it", request=response.request) from err
+        finally:
+            await response.aclose()
     return response
 
 
