@@ -42,6 +42,7 @@ __all__ = [
     "EXPECTED_NAME",
     "EXPERIMENT_ENV",
     "FEEDBACK_NAME",
+    "TRACE_EXPERIMENT_ENV",
     "VersionSummary",
     "Vote",
     "comment_rows",
@@ -67,6 +68,10 @@ EXPECTED_NAME = "expected_prediction"
 ANONYMOUS = "anonymous"
 #: The experiment the apps trace into (a name, or an id as a Databricks App's experiment resource gives it).
 EXPERIMENT_ENV = "PREDICTOR_EXPERIMENT"
+#: Where chat answers' traces live when another process writes them (``predictor serve
+#: --experiment``, Model Serving): searched by the apps' Feedback page and by ``predictor feedback
+#: summary`` besides the apps' experiment (a name or an id).
+TRACE_EXPERIMENT_ENV = "PREDICTOR_TRACE_EXPERIMENT"
 #: The apps' own experiments when ``PREDICTOR_EXPERIMENT`` is not set (Streamlit's, Gradio's):
 #: what ``predictor feedback summary`` reads when no experiment is named.
 APP_EXPERIMENTS = ("/predictor-streamlit", "/predictor-gradio")
@@ -452,15 +457,19 @@ def experiment_ids(names: Sequence[str]) -> list[str]:
 def summary_text(model_uri: str, experiment: str | None = None, *, registry_uri: str | None = None,
                  max_traces: int = DEFAULT_MAX_TRACES, window_days: float | None = DEFAULT_WINDOW_DAYS) -> str:
     """``predictor feedback summary``: the table for ``model_uri``'s model, from ``experiment`` (else
-    ``PREDICTOR_EXPERIMENT``, else both apps' default experiments, :data:`APP_EXPERIMENTS`)."""
+    ``PREDICTOR_EXPERIMENT``, else both apps' default experiments, :data:`APP_EXPERIMENTS`), plus
+    ``PREDICTOR_TRACE_EXPERIMENT`` when set, as the apps' Feedback page reads them."""
     from ._mlflow import tracking_session
     from ._schema.signatures import parse_model_uri
 
     name = parse_model_uri(model_uri)[0]
-    wanted = experiment or os.environ.get(EXPERIMENT_ENV) or ""
+    wanted = (experiment or os.environ.get(EXPERIMENT_ENV) or "").strip()
     names = [wanted] if wanted else list(APP_EXPERIMENTS)
+    traces_elsewhere = (os.environ.get(TRACE_EXPERIMENT_ENV) or "").strip()
+    if traces_elsewhere and traces_elsewhere not in names:
+        names.append(traces_elsewhere)
     with tracking_session(registry_uri):
-        ids = experiment_ids(names)
+        ids = list(dict.fromkeys(experiment_ids(names)))
         if not ids:
             return f"No experiment {' or '.join(names)} in the tracking store: nothing traced yet."
         summary = summarize(name, ids, max_traces=max_traces, window_days=window_days)

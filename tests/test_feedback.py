@@ -222,3 +222,22 @@ def test_the_apps_trace_unless_told_not_to():
     on = build_predictor(AppConfig(endpoint_url="http://127.0.0.1:9/invocations"))
     assert off._tracer is None and on._tracer is not None
 
+
+@pytest.mark.slow
+def test_the_cli_summary_reads_the_trace_experiment_as_the_apps_do(experiment, monkeypatch, capsys):
+    """``PREDICTOR_TRACE_EXPERIMENT`` (where the agent server traces chat answers) is searched by
+    ``predictor feedback summary`` besides the app's experiment, as the Feedback page does."""
+    import mlflow
+
+    traced("1", "champion")
+    elsewhere = f"agent-traces-{uuid.uuid4().hex[:8]}"
+    mlflow.set_experiment(elsewhere)
+    traced("5", "agent-served")
+    mlflow.flush_trace_async_logging()
+    args = ["feedback", "summary", "--model", "models:/main.default.iris@champion", "--experiment", experiment.name]
+    assert cli_main(args) == 0
+    assert "agent-served" not in capsys.readouterr().out
+    monkeypatch.setenv("PREDICTOR_TRACE_EXPERIMENT", elsewhere)
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "agent-served" in out and "champion" in out and elsewhere in out
