@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +42,7 @@ __all__ = [
     "EXPECTED_NAME",
     "EXPERIMENT_ENV",
     "FEEDBACK_NAME",
+    "TRACE_EXPERIMENT_ENV",
     "VersionSummary",
     "Vote",
     "comment_rows",
@@ -65,6 +68,10 @@ EXPECTED_NAME = "expected_prediction"
 ANONYMOUS = "anonymous"
 #: The experiment the apps trace into (a name, or an id as a Databricks App's experiment resource gives it).
 EXPERIMENT_ENV = "PREDICTOR_EXPERIMENT"
+#: Where chat answers' traces live when another process writes them (``predictor serve
+#: --experiment``, Model Serving): searched by the apps' Feedback page and by ``predictor feedback
+#: summary`` besides the apps' experiment (a name or an id).
+TRACE_EXPERIMENT_ENV = "PREDICTOR_TRACE_EXPERIMENT"
 #: The apps' own experiments when ``PREDICTOR_EXPERIMENT`` is not set (Streamlit's, Gradio's):
 #: what ``predictor feedback summary`` reads when no experiment is named.
 APP_EXPERIMENTS = ("/predictor-streamlit", "/predictor-gradio")
@@ -115,11 +122,67 @@ class Vote:
     expected: Any = None
 
 
+def _user_of(a: Any) -> str:
+    return (a.source.source_id if a.source is not None else None) or ANONYMOUS
+
+
+def _newest_first(assessments: Iterable[Any]) -> list[Any]:
+    """Latest update first; ties (same millisecond) broken by id, so every reader picks the same one."""
+    return sorted(assessments, key=lambda a: (int(a.last_update_time_ms or a.create_time_ms or 0),
+                                              str(a.assessment_id or "")), reverse=True)
+
+
+def _all_mine(assessments: Iterable[Any], name: str, user: str) -> list[Any]:
+    """``user``'s valid ``name`` assessments, the one that counts (the latest) first."""
+    return _newest_first(a for a in assessments
+                         if a.name == name and a.source is not None and a.source.source_id == user
+                         and a.valid is not False)
+
+
 def _mine(assessments: Iterable[Any], name: str, user: str) -> Any | None:
-    for a in assessments:
-        if a.name == name and a.source is not None and a.source.source_id == user and a.valid is not False:
-            return a
-    return None
+    mine = _all_mine(assessments, name, user)
+    return mine[0] if mine else None
+
+
+# One vote per user per trace: votes by one user on one trace are serialized in the process (a
+# double click, two tabs), and duplicates another process wrote meanwhile are removed after each
+# write (reconcile on write) and never counted twice by a summary (reconcile on read).
+_VOTE_LOCKS: dict[tuple[str, str], tuple[threading.Lock, int]] = {}  # lock, callers holding or waiting
+_VOTE_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _vote_lock(trace_id: str, user: str) -> Iterator[None]:
+    key = (trace_id, user)
+    with _VOTE_LOCKS_GUARD:
+        lock, users = _VOTE_LOCKS.get(key) or (threading.Lock(), 0)
+        _VOTE_LOCKS[key] = (lock, users + 1)
+    try:
+        with lock:
+            yield
+    finally:
+        with _VOTE_LOCKS_GUARD:  # the last one out forgets the lock: the table holds only votes in flight
+            lock, users = _VOTE_LOCKS[key]
+            if users == 1:
+                del _VOTE_LOCKS[key]
+            else:
+                _VOTE_LOCKS[key] = (lock, users - 1)
+
+
+def _drop_duplicates(trace_id: str, user: str) -> None:
+    """Delete all but the latest of ``user``'s assessments of each kind on the trace (written by
+    a concurrent vote in another process); every process keeps the same one (:func:`_newest_first`)."""
+    import mlflow
+
+    trace = mlflow.get_trace(trace_id, silent=True)
+    if trace is None:
+        return
+    for name in (FEEDBACK_NAME, EXPECTED_NAME):
+        for extra in _all_mine(trace.info.assessments, name, user)[1:]:
+            try:
+                mlflow.delete_assessment(trace_id=trace_id, assessment_id=extra.assessment_id)
+            except Exception as err:  # deleted by the other writer meanwhile: the summary still counts one
+                log.debug("duplicate vote %s not deleted: %s", extra.assessment_id, err)
 
 
 def current_vote(trace_id: str, user: str) -> Vote | None:
@@ -163,13 +226,22 @@ def record_feedback(trace_id: str, user: str, *, thumbs_up: bool, comment: str |
     trace to; a trace that is not there yet is waited for up to ``wait_s`` seconds. The user's
     earlier feedback on the same trace is updated, never duplicated (an empty comment keeps the
     earlier one). Raises ``ValueError`` for a trace id that is not in the store (MLflow's error
-    otherwise).
+    otherwise). Votes by one user on one trace are serialized in this process, and duplicates a
+    concurrent vote in another process wrote are deleted (all but the latest).
     """
+    if not trace_id:
+        raise ValueError("this prediction has no trace: tracing was off or the store unreachable")
+    with _vote_lock(trace_id, user):
+        vote = _write_vote(trace_id, user, thumbs_up=thumbs_up, comment=comment, expected=expected, wait_s=wait_s)
+        _drop_duplicates(trace_id, user)
+    return vote
+
+
+def _write_vote(trace_id: str, user: str, *, thumbs_up: bool, comment: str | None, expected: Any,
+                wait_s: float) -> Vote:
     import mlflow
     from mlflow.entities import AssessmentSource, AssessmentSourceType, Expectation, Feedback
 
-    if not trace_id:
-        raise ValueError("this prediction has no trace: tracing was off or the store unreachable")
     trace = _stored_trace(trace_id, wait_s)
     if trace is None:
         raise ValueError(f"trace {trace_id} is not in the tracking store")
@@ -273,18 +345,19 @@ def summarize_traces(traces: Iterable[Any]) -> list[VersionSummary]:
         key = (tags.get(TAG_MODEL_VERSION), tags.get(TAG_SERVED_MODEL))
         group = groups.get(key) or groups.setdefault(key, VersionSummary(*key))
         group.predictions += 1
-        votes = [a for a in (info.assessments or [])
-                 if a.name == FEEDBACK_NAME and a.valid is not False and isinstance(a.value, bool)]
+        votes: dict[str, Any] = {}  # one per user, the latest: duplicates of a racing vote count once
+        for a in _newest_first(a for a in (info.assessments or [])
+                               if a.name == FEEDBACK_NAME and a.valid is not False and isinstance(a.value, bool)):
+            votes.setdefault(_user_of(a), a)
         if not votes:
             continue
         group.with_feedback += 1
-        for a in votes:  # one per user
+        for user, a in votes.items():
             group.thumbs_up += a.value is True
             group.thumbs_down += a.value is False
             if a.rationale:
                 group.comments.append(Comment(
-                    int(a.last_update_time_ms or a.create_time_ms or 0),
-                    a.source.source_id if a.source else ANONYMOUS, bool(a.value), a.rationale, *key))
+                    int(a.last_update_time_ms or a.create_time_ms or 0), user, bool(a.value), a.rationale, *key))
     out = sorted(groups.values(), key=_version_key)
     for g in out:
         g.comments.sort(key=lambda c: c.time_ms, reverse=True)
@@ -384,15 +457,19 @@ def experiment_ids(names: Sequence[str]) -> list[str]:
 def summary_text(model_uri: str, experiment: str | None = None, *, registry_uri: str | None = None,
                  max_traces: int = DEFAULT_MAX_TRACES, window_days: float | None = DEFAULT_WINDOW_DAYS) -> str:
     """``predictor feedback summary``: the table for ``model_uri``'s model, from ``experiment`` (else
-    ``PREDICTOR_EXPERIMENT``, else both apps' default experiments, :data:`APP_EXPERIMENTS`)."""
+    ``PREDICTOR_EXPERIMENT``, else both apps' default experiments, :data:`APP_EXPERIMENTS`), plus
+    ``PREDICTOR_TRACE_EXPERIMENT`` when set, as the apps' Feedback page reads them."""
     from ._mlflow import tracking_session
     from ._schema.signatures import parse_model_uri
 
     name = parse_model_uri(model_uri)[0]
-    wanted = experiment or os.environ.get(EXPERIMENT_ENV) or ""
+    wanted = (experiment or os.environ.get(EXPERIMENT_ENV) or "").strip()
     names = [wanted] if wanted else list(APP_EXPERIMENTS)
+    traces_elsewhere = (os.environ.get(TRACE_EXPERIMENT_ENV) or "").strip()
+    if traces_elsewhere and traces_elsewhere not in names:
+        names.append(traces_elsewhere)
     with tracking_session(registry_uri):
-        ids = experiment_ids(names)
+        ids = list(dict.fromkeys(experiment_ids(names)))
         if not ids:
             return f"No experiment {' or '.join(names)} in the tracking store: nothing traced yet."
         summary = summarize(name, ids, max_traces=max_traces, window_days=window_days)

@@ -259,3 +259,39 @@ def test_thumbs_on_an_answer_are_stored_on_its_trace_for_the_signed_in_user(
             raise
         finally:
             page.close()
+
+
+# A model answer that tries to make the browser fetch (issue 21, item 11): a Markdown image, a
+# reference image and raw HTML, all pointing at a closed local port, plus Markdown that must stay.
+LEAK = "http://127.0.0.1:9/leak"
+HOSTILE = (f"Here is **your chart** ![chart]({LEAK}/md.png?q=secret) and ![ref][r].\n\n"
+           f"<img src=\"{LEAK}/raw.png\"> <video poster=\"{LEAK}/poster.png\"></video>\n\n"
+           f"[r]: {LEAK}/ref.png\n")
+
+
+@pytest.mark.parametrize("name", ["streamlit-direct", "gradio-direct"])
+def test_an_answer_makes_the_browser_fetch_nothing(name: str, chat_apps: Any, browser: Any) -> None:
+    """Images become links, raw HTML is text, the Markdown around them stays; the page's request
+    log shows no request to the answer's URLs (images without the allow-list load nothing)."""
+    import base64
+
+    kind = name.split("-")[0]
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    try:
+        chat = ChatDriver(page, kind).open(chat_apps[name].url)
+        chat.send("/say64 " + base64.urlsafe_b64encode(HOSTILE.encode()).decode())
+        chat.wait_for_answer(lambda t: "and ref." in t or "and ref ." in t)
+        page.get_by_text(re.compile(r"trace tr-[0-9a-f]{32}")).last.wait_for(timeout=TIMEOUT)  # the whole answer
+        bubble = (page.locator('[data-testid="stChatMessage"]') if kind == "streamlit"
+                  else page.locator('[data-testid="bot"]')).last
+        assert bubble.locator("strong", has_text="your chart").count() == 1  # Markdown kept
+        assert bubble.locator(f'a[href="{LEAK}/md.png?q=secret"]').count() == 1  # the image, as a link
+        assert bubble.locator(f'a[href="{LEAK}/ref.png"]').count() == 1
+        assert page.locator("img[src*='127.0.0.1:9'], video").count() == 0
+        assert '<img src="http://127.0.0.1:9/leak/raw.png">' in bubble.inner_text()  # raw HTML shown as text
+        chat.shot(f"chat-hostile-{name}")
+        assert [u for u in requests if "127.0.0.1:9/" in u] == []
+    finally:
+        page.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,6 +19,7 @@ from client.feedback import (
     current_vote,
     record_feedback,
     summarize,
+    summarize_traces,
     summary_rows,
 )
 from client.local.cli import main as cli_main
@@ -91,6 +94,66 @@ def test_a_second_vote_updates_and_two_users_stay_apart(experiment):
     assert current_vote(trace_id, "carol@example.com") is None
 
 
+def _assessment(user: str, value: bool, ms: int, rationale: str | None = None, aid: str = "") -> SimpleNamespace:
+    return SimpleNamespace(name=FEEDBACK_NAME, value=value, valid=None, rationale=rationale, create_time_ms=ms,
+                           last_update_time_ms=ms, assessment_id=aid or f"a-{user}-{ms}",
+                           source=SimpleNamespace(source_id=user))
+
+
+def test_a_summary_counts_one_vote_per_user_per_trace_the_latest():
+    """Duplicates a racing vote left in the store count once, as the user's latest vote (issue 21, item 3)."""
+    info = SimpleNamespace(tags={"predictor.model_version": "1"}, assessments=[
+        _assessment("ann@example.com", True, 1_000, "first"),
+        _assessment("ann@example.com", False, 3_000, "latest"),
+        _assessment("ann@example.com", True, 2_000),
+        _assessment("bob@example.com", True, 1_500),
+    ])
+    [s] = summarize_traces([info])
+    assert (s.predictions, s.with_feedback, s.thumbs_up, s.thumbs_down) == (1, 1, 1, 1)
+    assert [(c.user, c.text, c.thumbs_up) for c in s.comments] == [("ann@example.com", "latest", False)]
+
+
+@pytest.mark.slow
+def test_concurrent_votes_by_one_user_on_one_trace_leave_one(experiment):
+    """Six simultaneous votes (a double click, two tabs) are one vote: the last one (issue 21, item 3)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import mlflow
+
+    trace_id = traced("1")
+    mlflow.flush_trace_async_logging()  # stored: the votes race each other, not the exporter
+    barrier = threading.Barrier(6)
+
+    def vote(i: int):
+        barrier.wait()
+        return record_feedback(trace_id, "ann@example.com", thumbs_up=i % 2 == 0, comment=f"vote {i}")
+
+    with ThreadPoolExecutor(6) as pool:
+        votes = list(pool.map(vote, range(6)))
+    [stored] = assessments(trace_id)
+    assert stored.assessment_id in {v.assessment_id for v in votes}
+    [s] = summarize("main.default.iris", [experiment.experiment_id])
+    assert (s.with_feedback, s.thumbs_up + s.thumbs_down) == (1, 1)
+
+
+@pytest.mark.slow
+def test_a_duplicate_vote_written_by_another_process_is_removed_on_write(experiment):
+    """Another process (another app replica) racing the same user's vote left a second assessment:
+    the next vote keeps one, the latest (issue 21, item 3)."""
+    import mlflow
+    from mlflow.entities import AssessmentSource, AssessmentSourceType
+
+    trace_id = traced("1")
+    mlflow.flush_trace_async_logging()
+    source = AssessmentSource(source_type=AssessmentSourceType.HUMAN, source_id="ann@example.com")
+    for value in (True, False):
+        mlflow.log_feedback(trace_id=trace_id, name=FEEDBACK_NAME, value=value, source=source)
+    assert len(assessments(trace_id)) == 2
+    vote = record_feedback(trace_id, "ann@example.com", thumbs_up=True, comment="once")
+    [stored] = assessments(trace_id)
+    assert (stored.assessment_id, stored.value, stored.rationale) == (vote.assessment_id, True, "once")
+
+
 @pytest.mark.slow
 def test_feedback_on_a_just_written_sdk_trace(experiment, registry_uri):
     from client import Predictor
@@ -158,3 +221,23 @@ def test_the_apps_trace_unless_told_not_to():
     off = build_predictor(AppConfig(endpoint_url="http://127.0.0.1:9/invocations", tracing=False))
     on = build_predictor(AppConfig(endpoint_url="http://127.0.0.1:9/invocations"))
     assert off._tracer is None and on._tracer is not None
+
+
+@pytest.mark.slow
+def test_the_cli_summary_reads_the_trace_experiment_as_the_apps_do(experiment, monkeypatch, capsys):
+    """``PREDICTOR_TRACE_EXPERIMENT`` (where the agent server traces chat answers) is searched by
+    ``predictor feedback summary`` besides the app's experiment, as the Feedback page does."""
+    import mlflow
+
+    traced("1", "champion")
+    elsewhere = f"agent-traces-{uuid.uuid4().hex[:8]}"
+    mlflow.set_experiment(elsewhere)
+    traced("5", "agent-served")
+    mlflow.flush_trace_async_logging()
+    args = ["feedback", "summary", "--model", "models:/main.default.iris@champion", "--experiment", experiment.name]
+    assert cli_main(args) == 0
+    assert "agent-served" not in capsys.readouterr().out
+    monkeypatch.setenv("PREDICTOR_TRACE_EXPERIMENT", elsewhere)
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "agent-served" in out and "champion" in out and elsewhere in out

@@ -19,11 +19,13 @@ from _browser import ARTIFACTS, launch_app, wait_ready
 from front_door import FrontDoor, User
 
 from client.feedback import FEEDBACK_NAME
+from frontends.core.feedback import vote_status
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 TIMEOUT = 60_000
 IRIS = "models:/main.default.iris@champion"
 KINDS = ["streamlit", "gradio"]
+HOSTILE_COMMENT = '<img src="http://127.0.0.1:9/comment.png"> **bold** [x](y)'
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +131,8 @@ class Ui:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_thumbs_down_with_a_comment_then_changed_and_counted(kind, apps, browser):
+    from playwright.sync_api import expect
+
     server = apps[kind]
     alice, bob = User.named("alice", token=None), User.named("bob", token=None)
     pages = []
@@ -161,6 +165,14 @@ def test_thumbs_down_with_a_comment_then_changed_and_counted(kind, apps, browser
             ui.expect_cell("alice@example.com")
             ui.shot(f"feedback-{kind}-page")
             assert "Traceback" not in page.content()
+
+            # A comment is text: the status line quoting it renders neither Markdown nor HTML (issue 21, item 12)
+            requests: list[str] = []
+            other.on("request", lambda request: requests.append(request.url))
+            ui_b.vote("Thumbs up", comment=HOSTILE_COMMENT)
+            expect(other.get_by_text(vote_status(True, HOSTILE_COMMENT), exact=True)).to_be_visible(timeout=TIMEOUT)
+            assert other.locator("img[src*='127.0.0.1:9'], strong:has-text('bold')").count() == 0
+            assert [u for u in requests if "127.0.0.1:9/" in u] == []
         except Exception:
             for i, p in enumerate(pages):
                 p.screenshot(path=str(ARTIFACTS / f"feedback-{kind}-failure-{i}.png"), full_page=True)

@@ -5,7 +5,9 @@ No weights and no network: given four measurements it calls the registered iris 
 it explains what it can do. The answer streams word by word. It can be told to pace its chunks,
 so that tests can watch text arrive: a question starting ``/pace 300`` (milliseconds between
 chunks; the answer is the same as without it), ``custom_inputs={"pace_ms": 300}``, or
-``PREDICTOR_DEMO_AGENT_PACE_MS`` in the server's environment.
+``PREDICTOR_DEMO_AGENT_PACE_MS`` in the server's environment. ``/say64 B64`` makes it answer the
+base64-encoded text B64 verbatim (tests show the apps a given answer, e.g. markup, that the
+user's own message does not contain).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ HELP = (
 )
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _PACE = re.compile(r"^\s*/pace\s+(\d+)\s*")
+_SAY = re.compile(r"^\s*/say64\s+([A-Za-z0-9+/=_-]+)\s*$")
 
 
 class IrisAssistant(ResponsesAgent):
@@ -54,7 +57,11 @@ class IrisAssistant(ResponsesAgent):
 
     def _events(self, question: str, pace: float) -> Generator[ResponsesAgentStreamEvent, None, None]:
         numbers = [float(n) for n in _NUMBER.findall(question)]
-        if len(numbers) >= 4:
+        if (say := _SAY.match(question)) is not None:
+            import base64
+
+            answer = base64.urlsafe_b64decode(say.group(1)).decode()
+        elif len(numbers) >= 4:
             measurements = dict(zip(FEATURES, numbers[:4], strict=True))
             call_id = f"call_{_digest(question)}"
             yield _done(self.create_function_call_item(

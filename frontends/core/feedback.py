@@ -23,6 +23,7 @@ from typing import Any
 from client.feedback import (
     ANONYMOUS,
     EXPERIMENT_ENV,
+    TRACE_EXPERIMENT_ENV,
     VersionSummary,
     comment_rows,
     experiment_ids,
@@ -62,9 +63,6 @@ log = logging.getLogger(__name__)
 
 #: The front door's header naming the signed-in user.
 USER_HEADER = "X-Forwarded-Email"
-#: Where chat answers' traces live when another process writes them (``predictor serve
-#: --experiment``, Model Serving): searched by the Feedback page besides the app's experiment.
-TRACE_EXPERIMENT_ENV = "PREDICTOR_TRACE_EXPERIMENT"
 
 ASK = "Was this right?"
 PREDICT_FIRST = "Predict first: feedback goes with a traced prediction."

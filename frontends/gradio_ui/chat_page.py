@@ -19,6 +19,7 @@ import gradio as gr
 from client import PredictorError
 from client.feedback import tag_answer_trace_later
 from frontends.core.chat import caption, chat_error_text, conversation, tool_lines
+from frontends.core.markup import image_hosts, safe_markdown
 from frontends.core.session import caller_identity, predictor_for
 from frontends.gradio_ui.feedback import feedback_controls, feedback_tab
 from frontends.gradio_ui.runtime import Runtime, request_headers
@@ -34,23 +35,24 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
         as_user = caller_identity(headers, runtime.config) != "app"
         predictor = predictor_for(await runtime.predictor(), headers, runtime.config)
         turns = [*conversation(history), {"role": "user", "content": message}]
+        hosts = image_hosts()
         text = ""
         try:
             async with predictor.astream(turns) as stream:
                 async for delta in stream:
                     if delta.text:
                         text += delta.text
-                        yield text, "", None
+                        yield safe_markdown(text, hosts), "", None  # model output loads no outside image
             result = stream.get_final_result()
         except PredictorError as err:
             why = chat_error_text(err, as_user=as_user)
             if not text:
                 raise gr.Error(_plain(why), print_exception=False) from None
-            yield text + "\n\n---\n\n" + why, "", None
+            yield safe_markdown(text, hosts) + "\n\n---\n\n" + why, "", None
             return
         tag_answer_trace_later(result)  # so the Feedback tab counts the answer (model, version, ...)
         details = [caption(result), *("Tool: " + line for line in tool_lines(result))]
-        yield result.text, "  \n".join(details), result.trace_id
+        yield safe_markdown(result.text, hosts), safe_markdown("  \n".join(details), hosts), result.trace_id
 
     with gr.Blocks(title=runtime.config.title) as demo:
         gr.Markdown(f"# {runtime.config.title}")

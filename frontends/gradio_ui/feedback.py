@@ -16,6 +16,7 @@ import gradio as gr
 import pandas as pd
 
 from frontends.core.feedback import ASK, feedback_user, save_vote, summary_tables
+from frontends.core.markup import html_text
 from frontends.gradio_ui.runtime import request_headers
 
 
@@ -35,13 +36,13 @@ def feedback_controls(trace_state: gr.State, *, ask_expected: bool = False) -> l
     with gr.Row():
         up = gr.Button("Thumbs up", size="sm")
         down = gr.Button("Thumbs down", size="sm")
-    status = gr.Markdown()
+    status = gr.HTML()  # it quotes the user's comment: escaped, so it shows as typed (a Markdown would render it)
 
     async def on_up(trace_id: str | None, text: str, right: str, request: gr.Request) -> str:
-        return await vote(trace_id, True, text, right, request_headers(request))
+        return html_text(await vote(trace_id, True, text, right, request_headers(request)))
 
     async def on_down(trace_id: str | None, text: str, right: str, request: gr.Request) -> str:
-        return await vote(trace_id, False, text, right, request_headers(request))
+        return html_text(await vote(trace_id, False, text, right, request_headers(request)))
 
     up.click(on_up, inputs=[trace_state, comment, expected], outputs=status, api_visibility="private")
     down.click(on_down, inputs=[trace_state, comment, expected], outputs=status, api_visibility="private")

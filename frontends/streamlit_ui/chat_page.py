@@ -1,8 +1,10 @@
-"""The Streamlit page for a chat model: ``st.chat_message``, ``st.chat_input``, ``st.write_stream``.
+"""The Streamlit page for a chat model: ``st.chat_message``, ``st.chat_input``, the answer redrawn as it streams.
 
-The conversation lives in ``st.session_state`` (one per browser session, never shared). Clicking
+The conversation lives in ``st.session_state`` (one per browser session, never shared). The
+model's text is shown through ``frontends.core.markup.safe_markdown`` (no image from outside
+``PREDICTOR_IMAGE_HOSTS``, no raw HTML), while it streams too. Clicking
 the answer's "Stop" (or sending another message) while it streams makes Streamlit rerun the
-script; the interrupted ``write_stream`` drops the stream, whose generator closes the connection,
+script; the interrupted stream is dropped, its generator closes the connection,
 and the text that had arrived is kept with a "stopped" note. (Streamlit's own toolbar Stop halts
 the run without a rerun: the note then appears with the next message.)
 
@@ -22,6 +24,7 @@ from client import ChatStream, Predictor
 from client.feedback import tag_answer_trace_later
 from frontends.core.chat import STOPPED, caption, chat_error_text, conversation, tool_lines
 from frontends.core.feedback import feedback_user
+from frontends.core.markup import image_hosts, safe_markdown
 from frontends.streamlit_ui.feedback import feedback_controls
 
 _HISTORY = "chat_history"
@@ -43,14 +46,19 @@ def _user() -> str:
         return feedback_user(None)
 
 
+def _shown(turn: dict[str, Any]) -> str:
+    """What the page renders of a turn: a model's text loads no image from outside the allow-list."""
+    return turn["content"] if turn["role"] == "user" else safe_markdown(turn["content"], image_hosts())
+
+
 def _show(turn: dict[str, Any], user: str = "") -> None:
     with st.chat_message(turn["role"]):
         if turn.get("error"):
-            st.error(turn["content"])
+            st.error(_shown(turn))
         else:
-            st.markdown(turn["content"])
+            st.markdown(_shown(turn))
         for line in turn.get("tools", []):
-            st.caption("Tool: " + line)
+            st.caption(safe_markdown("Tool: " + line, image_hosts()))
         if turn.get("caption"):
             st.caption(turn["caption"])
         if turn["role"] == "assistant" and not turn.get("note"):  # a whole answer, not an error or a stopped one
@@ -85,7 +93,9 @@ def render(title: str, card: str, predictor: Predictor, as_user: bool) -> None:
         pending = st.session_state[_PENDING] = {"text": ""}
         try:
             stream = predictor.stream(conversation(history))
-            answer_area.write_stream(_pieces(stream, pending))
+            shown, hosts = answer_area.empty(), image_hosts()
+            for _ in _pieces(stream, pending):  # the text so far, made safe, as write_stream would draw it
+                shown.markdown(safe_markdown(pending["text"], hosts))
             result = stream.get_final_result()
         except Exception as err:
             st.session_state.pop(_PENDING, None)

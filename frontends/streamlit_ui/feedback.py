@@ -37,8 +37,8 @@ def feedback_controls(trace_id: str | None, user: str, *, key: str, ask_expected
         st.text_input("Correct value (optional)", key=expected_key, on_change=save,
                       help="The prediction you believe is right; stored with your feedback.")
     st.feedback("thumbs", key=thumbs_key, on_change=save)
-    if status_key in st.session_state:
-        st.caption(st.session_state[status_key])
+    if status_key in st.session_state:  # it quotes the user's comment: text, never Markdown
+        st.text(st.session_state[status_key])
 
 
 @st.cache_data(ttl=30, show_spinner="Reading feedback...")
