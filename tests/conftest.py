@@ -26,6 +26,15 @@ if str(ROOT / "tests") not in sys.path:
 
 SERVER_STARTUP_TIMEOUT = 90.0
 
+# A pytest-xdist worker's __main__ is execnet's `python -c` bootstrap: no __file__, no __spec__.
+# pyspark.sql.connect takes that for a doctest run and calls sys.exit(0) at import, and MLflow
+# imports it in infer_signature (SystemExit, not ImportError). Give the worker the __main__ file a
+# plain `python -m pytest` run has (pytest/__main__.py, which does nothing when run by another name).
+_main = sys.modules["__main__"]
+if os.environ.get("PYTEST_XDIST_WORKER") and getattr(_main, "__spec__", None) is None \
+        and not hasattr(_main, "__file__"):
+    _main.__file__ = str(Path(pytest.__file__).parent / "__main__.py")
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
