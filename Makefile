@@ -44,13 +44,18 @@ demo: $(VENV)/.apps
 	$(VENV)/bin/predictor demo
 	$(VENV)/bin/streamlit run frontends/streamlit_ui/server.py
 
+# Two pytest-xdist workers (the machine has 2 cores); a module stays on one worker (--dist loadfile),
+# so its module-scoped apps and browser start once. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS    := -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
+
 test: setup chromium java
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-sdk-range
 
 # The auth suites again against the lowest databricks-sdk we claim (a second venv; uv: seconds).
 test-sdk-range: $(VENV_SDKMIN)/.installed
-	$(VENV_SDKMIN)/bin/python -m pytest -q -p no:cacheprovider $(AUTH_SUITES)
+	$(VENV_SDKMIN)/bin/python -m pytest $(PYTEST_ARGS) $(AUTH_SUITES)
 
 $(VENV_SDKMIN)/.installed: pyproject.toml | uv
 	$(UV) venv -q --allow-existing $(VENV_SDKMIN)
