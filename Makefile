@@ -49,8 +49,9 @@ demo: $(VENV)/.apps
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS    := -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
 
+# --durations=20: where the time goes (README, "Where the suite's time goes").
 test: setup chromium java
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) --durations=20
 	$(MAKE) test-sdk-range
 
 # The auth suites again against the lowest databricks-sdk we claim (a second venv; uv: seconds).
