@@ -45,9 +45,10 @@ demo: $(VENV)/.apps
 	$(VENV)/bin/streamlit run frontends/streamlit_ui/server.py
 
 # Two pytest-xdist workers (the machine has 2 cores); a module stays on one worker (--dist loadfile),
-# so its module-scoped apps and browser start once. PYTEST_WORKERS=0 runs in one process.
+# so its module-scoped apps and browser start once. Modules go out in collection order (tests/conftest.py
+# puts the longest first), not xdist's default of most tests first. PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 2
-PYTEST_ARGS    := -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
+PYTEST_ARGS    := -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # --durations=20: where the time goes (README, "Where the suite's time goes").
 test: setup chromium java

@@ -171,7 +171,8 @@ def browser() -> Iterator[Any]:
 
 
 #: The modules that take longest (``--durations``), run first: under ``--dist loadfile`` each
-#: pytest-xdist worker takes the next module when it is free, so a long one left for the end
+#: pytest-xdist worker takes the next module when it is free (the Makefile passes
+#: --no-loadscope-reorder, so in this order), and a long one left for the end
 #: keeps one core busy while the other idles.
 LONGEST_FIRST = ("test_browser_chat.py", "test_browser.py", "test_faults.py", "test_spark.py", "test_soak.py",
                  "test_app_concurrency.py", "test_secrets.py", "test_demo_serve.py")
