@@ -44,13 +44,20 @@ demo: $(VENV)/.apps
 	$(VENV)/bin/predictor demo
 	$(VENV)/bin/streamlit run frontends/streamlit_ui/server.py
 
+# Two pytest-xdist workers (the machine has 2 cores); a module stays on one worker (--dist loadfile),
+# so its module-scoped apps and browser start once. Modules go out in collection order (tests/conftest.py
+# puts the longest first), not xdist's default of most tests first. PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS    := -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
+# --durations=20: where the time goes (README, "Where the suite's time goes").
 test: setup chromium java
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest $(PYTEST_ARGS) --durations=20
 	$(MAKE) test-sdk-range
 
 # The auth suites again against the lowest databricks-sdk we claim (a second venv; uv: seconds).
 test-sdk-range: $(VENV_SDKMIN)/.installed
-	$(VENV_SDKMIN)/bin/python -m pytest -q -p no:cacheprovider $(AUTH_SUITES)
+	$(VENV_SDKMIN)/bin/python -m pytest $(PYTEST_ARGS) $(AUTH_SUITES)
 
 $(VENV_SDKMIN)/.installed: pyproject.toml | uv
 	$(UV) venv -q --allow-existing $(VENV_SDKMIN)

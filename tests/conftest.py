@@ -24,7 +24,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
 
-SERVER_STARTUP_TIMEOUT = 90.0
+# `make test` runs two pytest-xdist workers, each starting its own servers while the other works
+# (and on CI, other jobs share the 2 cores): 90 s was seen to pass by with a loaded machine.
+SERVER_STARTUP_TIMEOUT = 180.0
+
+# A pytest-xdist worker's __main__ is execnet's `python -c` bootstrap: no __file__, no __spec__.
+# pyspark.sql.connect takes that for a doctest run and calls sys.exit(0) at import, and MLflow
+# imports it in infer_signature (SystemExit, not ImportError). Give the worker the __main__ file a
+# plain `python -m pytest` run has (pytest/__main__.py, which does nothing when run by another name).
+_main = sys.modules["__main__"]
+if os.environ.get("PYTEST_XDIST_WORKER") and getattr(_main, "__spec__", None) is None \
+        and not hasattr(_main, "__file__"):
+    _main.__file__ = str(Path(pytest.__file__).parent / "__main__.py")
 
 
 def free_port() -> int:
@@ -157,3 +168,16 @@ def browser() -> Iterator[Any]:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
         b.close()
+
+
+#: The modules that take longest (``--durations``), run first: under ``--dist loadfile`` each
+#: pytest-xdist worker takes the next module when it is free (the Makefile passes
+#: --no-loadscope-reorder, so in this order), and a long one left for the end
+#: keeps one core busy while the other idles.
+LONGEST_FIRST = ("test_browser_chat.py", "test_browser.py", "test_faults.py", "test_spark.py", "test_soak.py",
+                 "test_app_concurrency.py", "test_secrets.py", "test_demo_serve.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

@@ -94,13 +94,23 @@ class ChatDriver:
         box.press("Enter")
 
     def answers(self) -> list[str]:
-        """The assistant bubbles' text, in order."""
+        """The assistant bubbles' text, in order, read in one step in the page.
+
+        Not ``locator.all()`` and then each bubble's ``inner_text()``: between the two the page
+        can redraw (a rerun replaces the bubbles), and ``inner_text()`` on ``nth(i)`` of a list that
+        no longer has it waits Playwright's default 30 s, outside ``wait_for_answer``'s own
+        deadline: "the second assistant message did not appear within 30 s"."""
         if self.kind == "streamlit":
             bubbles = self.page.locator('[data-testid="stChatMessage"]').filter(
                 has=self.page.locator('[data-testid="stChatMessageAvatarAssistant"]'))
-            return [b.locator('[data-testid="stMarkdownContainer"]').first.inner_text().strip()
-                    for b in bubbles.all()]
-        return [b.inner_text().strip() for b in self.page.locator('[data-testid="bot"]').all()]
+            script = """bubbles => bubbles.map(b => {
+                const text = b.querySelector('[data-testid="stMarkdownContainer"]');
+                return text ? text.innerText.trim() : "";
+            })"""
+        else:
+            bubbles = self.page.locator('[data-testid="bot"]')
+            script = "bubbles => bubbles.map(b => b.innerText.trim())"
+        return list(bubbles.evaluate_all(script))
 
     def last_answer(self) -> str:
         answers = self.answers()

@@ -23,11 +23,14 @@ def test_demo_registration_is_idempotent(registry_uri: str) -> None:
 
     from client.local.demo import register_demo_model
 
-    before = MlflowClient().search_model_versions("name='main.default.iris'")
+    # This registry by name, not MLflow's process-wide one, which an earlier test in the same
+    # process may have pointed elsewhere (seen with two xdist workers: 'databricks-uc').
+    client = MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
+    before = client.search_model_versions("name='main.default.iris'")
     assert register_demo_model(registry_uri) == "models:/main.default.iris@champion"
-    after = MlflowClient().search_model_versions("name='main.default.iris'")
+    after = client.search_model_versions("name='main.default.iris'")
     assert len(before) == len(after) == 1
-    assert str(MlflowClient().get_model_version_by_alias("main.default.iris", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("main.default.iris", "champion").version) == "1"
 
 
 @pytest.mark.slow
