@@ -13,12 +13,19 @@ from test_frontends import FAKE_SIG, IRIS_ROW, FakePredictor
 from client import PredictorError
 from frontends.core.feedback import (
     NOT_SAVED,
+    NOTHING_YET,
+    OWN_ONLY,
     PREDICT_FIRST,
+    UNREADABLE,
+    FeedbackAccess,
+    SummaryTables,
     app_experiment,
     default_experiment_name,
+    feedback_access,
     feedback_user,
     parse_expected,
     save_vote,
+    visible_tables,
     vote_status,
 )
 from frontends.core.form import build_fields
@@ -124,3 +131,44 @@ def test_feedback_texts_and_app_experiments(monkeypatch):
 
     monkeypatch.setattr(feedback, "record_feedback", down)
     assert save_vote("tr-1", "ann", thumbs_up=True) == NOT_SAVED
+
+
+ANN = {"X-Forwarded-Email": "Ann@Example.com", "X-Forwarded-User": "111@4242"}
+BOB = {"x-forwarded-email": "bob@example.com", "x-forwarded-user": "222@4242"}
+
+
+def test_only_named_reviewers_see_others_feedback():
+    """Issue 21, item 15: who may read everyone's feedback, from the front door's headers."""
+    reviewers = {"PREDICTOR_REVIEWERS": " ann@example.com , 333@4242"}
+    assert feedback_access(ANN, reviewers) == FeedbackAccess(reviewer=True, user="Ann@Example.com")
+    assert feedback_access(BOB, reviewers) == FeedbackAccess(reviewer=False, user="bob@example.com")
+    # by user id, when the deployment names ids; a user without an e-mail votes under their id
+    carol = {"X-Forwarded-User": "333@4242"}
+    assert feedback_access(carol, reviewers) == FeedbackAccess(reviewer=True, user="333@4242")
+    assert feedback_user(carol) == "333@4242"
+    # behind the front door with nobody named: nobody sees others' feedback
+    assert not feedback_access(ANN, {}).reviewer and not feedback_access(ANN, {"PREDICTOR_REVIEWERS": " , "}).reviewer
+    # no front door (a laptop): the one local user is the reviewer
+    local = FeedbackAccess(reviewer=True, user="anonymous")
+    assert feedback_access({}, {}) == feedback_access(None, reviewers) == local
+    # a header with no value is no identity, and a name is not a prefix match
+    assert feedback_access({"X-Forwarded-Email": " "}, {}).reviewer
+    assert not feedback_access({"X-Forwarded-Email": "ann@example.co"}, reviewers).reviewer
+
+
+def test_a_non_reviewer_sees_only_their_own_comments():
+    def comment(user: str, text: str) -> dict:
+        return {"when": "2026-01-01 10:00", "version": "1", "served entity": "-", "user": user, "thumbs": "up",
+                "comment": text}
+
+    tables = SummaryTables("all", rows=[{"version": "1", "predictions": 3}], rates=[{"version": "v1"}],
+                           comments=[comment("ann@example.com", "ann says"), comment("bob@example.com", "bob says")])
+    assert visible_tables(tables, FeedbackAccess(reviewer=True, user="ann@example.com")) is tables
+    bob = visible_tables(tables, FeedbackAccess(reviewer=False, user="bob@example.com"))
+    assert (bob.note, bob.rows, bob.rates) == (OWN_ONLY, [], [])
+    assert bob.comments == [{k: v for k, v in comment("", "bob says").items() if k != "user"}]
+    assert "ann" not in repr(bob)
+    assert visible_tables(tables, FeedbackAccess(reviewer=False, user="carol@example.com")).comments == []
+    # an error or an empty store reads the same for everyone
+    for other in (SummaryTables(UNREADABLE, failed=True), SummaryTables(NOTHING_YET)):
+        assert visible_tables(other, FeedbackAccess(reviewer=False, user="bob@example.com")) is other

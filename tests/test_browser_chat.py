@@ -49,8 +49,10 @@ class ChatApps:
     def __getitem__(self, name: str) -> Any:
         if name not in self.servers:
             kind, mode = name.split("-")
+            # alice, who checks the Feedback tab's counts, is a reviewer (only reviewers see them)
             env = {"PREDICTOR_MODEL_URI": AGENT, "PREDICTOR_REGISTRY_URI": self.registry,
-                   "MLFLOW_TRACKING_URI": self.registry, "MLFLOW_REGISTRY_URI": self.registry}
+                   "MLFLOW_TRACKING_URI": self.registry, "MLFLOW_REGISTRY_URI": self.registry,
+                   "PREDICTOR_REVIEWERS": "alice@example.com"}
             if mode == "endpoint":
                 env["PREDICTOR_ENDPOINT_URL"] = f"{self.agent_server}/serving-endpoints/assistant/invocations"
                 env["PREDICTOR_TRACE_EXPERIMENT"] = AGENT_TRACES  # where the agent server traces

@@ -460,3 +460,52 @@ def test_a_chat_answer_cut_after_the_request_was_sent_is_not_sent_again() -> Non
     with pytest.raises(APIConnectionError, match="not sent again"):
         p.chat("book the flight")
     assert len(posts) == 1
+
+
+def test_the_gradio_chat_sends_the_models_own_text_back_not_the_text_made_safe() -> None:
+    """Issue 21: Gradio's Chatbot keeps the answer as shown (an image made a link, raw HTML as
+    text); the next turn sent that to the model as what it had said. It gets its own text back."""
+    from contextlib import asynccontextmanager
+    from types import SimpleNamespace
+
+    from client import ChatResult
+    from frontends.core.chat import conversation
+    from frontends.core.markup import safe_markdown
+    from frontends.core.session import AppConfig
+    from frontends.gradio_ui.chat_page import answer
+
+    raw = 'See ![chart](http://127.0.0.1:9/c.png) and <b>this</b>.'
+    sent: list[list[dict[str, Any]]] = []
+
+    class Agent:
+        @asynccontextmanager
+        async def astream(self, turns: list[dict[str, Any]]) -> AsyncIterator[Any]:
+            sent.append(turns)
+
+            class Stream:
+                def __aiter__(self) -> AsyncIterator[Any]:
+                    async def deltas() -> AsyncIterator[Any]:
+                        yield SimpleNamespace(text=raw)
+                    return deltas()
+
+                def get_final_result(self) -> ChatResult:
+                    return ChatResult(text=raw, messages=[], mode="direct")
+
+            yield Stream()
+
+    async def predictor() -> Agent:
+        return Agent()
+
+    runtime: Any = SimpleNamespace(config=AppConfig(), predictor=predictor)
+
+    async def turn(message: str, history: list[dict[str, Any]], originals: dict[str, str]) -> tuple[Any, ...]:
+        return [out async for out in answer(runtime, message, history, originals, {})][-1]
+
+    shown, _, _, originals = asyncio.run(turn("hi", [], {}))
+    assert shown == safe_markdown(raw) != raw  # the page shows the safe text...
+    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": shown}]
+    asyncio.run(turn("and then?", history, originals))
+    # ...and the model gets its own words back
+    assert sent[-1] == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": raw},
+                        {"role": "user", "content": "and then?"}]
+    assert conversation(history) == history  # without the map: what is shown

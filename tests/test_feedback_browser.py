@@ -4,7 +4,8 @@ Each app runs as a real server (direct mode on the demo iris model) tracing into
 sqlite tracking store, in an experiment of its own; users reach it through the front door
 (``tests/front_door.py``), which adds ``X-Forwarded-Email`` to every request, WebSocket included.
 The assertions read the store: the assessment is there with the user, a second click changes it,
-and two users' votes stay apart; then the Feedback page counts them.
+and two users' votes stay apart; then the Feedback page counts them for alice, a reviewer
+(``PREDICTOR_REVIEWERS``), while bob, who is not, sees only his own comments (issue 21, item 15).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from _browser import ARTIFACTS, launch_app, wait_ready
 from front_door import FrontDoor, User
 
 from client.feedback import FEEDBACK_NAME
-from frontends.core.feedback import vote_status
+from frontends.core.feedback import OWN_ONLY, WHAT_IS_SHOWN, vote_status
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 TIMEOUT = 60_000
@@ -38,7 +39,7 @@ def apps(registry_uri, tmp_path_factory):
             experiment = f"/browser-feedback-{kind}-{uuid.uuid4().hex[:6]}"
             env = {"PREDICTOR_MODEL_URI": IRIS, "PREDICTOR_REGISTRY_URI": registry_uri, "PREDICTOR_HOME": str(home),
                    "MLFLOW_TRACKING_URI": registry_uri, "MLFLOW_REGISTRY_URI": registry_uri,
-                   "PREDICTOR_EXPERIMENT": experiment}
+                   "PREDICTOR_EXPERIMENT": experiment, "PREDICTOR_REVIEWERS": "alice@example.com"}
             servers[kind] = launch_app(kind, env, home / f"{kind}.log")
             servers[kind].experiment = experiment
         for server in servers.values():
@@ -112,11 +113,11 @@ class Ui:
             with contextlib.suppress(Error):
                 self.page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=10_000)
 
-    def feedback_page(self) -> None:
+    def feedback_page(self, note: str = WHAT_IS_SHOWN) -> None:
         self.page.get_by_role("tab", name="Feedback").click()  # Gradio reads the store when the tab opens
         if self.kind == "streamlit":  # the summary is cached for 30 s; others voted since it was read
             self.page.get_by_role("button", name="Refresh").click()
-        self.page.get_by_text("per model version and served entity").first.wait_for(timeout=TIMEOUT)
+        self.page.get_by_text(note).first.wait_for(timeout=TIMEOUT)
 
     def expect_cell(self, text: str) -> None:
         """A table cell with ``text`` (Streamlit draws tables on a canvas, with a hidden ARIA copy)."""
@@ -159,13 +160,6 @@ def test_thumbs_down_with_a_comment_then_changed_and_counted(kind, apps, browser
             assert [(u, v) for _, u, v, _ in got] == [("alice@example.com", True), ("bob@example.com", False)]
             assert got[0][3] == "should be virginica" and got[1][3] is None  # bob's vote did not touch alice's
 
-            ui.feedback_page()
-            ui.expect_cell("50%")  # one thumbs up, one down: a 50% thumbs-up rate
-            ui.expect_cell("should be virginica")
-            ui.expect_cell("alice@example.com")
-            ui.shot(f"feedback-{kind}-page")
-            assert "Traceback" not in page.content()
-
             # A comment is text: the status line quoting it renders neither Markdown nor HTML (issue 21, item 12)
             requests: list[str] = []
             other.on("request", lambda request: requests.append(request.url))
@@ -173,6 +167,23 @@ def test_thumbs_down_with_a_comment_then_changed_and_counted(kind, apps, browser
             expect(other.get_by_text(vote_status(True, HOSTILE_COMMENT), exact=True)).to_be_visible(timeout=TIMEOUT)
             assert other.locator("img[src*='127.0.0.1:9'], strong:has-text('bold')").count() == 0
             assert [u for u in requests if "127.0.0.1:9/" in u] == []
+
+            # Only a reviewer sees others' feedback: bob (not one) sees his own comment and nothing of alice's
+            ui_b.vote("Thumbs down", comment="bob's own words")
+            ui_b.feedback_page(OWN_ONLY)
+            ui_b.expect_cell("bob's own words")
+            ui_b.shot(f"feedback-{kind}-page-bob")
+            assert "should be virginica" not in other.content() and "alice@example.com" not in other.content()
+
+            # alice, a reviewer, sees everyone's: the counts and bob's comment with his name
+            ui.feedback_page()
+            ui.expect_cell("50%")  # one thumbs up, one down: a 50% thumbs-up rate
+            ui.expect_cell("should be virginica")
+            ui.expect_cell("alice@example.com")
+            ui.expect_cell("bob's own words")
+            ui.expect_cell("bob@example.com")
+            ui.shot(f"feedback-{kind}-page")
+            assert "Traceback" not in page.content()
         except Exception:
             for i, p in enumerate(pages):
                 p.screenshot(path=str(ARTIFACTS / f"feedback-{kind}-failure-{i}.png"), full_page=True)

@@ -19,13 +19,21 @@ __all__ = ["STOPPED", "caption", "chat_error_text", "conversation", "tool_lines"
 STOPPED = "*(stopped)*"
 
 
-def conversation(history: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """The turns to send: user and assistant text, in order, without the app's own notes."""
+def conversation(history: Iterable[Mapping[str, Any]],
+                 originals: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+    """The turns to send: user and assistant text, in order, without the app's own notes.
+
+    ``originals`` maps an assistant turn's text as shown (made safe, see ``markup``) back to the
+    model's own text, which is what the model gets back: a page that keeps only what it shows
+    (Gradio's Chatbot) would otherwise tell the model it said something else.
+    """
     out = []
     for turn in history:
         if turn.get("note") or turn.get("role") not in ("user", "assistant"):
             continue
         text = _text(turn.get("content"))
+        if originals and turn["role"] == "assistant":
+            text = originals.get(text, text)
         if text:
             out.append({"role": str(turn["role"]), "content": text})
     return out

@@ -36,6 +36,10 @@ from client.feedback import (
 
 __all__ = [
     "ASK",
+    "OWN_ONLY",
+    "REVIEWERS_ENV",
+    "USER_ID_HEADER",
+    "FeedbackAccess",
     "NOTHING_YET",
     "NOT_SAVED",
     "NOT_TRACED",
@@ -48,6 +52,7 @@ __all__ = [
     "WHAT_IS_SHOWN",
     "app_experiment",
     "default_experiment_name",
+    "feedback_access",
     "feedback_user",
     "parse_expected",
     "rate_rows",
@@ -56,6 +61,7 @@ __all__ = [
     "summary_tables",
     "trace_experiment_ids",
     "version_label",
+    "visible_tables",
     "vote_status",
 ]
 
@@ -63,6 +69,10 @@ log = logging.getLogger(__name__)
 
 #: The front door's header naming the signed-in user.
 USER_HEADER = "X-Forwarded-Email"
+#: The front door's header with the signed-in user's id (used when there is no e-mail).
+USER_ID_HEADER = "X-Forwarded-User"
+#: Who may read everyone's feedback: comma-separated e-mails or user ids (see :func:`feedback_access`).
+REVIEWERS_ENV = "PREDICTOR_REVIEWERS"
 
 ASK = "Was this right?"
 PREDICT_FIRST = "Predict first: feedback goes with a traced prediction."
@@ -71,15 +81,52 @@ NOT_SAVED = "Feedback could not be saved (the tracking store is unavailable)."
 NO_EXPERIMENT = "No MLflow experiment is available: predictions are not traced, so there is no feedback."
 UNREADABLE = "The feedback summary could not be read from the tracking store."
 NOTHING_YET = "No traced predictions yet (last 30 days)."
+OWN_ONLY = ("Your own feedback (with a comment) of the last 30 days. The team's feedback is shown only to "
+            "the model's reviewers.")
 WHAT_IS_SHOWN = "Latest 10,000 traced predictions of the last 30 days, per model version and served entity."
 
 
-def feedback_user(headers: Mapping[str, str] | None) -> str:
-    """Who gives feedback: the front door's ``X-Forwarded-Email``, else ``"anonymous"``."""
+def _header(headers: Mapping[str, str] | None, name: str) -> str:
     for key, value in (headers or {}).items():
-        if key.lower() == USER_HEADER.lower() and str(value).strip():
+        if key.lower() == name.lower() and str(value).strip():
             return str(value).strip()
-    return ANONYMOUS
+    return ""
+
+
+def feedback_user(headers: Mapping[str, str] | None) -> str:
+    """Who gives feedback: the front door's ``X-Forwarded-Email``, else its ``X-Forwarded-User``,
+    else ``"anonymous"``."""
+    return _header(headers, USER_HEADER) or _header(headers, USER_ID_HEADER) or ANONYMOUS
+
+
+@dataclass(frozen=True)
+class FeedbackAccess:
+    """What one visitor may see on the Feedback page: everything (a reviewer), or only the
+    votes stored under ``user`` (their own)."""
+
+    reviewer: bool
+    user: str
+
+
+def feedback_access(headers: Mapping[str, str] | None, env: Mapping[str, str] | None = None) -> FeedbackAccess:
+    """Who may see what (pure). Behind the Apps front door (an ``X-Forwarded-Email`` or
+    ``X-Forwarded-User`` header), a visitor is a reviewer only if ``PREDICTOR_REVIEWERS`` names
+    their e-mail or user id (case-insensitive); with no reviewers named, nobody sees others'
+    feedback. Without those headers (the app run on a laptop) the single local user is the reviewer.
+
+    Example::
+
+        >>> feedback_access({"X-Forwarded-Email": "ann@example.com"}, {"PREDICTOR_REVIEWERS": "ann@example.com"})
+        FeedbackAccess(reviewer=True, user='ann@example.com')
+        >>> feedback_access({"X-Forwarded-Email": "bob@example.com"}, {"PREDICTOR_REVIEWERS": "ann@example.com"})
+        FeedbackAccess(reviewer=False, user='bob@example.com')
+    """
+    env = os.environ if env is None else env
+    signed_in = {i.lower() for i in (_header(headers, USER_HEADER), _header(headers, USER_ID_HEADER)) if i}
+    if not signed_in:  # no front door: the one local user owns the app
+        return FeedbackAccess(reviewer=True, user=ANONYMOUS)
+    reviewers = {r.strip().lower() for r in (env.get(REVIEWERS_ENV) or "").split(",") if r.strip()}
+    return FeedbackAccess(reviewer=bool(signed_in & reviewers), user=feedback_user(headers))
 
 
 def default_experiment_name(app: str) -> str:
@@ -195,3 +242,12 @@ def summary_tables(model_name: str | None, experiment_id: str | None) -> Summary
     if not summary:
         return SummaryTables(NOTHING_YET)
     return SummaryTables(WHAT_IS_SHOWN, summary_rows(summary), rate_rows(summary), comment_rows(summary))
+
+
+def visible_tables(tables: SummaryTables, access: FeedbackAccess) -> SummaryTables:
+    """What ``access`` may see of ``tables`` (pure): all of it for a reviewer; for anyone else
+    only their own comments (no counts, no rates, nobody else's name or words)."""
+    if access.reviewer or tables.failed or not tables.rows:  # an error, or nothing yet: nobody's data
+        return tables
+    own = [{k: v for k, v in row.items() if k != "user"} for row in tables.comments if row.get("user") == access.user]
+    return SummaryTables(OWN_ONLY, comments=own)

@@ -1,6 +1,8 @@
 """The Gradio page for a chat model: ``gr.ChatInterface`` streaming the answer token by token.
 
-The conversation lives in the browser session's Chatbot (never shared); the Chatbot's clear
+The conversation lives in the browser session's Chatbot (never shared), which holds the answers
+as shown (made safe by ``frontends.core.markup``); a session ``gr.State`` maps each back to the
+model's own text, which is what the next turn sends to the model. The Chatbot's clear
 button starts a new one, the Stop button cancels the handler, which closes the stream's
 connection. Errors before any text are a ``gr.Error``; a stream cut off midway keeps its text
 and says why under it. Below the chat: which model answered and its trace id, then thumbs
@@ -29,30 +31,41 @@ def _plain(markdown: str) -> str:
     return markdown.replace("**", "")
 
 
+async def answer(runtime: Runtime, message: str, history: list[dict[str, Any]], originals: dict[str, str],
+                 headers: dict[str, str]) -> AsyncIterator[tuple[str, str, str | None, dict[str, str]]]:
+    """One chat turn, streamed: (answer as shown, details, trace id, ``originals``). The Chatbot
+    keeps only the safe text it shows; ``originals`` (the session's) maps it back to the model's
+    own text, which is what the next turn sends (``conversation``)."""
+    as_user = caller_identity(headers, runtime.config) != "app"
+    predictor = predictor_for(await runtime.predictor(), headers, runtime.config)
+    turns = [*conversation(history, originals), {"role": "user", "content": message}]
+    hosts = image_hosts()
+    text = ""
+    try:
+        async with predictor.astream(turns) as stream:
+            async for delta in stream:
+                if delta.text:
+                    text += delta.text
+                    yield safe_markdown(text, hosts), "", None, originals  # model output loads no outside image
+        result = stream.get_final_result()
+    except PredictorError as err:
+        why = chat_error_text(err, as_user=as_user)
+        if not text:
+            raise gr.Error(_plain(why), print_exception=False) from None
+        shown = safe_markdown(text, hosts) + "\n\n---\n\n" + why
+        yield shown, "", None, {**originals, shown: text}  # the app's note is not the model's
+        return
+    tag_answer_trace_later(result)  # so the Feedback tab counts the answer (model, version, ...)
+    details = [caption(result), *("Tool: " + line for line in tool_lines(result))]
+    shown = safe_markdown(result.text, hosts)
+    yield shown, safe_markdown("  \n".join(details), hosts), result.trace_id, {**originals, shown: result.text}
+
+
 def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
-    async def answer(message: str, history: list[dict[str, Any]], request: gr.Request) -> AsyncIterator[Any]:
-        headers = request_headers(request)
-        as_user = caller_identity(headers, runtime.config) != "app"
-        predictor = predictor_for(await runtime.predictor(), headers, runtime.config)
-        turns = [*conversation(history), {"role": "user", "content": message}]
-        hosts = image_hosts()
-        text = ""
-        try:
-            async with predictor.astream(turns) as stream:
-                async for delta in stream:
-                    if delta.text:
-                        text += delta.text
-                        yield safe_markdown(text, hosts), "", None  # model output loads no outside image
-            result = stream.get_final_result()
-        except PredictorError as err:
-            why = chat_error_text(err, as_user=as_user)
-            if not text:
-                raise gr.Error(_plain(why), print_exception=False) from None
-            yield safe_markdown(text, hosts) + "\n\n---\n\n" + why, "", None
-            return
-        tag_answer_trace_later(result)  # so the Feedback tab counts the answer (model, version, ...)
-        details = [caption(result), *("Tool: " + line for line in tool_lines(result))]
-        yield safe_markdown(result.text, hosts), safe_markdown("  \n".join(details), hosts), result.trace_id
+    async def on_message(message: str, history: list[dict[str, Any]], originals: dict[str, str] | None,
+                         request: gr.Request) -> AsyncIterator[Any]:
+        async for out in answer(runtime, message, history, dict(originals or {}), request_headers(request)):
+            yield out
 
     with gr.Blocks(title=runtime.config.title) as demo:
         gr.Markdown(f"# {runtime.config.title}")
@@ -61,13 +74,15 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
                 with gr.Column(scale=3):
                     details = gr.Markdown(render=False)
                     trace_state = gr.State(None)  # the latest answer's trace id: what the thumbs rate
+                    originals = gr.State({})  # answer as shown -> the model's own text (sent back next turn)
                     chatbot = gr.Chatbot(label="Conversation", height=460)
                     gr.ChatInterface(
-                        answer,
+                        on_message,
                         chatbot=chatbot,
                         textbox=gr.Textbox(placeholder="Ask the model", show_label=False, submit_btn=True,
                                            stop_btn=True),
-                        additional_outputs=[details, trace_state],
+                        additional_inputs=[originals],
+                        additional_outputs=[details, trace_state, originals],
                         stop_btn=True,
                         api_name="chat",
                     )
@@ -78,7 +93,7 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
                     # finished answer's trace id arrives could wipe a comment the user has started typing
                     trace_state.change(lambda trace: ("", "") if trace is None else (gr.skip(), gr.skip()),
                                        inputs=trace_state, outputs=[comment, status], api_visibility="private")
-                    chatbot.clear(lambda: None, outputs=trace_state, api_visibility="private")
+                    chatbot.clear(lambda: (None, {}), outputs=[trace_state, originals], api_visibility="private")
                 with gr.Column(scale=2):
                     gr.Markdown("## Model")
                     card = gr.Markdown()

@@ -15,7 +15,15 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from frontends.core.feedback import ASK, feedback_user, save_vote, summary_tables
+from frontends.core.feedback import (
+    ASK,
+    FeedbackAccess,
+    feedback_access,
+    feedback_user,
+    save_vote,
+    summary_tables,
+    visible_tables,
+)
 from frontends.core.markup import html_text
 from frontends.gradio_ui.runtime import request_headers
 
@@ -49,16 +57,22 @@ def feedback_controls(trace_state: gr.State, *, ask_expected: bool = False) -> l
     return [comment, expected, status]
 
 
-def summary_frames(model_name: str | None, experiment_id: str | None) -> tuple[pd.DataFrame, Any, pd.DataFrame, str]:
-    """(summary table, thumbs-up rate plot update, latest comments, note) for the Feedback tab."""
-    tables = summary_tables(model_name, experiment_id)
+def summary_frames(model_name: str | None, experiment_id: str | None, access: FeedbackAccess
+                   ) -> tuple[Any, Any, Any, str]:
+    """(summary table, thumbs-up rate plot, latest comments, note) updates for the Feedback tab, as
+    much as ``access`` may see (a non-reviewer: their own comments only, no team table)."""
+    tables = visible_tables(summary_tables(model_name, experiment_id), access)
     plot = gr.BarPlot(value=pd.DataFrame(tables.rates) if tables.rates else None, visible=bool(tables.rates))
-    return pd.DataFrame(tables.rows), plot, pd.DataFrame(tables.comments), tables.note
+    table = gr.update(value=pd.DataFrame(tables.rows), visible=access.reviewer)
+    comments = gr.update(value=pd.DataFrame(tables.comments),
+                         label="Latest comments" if access.reviewer else "Your comments")
+    return table, plot, comments, tables.note
 
 
 def feedback_tab(model_name: Callable[[], str | None], experiment_id: Callable[[], Awaitable[str | None]]) -> gr.Tab:
     """The Feedback tab; both are read each time it loads: the model's name (known once the model
-    loaded) and the app's experiment id (known once the app's tracking set-up finished)."""
+    loaded) and the app's experiment id (known once the app's tracking set-up finished). A reviewer
+    (``PREDICTOR_REVIEWERS``) sees everyone's feedback; anyone else their own comments only."""
     with gr.Tab("Feedback") as tab:
         note = gr.Markdown()
         table = gr.Dataframe(label="Feedback per model version", interactive=False)
@@ -66,8 +80,10 @@ def feedback_tab(model_name: Callable[[], str | None], experiment_id: Callable[[
         comments = gr.Dataframe(label="Latest comments", interactive=False)
         refresh = gr.Button("Refresh", size="sm")
 
-        async def load() -> tuple[Any, ...]:
-            frame, chart, latest, text = await asyncio.to_thread(summary_frames, model_name(), await experiment_id())
+        async def load(request: gr.Request) -> tuple[Any, ...]:
+            access = feedback_access(request_headers(request))  # per visitor: the tab is built once for all
+            frame, chart, latest, text = await asyncio.to_thread(summary_frames, model_name(), await experiment_id(),
+                                                                 access)
             return frame, chart, latest, text
 
         tab.select(load, outputs=[table, plot, comments, note], api_visibility="private")

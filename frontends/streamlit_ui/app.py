@@ -17,7 +17,7 @@ if __package__ in (None, ""):  # `streamlit run frontends/streamlit_ui/app.py` r
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from client import Predictor, PredictorError, Signature
-from frontends.core.feedback import feedback_user
+from frontends.core.feedback import feedback_access, feedback_user
 from frontends.core.form import Field, csv_template, signature_rows
 from frontends.core.predictions import (
     AppPredictor,
@@ -256,7 +256,8 @@ def main() -> None:
         st.title(config.title)
         chat_tab, feedback = st.tabs(["Chat", "Feedback"])
         with feedback:  # first: the chat reruns the script when an answer ends. Sets the experiment up
-            feedback_page(model_info(base, config).name, experiment_id())  # before any answer is traced
+            # before any answer is traced
+            feedback_page(model_info(base, config).name, experiment_id(), feedback_access(headers))
         with chat_tab:
             render(config.title, card, predictor, as_user)
         return
@@ -275,7 +276,7 @@ def main() -> None:
         _batch_tab(headers, as_user, fields, signature)
     if feedback.open:
         with feedback:
-            feedback_page(model_info(base, config).name, experiment_id())
+            feedback_page(model_info(base, config).name, experiment_id(), feedback_access(headers))
 
 
 main()

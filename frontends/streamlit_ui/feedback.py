@@ -1,15 +1,23 @@
 """Streamlit feedback: thumbs and a comment under a traced answer, and the Feedback page.
 
 ``feedback_controls(trace_id, user, key=...)`` is reusable under any answer that has a trace
-(a form prediction here; a chat answer on the chat page). ``feedback_page(model_name)``
-compares model versions by what users said.
+(a form prediction here; a chat answer on the chat page). ``feedback_page(model_name, ...)``
+compares model versions by what users said, for reviewers; anyone else sees their own comments.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from frontends.core.feedback import ASK, NOT_TRACED, SummaryTables, save_vote, summary_tables
+from frontends.core.feedback import (
+    ASK,
+    NOT_TRACED,
+    FeedbackAccess,
+    SummaryTables,
+    save_vote,
+    summary_tables,
+    visible_tables,
+)
 from frontends.streamlit_ui.chart import bar_chart
 
 
@@ -46,12 +54,14 @@ def cached_summary(model_name: str | None, experiment_id: str | None) -> Summary
     return summary_tables(model_name, experiment_id)
 
 
-def feedback_page(model_name: str | None, experiment_id: str | None) -> None:
-    """Per model version and served entity: predictions, share with feedback, thumbs-up rate, comments."""
+def feedback_page(model_name: str | None, experiment_id: str | None, access: FeedbackAccess) -> None:
+    """Per model version and served entity: predictions, share with feedback, thumbs-up rate, comments
+    (a reviewer); anyone else: their own comments only (``access``, from ``feedback_access``)."""
     st.subheader(f"Feedback on {model_name or 'the model'}")
     if st.button("Refresh", key="feedback-refresh"):  # the summary is cached for 30 s: this reads the store now
         cached_summary.clear()
-    tables = cached_summary(model_name, experiment_id)
+    # cached for everyone, filtered per visitor: what one may not see never reaches their page
+    tables = visible_tables(cached_summary(model_name, experiment_id), access)
     if tables.failed:
         cached_summary.clear()  # the store was down: ask it again on the next run
         st.error(tables.note)
@@ -59,10 +69,13 @@ def feedback_page(model_name: str | None, experiment_id: str | None) -> None:
     if experiment_id is None:
         st.info(tables.note)
         return
-    if not tables.rows:
-        st.caption(tables.note)
-        return
     import pandas as pd  # here, not at import: the form is drawn before any table needs it
+
+    if not tables.rows:  # nothing yet, or not a reviewer: at most the visitor's own comments
+        st.caption(tables.note)
+        if tables.comments:
+            st.dataframe(pd.DataFrame(tables.comments), hide_index=True, width="stretch")
+        return
 
     st.caption(tables.note)
     st.dataframe(pd.DataFrame(tables.rows), hide_index=True, width="stretch")
