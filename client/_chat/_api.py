@@ -19,7 +19,7 @@ import httpx
 from .._exceptions import APIResponseValidationError, ConfigurationError, PredictorError
 from ._formats import parse_response, request_body
 from ._messages import TASK_FORMATS, Format, Kind, detect, validate_messages
-from ._stream import AsyncChatStream, _call_model, _json, direct_source, http_source, last_trace_id, open_response
+from ._stream import AsyncChatStream, answer_json, call_model, direct_source, http_source, last_trace_id, open_response
 from ._types import ChatMessage, ChatResult
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ async def achat(h: ModelHandle, messages: Any, *, custom_inputs: dict[str, Any] 
     if h.direct is not None:
         body = request_body(fmt, conversation, stream=False, custom_inputs=custom_inputs, return_trace=False)
         model = h.direct.pyfunc
-        answer_body, trace_id = await asyncio.to_thread(_call_model, lambda: (model.predict(body), last_trace_id()))
+        answer_body, trace_id = await asyncio.to_thread(call_model, lambda: (model.predict(body), last_trace_id()))
         if isinstance(answer_body, dict) and trace_id:
             answer_body = {**answer_body, "metadata": {**(answer_body.get("metadata") or {}), "trace_id": trace_id}}
     else:
@@ -146,7 +146,7 @@ async def achat(h: ModelHandle, messages: Any, *, custom_inputs: dict[str, Any] 
         response = await open_response(h.transport, h.settings.url, body, auth=h.auth, retry=retry,
                                        timeout=http_timeout, stream=False)
         served, request_id = response.headers.get("served-model-name"), response.headers.get("x-request-id")
-        answer_body = _json(response)
+        answer_body = answer_json(response)
     try:
         answer = parse_response(fmt, answer_body)
     except ValueError as err:

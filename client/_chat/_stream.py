@@ -82,7 +82,7 @@ async def sse_events(response: httpx.Response, fmt: Format) -> AsyncIterator[Any
     if not response.headers.get("content-type", "").startswith("text/event-stream"):
         # A server that does not stream (MLflow's scoring server) answers JSON: use it whole.
         await response.aread()
-        for item in _whole_answer_events(fmt, _json(response)):
+        for item in _whole_answer_events(fmt, answer_json(response)):
             yield item
         return
     async for sse in SSE(response).aiter_sse():
@@ -113,7 +113,7 @@ def _error_event(data: str) -> dict[str, Any]:
     return {"type": "error", "message": str(payload)}
 
 
-def _json(response: httpx.Response) -> Any:
+def answer_json(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError as err:
@@ -330,7 +330,7 @@ def thread_events(
     return events(), close
 
 
-def _call_model(step: Callable[[], Any]) -> Any:
+def call_model(step: Callable[[], Any]) -> Any:
     try:
         return step()
     except Exception as err:
