@@ -13,7 +13,7 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
@@ -82,6 +82,12 @@ PAYLOADS = [
     f"| a | b |\n|---|---|\n| ![x]({EVIL}) | <img src={EVIL}> |",
     f"``` ok\n\n<img src='{EVIL}'>",  # no fence closes: still code to the end
     f"`code` <img src='{EVIL}'> `more`",
+    # a code span never crosses a block's end: these backticks are text (found by the property test in CI)
+    f"[r]: ```{EVIL}\n![r]: ```\n",
+    f"`a\n\n![x]({EVIL}) `",
+    f"# h `\n![x]({EVIL}) `",
+    f"- a `\n- ![x]({EVIL}) `",
+    f"> `a\n\n<img src=\"{EVIL}\">`",
 ]
 
 
@@ -145,6 +151,7 @@ _PIECES = st.sampled_from(["![", "](", ")", "[", "]", "<", ">", "img src=", "`",
 
 
 @settings(max_examples=400, deadline=None)
+@example("[r]: ```\n![r]: ```\n")  # CI, 2026-12-02: a reference definition the old splitter took for code
 @given(st.lists(_PIECES, max_size=30).map("".join))
 def test_no_fetch_from_any_arrangement_of_the_pieces(text):
     page = rendered(safe_markdown(text, {ALLOWED}))
@@ -164,3 +171,12 @@ def test_user_text_is_shown_as_text():
     out = html_text(comment)
     assert "<" not in out and "$" not in out and "{" not in out
     assert html.unescape(out) == comment
+
+
+def test_what_fools_the_rewrite_is_shown_fully_escaped():
+    """A code span the rewrite saw across a heading's end: the parser's check catches it, and the whole
+    answer is shown with its image and tag openers escaped, text otherwise intact."""
+    answer = f"# h `\n![x]({EVIL}) <b>`"
+    out = safe_markdown(answer)
+    assert out == f"# h `\n!\\[x]({EVIL}) &lt;b>`"
+    assert not fetching_sources(rendered(out)) and "<h1>h `</h1>" in rendered(out)

@@ -13,6 +13,12 @@ answer is shown:
 - everything else (emphasis, lists, tables, links, code) is left as it is, and code (fenced
   blocks and inline spans) is never touched.
 
+The rewrite reads the Markdown with a few rules of its own, and where a block ends is one it can
+get wrong (a code span never crosses a heading, a list item or a reference definition). So a real
+CommonMark parser (markdown-it-py) has the last word: when the rewritten text would still show an
+image from elsewhere or a raw tag, the answer is shown with every ``![`` and ``<`` escaped instead,
+code included (it reads ``&lt;`` there: a hostile answer loses some looks, never the user's data).
+
 Text a user typed (a feedback comment) is not Markdown at all: :func:`html_text` escapes it for
 a page element that takes HTML.
 
@@ -25,11 +31,19 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import html
+import logging
 import os
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["IMAGE_HOSTS_ENV", "html_text", "image_hosts", "safe_markdown"]
 
@@ -38,6 +52,8 @@ IMAGE_HOSTS_ENV = "PREDICTOR_IMAGE_HOSTS"
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _BACKTICKS = re.compile(r"`+")
+# a blank line ends every paragraph, so no code span crosses one
+_BLANK_LINE = re.compile(r"(\n[ \t]*\n)")
 # a tag, a closing tag, a comment, a declaration, a processing instruction, CDATA: HTML that starts here
 _HTML_START = re.compile(r"<(?=[A-Za-z/!?])")
 # an autolink (<https://...>, <mailto:...>, <a@b.c>) is a link, not HTML: left alone
@@ -76,7 +92,34 @@ def safe_markdown(text: str, image_hosts: Collection[str] = ()) -> str:
     (streaming) is safe too: an image whose URL has not fully arrived is not an image yet."""
     hosts = {h.lower() for h in image_hosts}
     definitions = _definitions(text)
-    return "".join(part if is_code else _safe_prose(part, hosts, definitions) for is_code, part in _split_code(text))
+    out = "".join(part if is_code else _safe_prose(part, hosts, definitions) for is_code, part in _split_code(text))
+    if _shows_foreign_content(out, hosts):
+        logger.debug("an answer's Markdown fooled the rewrite; showing it with every '![' and '<' escaped")
+        return text.replace("<", "&lt;").replace("![", "!\\[")
+    return out
+
+
+@functools.cache
+def _commonmark() -> MarkdownIt:
+    from markdown_it import MarkdownIt  # why here: only pages that show an answer need the parser
+
+    return MarkdownIt("commonmark", {"html": True}).enable("table")
+
+
+def _shows_foreign_content(markdown: str, hosts: Collection[str]) -> bool:
+    """Whether ``markdown``, parsed as CommonMark, has raw HTML or an image not from ``hosts``."""
+
+    def walk(tokens: Iterable[Any]) -> bool:
+        for token in tokens:
+            if token.type in ("html_inline", "html_block"):
+                return True
+            if token.type == "image" and not _allowed(str(token.attrGet("src") or ""), hosts):
+                return True
+            if token.children and walk(token.children):
+                return True
+        return False
+
+    return walk(_commonmark().parse(markdown))
 
 
 # -- code and prose ----------------------------------------------------------------------------
@@ -104,6 +147,15 @@ def _split_code(text: str) -> Iterator[tuple[bool, str]]:
 
 
 def _split_spans(text: str) -> Iterator[tuple[bool, str]]:
+    """Inline code spans, paragraph by paragraph (blank lines are prose)."""
+    for i, part in enumerate(_BLANK_LINE.split(text)):
+        if i % 2:
+            yield False, part
+        elif part:
+            yield from _split_paragraph_spans(part)
+
+
+def _split_paragraph_spans(text: str) -> Iterator[tuple[bool, str]]:
     """Inline code spans: a run of backticks up to the next run of the same length."""
     pos = start = 0
     while (run := _BACKTICKS.search(text, pos)) is not None:
