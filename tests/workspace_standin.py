@@ -26,6 +26,16 @@ Routes (wire format as in /work/shared/reference/wire-formats.md and databricks-
   ``databricks_output`` (``databricks_request_id``, and ``trace.info.trace_id`` when the body asked
   ``databricks_options.return_trace``), translated from the agent server's ``metadata.trace_id``
   answer field and ``{"trace_id"}`` stream event.
+- AI Gateway inference tables: when an endpoint's ``ai_gateway.inference_table_config`` is
+  enabled, every classic invocation (chat ones are not logged here) appends one row to
+  ``<catalog>.<schema>.<prefix>_payload`` with the documented columns (:data:`PAYLOAD_COLUMNS`;
+  ``request``/``response`` the raw bodies, NULL with ``MAX_REQUEST_SIZE_EXCEEDED`` /
+  ``MAX_RESPONSE_SIZE_EXCEEDED`` in ``logging_error_codes`` over ``payload_limit`` bytes), and a
+  served entity seen for the first time gets its row in ``system.serving.served_entities``.
+  Tables live under ``data_dir``: ``a.b.c`` is the directory ``data_dir/a/b/c/`` of JSON-lines
+  files, appended to, never rewritten; a local Spark reads one with
+  ``spark.read.schema(client.spark.PAYLOAD_SCHEMA).json(str(ws.table_path(name)))``
+  (:meth:`WorkspaceStandin.table_path`).
 
 Run it in its own process (a benchmark's workspace, away from its driver's GIL); it serves until
 SIGTERM or Ctrl-C and prints nothing but warnings. The service principal's secret comes from the
@@ -57,15 +67,25 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-__all__ = ["Endpoint", "WorkspaceStandin", "workspace"]
+__all__ = ["PAYLOAD_COLUMNS", "Endpoint", "WorkspaceStandin", "workspace"]
+
+#: The AI Gateway payload table's columns in order, as documented (wire-formats.md).
+PAYLOAD_COLUMNS = (
+    "databricks_request_id", "request_date", "client_request_id", "request_time", "status_code",
+    "sampling_fraction", "execution_duration_ms", "request", "response", "logging_error_codes",
+    "served_entity_id", "requester",
+)
 
 
 @dataclass
@@ -180,6 +200,7 @@ class WorkspaceStandin:
         client_id: str = "sp-client-id",
         client_secret: str | None = None,
         workspace_id: str = "1234567890",
+        data_dir: str | Path | None = None,
     ) -> None:
         self.token_lifetime = token_lifetime
         self.client_id = client_id
@@ -206,9 +227,88 @@ class WorkspaceStandin:
         self.requests: list[tuple[str, str]] = []
         self.url = ""
         self._lock = threading.Lock()
+        #: Where Unity Catalog tables live (see :meth:`table_path`); a temporary directory by default.
+        self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="standin-uc-"))
+        #: Seconds since the epoch: the ``request_time`` of logged invocations (tests may set the clock).
+        self.clock: Callable[[], float] = time.time
+        #: Over this many bytes a request or response is not logged (NULL, with an error code).
+        self.payload_limit = 1024 * 1024
+        #: token -> who it belongs to (the inference table's ``requester``).
+        self.principals: dict[str, str] = {}
+        self._served_entity_ids: set[str] = set()
 
-    def add_pat(self, token: str) -> None:
+    def add_pat(self, token: str, principal: str = "user@example.com") -> None:
         self.tokens[token] = float("inf")
+        self.principals[token] = principal
+
+    # --- Unity Catalog tables ----------------------------------------------------------------
+
+    def table_path(self, full_name: str) -> Path:
+        """The directory holding table ``catalog.schema.table`` (JSON-lines files)."""
+        parts = full_name.split(".")
+        if len(parts) != 3 or not all(parts) or any(p in (".", "..") or "/" in p for p in parts):
+            raise ValueError(f"not a catalog.schema.table name: {full_name!r}")
+        return self.data_dir.joinpath(*parts)
+
+    def append_rows(self, full_name: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Append ``rows`` to a table (created on first write); nothing already there changes."""
+        path = self.table_path(full_name)
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        with self._lock:
+            path.mkdir(parents=True, exist_ok=True)
+            with open(path / "part-00000.json", "a", encoding="utf-8") as f:
+                f.write(text)
+
+    def read_rows(self, full_name: str) -> list[dict[str, Any]]:
+        """A table's rows as written (for tests; Spark reads the same files)."""
+        path = self.table_path(full_name)
+        return [json.loads(line) for f in sorted(path.glob("*.json")) for line in f.read_text().splitlines() if line]
+
+    def log_invocation(self, ep: Endpoint, entity: dict[str, Any], token: str, *, request_id: str, started: float,
+                       duration: float, status: int, request: bytes, response: bytes) -> None:
+        """One row of the endpoint's inference table, if it has one enabled."""
+        table = (ep.ai_gateway or {}).get("inference_table_config") or {}
+        if not table.get("enabled"):
+            return
+        entity_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{ep.name}/{entity['name']}/{entity['entity_name']}/"
+                                                       f"{entity['entity_version']}"))
+        when = datetime.fromtimestamp(started, UTC)
+        codes = []
+
+        def text(body: bytes, code: str) -> str | None:
+            if len(body) > self.payload_limit:
+                codes.append(code)
+                return None
+            return body.decode("utf-8", errors="replace")
+
+        try:
+            client_request_id = json.loads(request).get("client_request_id")
+        except (ValueError, AttributeError):
+            client_request_id = None
+        row = {
+            "databricks_request_id": request_id,
+            "request_date": when.date().isoformat(),
+            "client_request_id": client_request_id if isinstance(client_request_id, str) else None,
+            "request_time": when.isoformat().replace("+00:00", "Z"),
+            "status_code": status,
+            "sampling_fraction": 1.0,
+            "execution_duration_ms": round(duration * 1000),
+            "request": text(request, "MAX_REQUEST_SIZE_EXCEEDED"),
+            "response": text(response, "MAX_RESPONSE_SIZE_EXCEEDED"),
+            "logging_error_codes": codes,
+            "served_entity_id": entity_id,
+            "requester": self.principals.get(token, self.client_id),
+        }
+        prefix = f"{table['catalog_name']}.{table['schema_name']}.{table.get('table_name_prefix') or ep.name}"
+        if entity_id not in self._served_entity_ids:
+            self._served_entity_ids.add(entity_id)
+            self.append_rows("system.serving.served_entities", [{
+                "served_entity_id": entity_id, "endpoint_name": ep.name, "served_entity_name": entity["name"],
+                "entity_type": "CUSTOM_MODEL", "entity_name": entity["entity_name"],
+                "entity_version": str(entity["entity_version"]), "endpoint_config_version": ep.config_version,
+                "change_time": when.isoformat().replace("+00:00", "Z"),
+            }])
+        self.append_rows(f"{prefix}_payload", [row])
 
     def add_endpoint(self, endpoint: Endpoint) -> Endpoint:
         self.endpoints[endpoint.name] = endpoint
@@ -343,6 +443,7 @@ class WorkspaceStandin:
                 return JSONResponse({"error": "invalid_scope"}, status_code=400)
             access = "standin-oauth-" + secrets.token_hex(12)
             with self._lock:
+                self.principals[access] = self.client_id
                 self.tokens[access] = time.monotonic() + self.token_lifetime
                 self.tokens_issued += 1
             return JSONResponse(
@@ -450,7 +551,7 @@ class WorkspaceStandin:
                 return err(503, "TEMPORARILY_UNAVAILABLE", f"endpoint {ep.name} is not ready")
             self.invocations += 1
             served = entity["name"]
-            headers = {"served-model-name": served, "x-request-id": secrets.token_hex(8)}
+            headers = {"served-model-name": served, "x-request-id": str(uuid.uuid4())}
             upstream = (
                 self.upstreams.get(f"{entity['entity_name']}/{entity['entity_version']}")
                 or self.upstreams.get(entity["entity_name"])
@@ -458,16 +559,23 @@ class WorkspaceStandin:
             )
             if upstream and ep.task:
                 return await relay_chat(request, upstream, headers)
+            started, t0 = self.clock(), time.perf_counter()
+            body = await request.body()
             if upstream:
                 up = await relay_client.post(
                     f"{upstream.rstrip('/')}/invocations",
-                    content=await request.body(),
+                    content=body,
                     headers={"content-type": request.headers.get("content-type", "application/json")},
                 )
-                return Response(
+                answer = Response(
                     up.content, status_code=up.status_code, media_type=up.headers.get("content-type"), headers=headers
                 )
-            return JSONResponse(ep.canned, headers=headers)
+            else:
+                answer = JSONResponse(ep.canned, headers=headers)
+            self.log_invocation(ep, entity, bearer(request) or "", request_id=headers["x-request-id"], started=started,
+                                duration=time.perf_counter() - t0, status=answer.status_code, request=body,
+                                response=bytes(answer.body))
+            return answer
 
         async def relay_chat(request: Request, upstream: str, headers: dict[str, str]) -> Response:
             body = await request.body()
@@ -557,11 +665,12 @@ class _Server:
 
 
 @pytest.fixture
-def workspace() -> Iterator[Any]:
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Factory: ``workspace(token_lifetime=..., ...)`` starts a stand-in and returns its state."""
     servers: list[_Server] = []
 
     def start(**kwargs: Any) -> WorkspaceStandin:
+        kwargs.setdefault("data_dir", tmp_path_factory.mktemp("standin-uc"))
         standin = WorkspaceStandin(**kwargs)
         server = _Server(standin)
         server.start()
