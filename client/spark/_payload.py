@@ -258,8 +258,9 @@ def _feature_kinds(features: Mapping[str, str] | Signature | None, payload: Data
                    sample_rows: int) -> tuple[tuple[tuple[str, str], ...], str]:
     """Feature names and types (given, from a signature, or from the first readable rows), and
     the prediction's type (from those rows)."""
-    sample = payload.where(F.col("request").isNotNull()).select("request", "response", "status_code") \
-        .limit(sample_rows).collect()
+    # Answered requests only: a refused one may carry exactly the values its model did not take.
+    sample = payload.where(F.col("request").isNotNull() & F.col("status_code").between(200, 299)) \
+        .select("request", "response", "status_code").limit(sample_rows).collect()
     records: list[dict[str, Any]] = []
     predictions: list[Any] = []
     for row in sample:
@@ -304,7 +305,7 @@ def unpack_payload(
     unknown id leaves both ``None``. A request that failed (status not 2xx) keeps its records,
     without prediction, with ``error``. Feature types (``double``, ``long``, ``boolean``,
     ``string``) come from ``features`` (a mapping or the model's signature) or else from the first
-    ``sample_rows`` rows, as does the prediction's unless ``prediction_type`` is given; a value not
+    ``sample_rows`` answered (2xx) rows, as does the prediction's unless ``prediction_type`` is given; a value not
     of its column's type becomes null.
 
     A row whose request or response is NULL (see ``logging_error_codes``) or not JSON of a known
