@@ -36,6 +36,12 @@ Routes (wire format as in /work/shared/reference/wire-formats.md and databricks-
   files, appended to, never rewritten; a local Spark reads one with
   ``spark.read.schema(client.spark.PAYLOAD_SCHEMA).json(str(ws.table_path(name)))``
   (:meth:`WorkspaceStandin.table_path`).
+- Unity Catalog lookups: ``GET /api/2.1/unity-catalog/tables/{full_name}`` (``table_id``) and
+  ``.../schemas/{full_name}`` (``schema_id``) for the tables and schemas that exist under
+  ``data_dir`` (a schema is its directory: :meth:`WorkspaceStandin.create_schema`).
+- Data profiling monitors (``/api/data-quality/v1/monitors``: ``POST``; ``GET``, ``PATCH`` with
+  ``update_mask``, ``DELETE`` on ``.../{object_type}/{object_id}``): table monitors only, one per
+  table, on an existing table, with an existing output schema and a complete ``inference_log``.
 
 Run it in its own process (a benchmark's workspace, away from its driver's GIL); it serves until
 SIGTERM or Ctrl-C and prints nothing but warnings. The service principal's secret comes from the
@@ -236,6 +242,8 @@ class WorkspaceStandin:
         #: token -> who it belongs to (the inference table's ``requester``).
         self.principals: dict[str, str] = {}
         self._served_entity_ids: set[str] = set()
+        #: table_id -> the data profiling monitor's JSON (``/api/data-quality/v1/monitors``).
+        self.monitors: dict[str, dict[str, Any]] = {}
 
     def add_pat(self, token: str, principal: str = "user@example.com") -> None:
         self.tokens[token] = float("inf")
@@ -249,6 +257,28 @@ class WorkspaceStandin:
         if len(parts) != 3 or not all(parts) or any(p in (".", "..") or "/" in p for p in parts):
             raise ValueError(f"not a catalog.schema.table name: {full_name!r}")
         return self.data_dir.joinpath(*parts)
+
+    def create_schema(self, full_name: str) -> None:
+        """A Unity Catalog schema ``catalog.schema`` (its directory under ``data_dir``)."""
+        self.table_path(f"{full_name}._").parent.mkdir(parents=True, exist_ok=True)
+
+    def uc_object(self, kind: str, full_name: str) -> dict[str, Any] | None:
+        """What ``GET .../unity-catalog/{tables|schemas}/{full_name}`` answers, or None (404)."""
+        parts = full_name.split(".")
+        if kind not in ("tables", "schemas"):
+            return None
+        try:
+            path = self.table_path(full_name if kind == "tables" else f"{full_name}._")
+        except ValueError:
+            return None
+        path = path if kind == "tables" else path.parent
+        if len(parts) != (3 if kind == "tables" else 2) or not path.is_dir():
+            return None
+        uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"uc/{kind}/{full_name}"))
+        if kind == "schemas":
+            return {"full_name": full_name, "catalog_name": parts[0], "name": parts[1], "schema_id": uid}
+        return {"full_name": full_name, "catalog_name": parts[0], "schema_name": parts[1], "name": parts[2],
+                "table_type": "MANAGED", "table_id": uid}
 
     def append_rows(self, full_name: str, rows: Sequence[dict[str, Any]]) -> None:
         """Append ``rows`` to a table (created on first write); nothing already there changes."""
@@ -530,6 +560,94 @@ class WorkspaceStandin:
             ep.ai_gateway = body or None  # the PUT replaces the whole AI Gateway config
             return JSONResponse(body)
 
+        async def uc_get(request: Request) -> Response:
+            await record(request)
+            if (bad := check(request)) is not None:
+                return bad
+            kind, name = request.path_params["kind"], request.path_params["name"]
+            found = self.uc_object(kind, name)
+            if found is None:
+                what = "Table" if kind == "tables" else "Schema"
+                return err(404, f"{what.upper()}_DOES_NOT_EXIST", f"{what} '{name}' does not exist.")
+            return JSONResponse(found)
+
+        def monitor_problem(body: Any) -> str | None:
+            cfg = body.get("data_profiling_config") if isinstance(body, dict) else None
+            if not isinstance(cfg, dict):
+                return "data_profiling_config is required"
+            log = cfg.get("inference_log") or {}
+            need = ("problem_type", "timestamp_column", "granularities", "prediction_column", "model_id_column")
+            if missing := [k for k in need if not log.get(k)]:
+                return f"inference_log lacks {', '.join(missing)}"
+            if not any((self.uc_object("schemas", f"{d.parent.name}.{d.name}") or {}).get("schema_id")
+                       == cfg.get("output_schema_id") for d in self.data_dir.glob("*/*") if d.is_dir()):
+                return f"output schema {cfg.get('output_schema_id')} does not exist"
+            return None
+
+        def table_of(table_id: str) -> str | None:
+            for d in self.data_dir.glob("*/*/*"):
+                name = ".".join(d.relative_to(self.data_dir).parts)
+                if d.is_dir() and (self.uc_object("tables", name) or {}).get("table_id") == table_id:
+                    return name
+            return None
+
+        async def create_monitor(request: Request) -> Response:
+            await record(request)
+            if (bad := check(request)) is not None:
+                return bad
+            body = await request.json()
+            self.writes.append(("POST", request.url.path, copy.deepcopy(body)))
+            if body.get("object_type") != "table":
+                return err(400, "INVALID_PARAMETER_VALUE", "only table monitors are supported here")
+            table = table_of(str(body.get("object_id")))
+            if table is None:
+                return err(404, "NOT_FOUND", f"table {body.get('object_id')} does not exist")
+            if body["object_id"] in self.monitors:
+                return err(409, "RESOURCE_ALREADY_EXISTS", f"a monitor already exists on {table}")
+            if (problem := monitor_problem(body)) is not None:
+                return err(400, "INVALID_PARAMETER_VALUE", problem)
+            cfg = body["data_profiling_config"]
+            cfg.update(status="DATA_PROFILING_STATUS_ACTIVE", monitored_table_name=table, monitor_version=1,
+                       profile_metrics_table_name=f"{table}_profile_metrics",
+                       drift_metrics_table_name=f"{table}_drift_metrics")
+            self.monitors[body["object_id"]] = body
+            return JSONResponse(body)
+
+        async def one_monitor(request: Request) -> Response:
+            await record(request)
+            if (bad := check(request)) is not None:
+                return bad
+            kind, oid = request.path_params["kind"], request.path_params["oid"]
+            monitor = self.monitors.get(oid) if kind == "table" else None
+            if monitor is None:
+                return err(404, "NOT_FOUND", f"no monitor on {kind} {oid}")
+            if request.method == "GET":
+                return JSONResponse(monitor)
+            if request.method == "DELETE":
+                self.writes.append(("DELETE", request.url.path, None))
+                del self.monitors[oid]
+                return JSONResponse({})
+            body = await request.json()
+            self.writes.append(("PATCH", request.url.path, copy.deepcopy(body)))
+            mask = [m for m in request.query_params.get("update_mask", "").split(",") if m]
+            if not mask:
+                return err(400, "INVALID_PARAMETER_VALUE", "update_mask is required")
+            updated = copy.deepcopy(monitor)
+            for path in mask:  # each masked field takes the body's value (absent: cleared)
+                *parents, leaf = path.split(".")
+                src, dst = body, updated
+                for key in parents:
+                    src, dst = (src or {}).get(key), dst.setdefault(key, {})
+                if isinstance(src, dict) and leaf in src:
+                    dst[leaf] = src[leaf]
+                else:
+                    dst.pop(leaf, None)
+            if (problem := monitor_problem(updated)) is not None:
+                return err(400, "INVALID_PARAMETER_VALUE", problem)
+            updated["data_profiling_config"]["monitor_version"] += 1
+            self.monitors[oid] = updated
+            return JSONResponse(updated)
+
         async def get_openapi(request: Request) -> Response:
             await record(request)
             if (bad := check(request)) is not None:
@@ -630,6 +748,9 @@ class WorkspaceStandin:
                 Route("/api/2.0/serving-endpoints/{name}/tags", patch_tags, methods=["PATCH"]),
                 Route("/api/2.0/serving-endpoints/{name}/ai-gateway", put_ai_gateway, methods=["PUT"]),
                 Route("/api/2.0/serving-endpoints/{name}/openapi", get_openapi),
+                Route("/api/2.1/unity-catalog/{kind:str}/{name}", uc_get),
+                Route("/api/data-quality/v1/monitors", create_monitor, methods=["POST"]),
+                Route("/api/data-quality/v1/monitors/{kind}/{oid}", one_monitor, methods=["GET", "PATCH", "DELETE"]),
                 Route("/serving-endpoints/{name}/invocations", invocations, methods=["POST"]),
             ]
         )

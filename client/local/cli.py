@@ -341,7 +341,7 @@ def _cmd_endpoints_bundle(args: argparse.Namespace) -> int:
     import yaml
 
     from .._exceptions import ConfigurationError
-    from ..endpoints import bundle_resources, check_bundle, registry_resolver
+    from ..endpoints import bundle_resources, check_bundle, monitor_resources, registry_resolver
 
     configs = _load_configs(args.files)
     if args.check:
@@ -358,6 +358,8 @@ def _cmd_endpoints_bundle(args: argparse.Namespace) -> int:
         return 1 if problems else 0
     resources, variables = bundle_resources(configs, registry_resolver(args.registry_uri))
     out = {"variables": variables, "resources": {"model_serving_endpoints": resources}}
+    if monitors := monitor_resources(configs):
+        out["resources"]["quality_monitors"] = monitors
     print(yaml.safe_dump(out, sort_keys=False, width=100), end="")
     return 0
 
