@@ -330,4 +330,5 @@ def test_the_bundle_carries_the_monitor_as_a_quality_monitor() -> None:
     bundle = yaml.safe_load((ROOT / "databricks.yml").read_text())
     assert bundle["resources"]["quality_monitors"] == monitor_resources(shipped) != {}
     bundle["resources"]["quality_monitors"]["iris_ab_monitor"]["inference_log"]["granularities"] = ["1 day"]
-    assert check_bundle(bundle, shipped) == ["resources.quality_monitors.iris_ab_monitor differs from its serving config"]
+    assert check_bundle(bundle, shipped) == [
+        "resources.quality_monitors.iris_ab_monitor differs from its serving config"]

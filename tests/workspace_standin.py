@@ -71,9 +71,9 @@ import secrets
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field

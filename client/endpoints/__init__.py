@@ -83,8 +83,8 @@ _MODULE_OF = {
     **dict.fromkeys(("bundle_resources", "check_bundle", "monitor_resources"), "_bundle"),
     "MonitorUnsupported": "_monitor",
     **dict.fromkeys(
-        ("DesiredEndpoint", "EntityState", "InferenceTable", "MonitorState", "ServingConfig", "ServingConfigError", "load_config",
-         "parse_config", "registry_resolver", "resolve"),
+        ("DesiredEndpoint", "EntityState", "InferenceTable", "MonitorState", "ServingConfig", "ServingConfigError",
+         "load_config", "parse_config", "registry_resolver", "resolve"),
         "_config",
     ),
     **dict.fromkeys(("Plan", "diff", "status_text"), "_diff"),
