@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from databricks.sdk.errors import NotFound
+from databricks.sdk.errors import DatabricksError, NotFound
 
 from .._exceptions import PredictorError
 from ._config import GRANULARITIES, MonitorState
@@ -25,7 +25,8 @@ from ._config import GRANULARITIES, MonitorState
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
 
-__all__ = ["MonitorUnsupported", "apply_monitor", "bundle_monitor", "monitor_plan", "monitor_wire"]
+__all__ = ["MonitorOperationError", "MonitorUnsupported", "apply_monitor", "bundle_monitor", "monitor_plan",
+           "monitor_wire"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,18 @@ _MASK = {
 
 class MonitorUnsupported(PredictorError):
     """The installed databricks-sdk has no ``data_quality`` API (databricks-sdk < 0.68)."""
+
+
+class MonitorOperationError(PredictorError):
+    """A workspace call about the monitor (or its table or schema) failed."""
+
+
+def _call(what: str, fn: Any, *args: Any) -> Any:
+    """Like ``_workspace._call`` (which imports this module): SDK errors as one typed error."""
+    try:
+        return fn(*args)
+    except (DatabricksError, TimeoutError, OSError) as exc:
+        raise MonitorOperationError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 def _api(w: WorkspaceClient) -> Any:
@@ -103,8 +116,6 @@ def _state_of(table: str, output_schema: str, cfg: Any) -> MonitorState:
 
 def _ids(w: WorkspaceClient, m: MonitorState) -> tuple[str | None, str | None]:
     """The records table's and the output schema's UUIDs (``None``: it does not exist)."""
-    from ._workspace import _call
-
     def one(fn: Any, name: str, field: str) -> str | None:
         try:
             return str(getattr(_call(f"reading {name}", _not_found_passes(fn), name), field) or "") or None
@@ -129,8 +140,6 @@ def _not_found_passes(fn: Any) -> Any:
 
 def _current(w: WorkspaceClient, m: MonitorState) -> tuple[str | None, str | None, Any]:
     """``(table_id, schema_id, the workspace's Monitor or None)``."""
-    from ._workspace import _call
-
     api = _api(w)
     table_id, schema_id = _ids(w, m)
     if table_id is None:
@@ -172,14 +181,12 @@ def apply_monitor(w: WorkspaceClient, m: MonitorState) -> str:
     """Create the monitor or update what differs; what happened, in words."""
     from databricks.sdk.service import dataquality as dq
 
-    from ._workspace import EndpointOperationError, _call
-
     api = _api(w)
     table_id, schema_id, monitor = _current(w, m)
     if table_id is None:
         return f"monitor skipped: table {m.table} does not exist yet (unpack the inference table into it first)"
     if schema_id is None:
-        raise EndpointOperationError(f"monitor on {m.table}: output schema {m.output_schema} does not exist")
+        raise MonitorOperationError(f"monitor on {m.table}: output schema {m.output_schema} does not exist")
     wanted = dq.Monitor(object_type="table", object_id=table_id, data_profiling_config=monitor_wire(m, schema_id))
     if monitor is None:
         logger.info("creating the monitor on %s", m.table)
