@@ -51,6 +51,7 @@ from ._models import (
 from ._report import DEFAULT_WINDOW, monitor, report
 from ._stats import data_quality, label_quality, population_stability_index
 from ._stats import drift as feature_drift
+from ._text import format_report
 from ._traces import records_from_trace_infos, records_from_traces
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ __all__ = [
     "data_quality",
     "drift",
     "feature_drift",
+    "format_report",
     "health",
     "label_quality",
     "monitor",
