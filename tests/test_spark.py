@@ -509,3 +509,65 @@ def test_the_standins_inference_table_unpacked_on_spark_gives_back_the_traffic_s
     # Append-only: more traffic adds rows after the old ones, which stay as they were.
     p.predict([dict(zip(COLUMNS, rows[0][1:], strict=True))])
     assert ws.read_rows(table)[:11] == logged and len(ws.read_rows(table)) == 12
+
+
+def test_the_same_traffic_unpacked_from_the_inference_table_gives_the_trace_paths_records_and_verdicts(
+    spark: Any, scoring_server: str, registry_uri: str, workspace: Any  # noqa: F811
+):
+    """Issue 22: one traffic (training rows with one feature shifted) through the stand-in's endpoint,
+    traced by the SDK and logged in the inference table. The payload unpacked on Spark and the
+    traces read by client.monitoring give the same records, column by column, and the same drift
+    statistics and verdicts against the training data."""
+    import uuid
+
+    import mlflow
+    from _monitoring_traffic import ROWS_PER_CALL, SHIFTED, iris_rows as training_rows, send
+    from sklearn.datasets import load_iris
+
+    from client.feedback import setup_tracking
+    from client.monitoring import drift, records_from_traces
+    from client.spark import PAYLOAD_SCHEMA, unpack_payload
+
+    ws = workspace()
+    ws.add_pat("dapi-parity")
+    ws.add_endpoint(Endpoint(name="iris-mon", entity_name="main.default.iris", entity_version="1",
+                             served_model_name="champion", upstream=scoring_server, ai_gateway={
+                                 "inference_table_config": {"catalog_name": "main", "schema_name": "logs",
+                                                            "table_name_prefix": "iris_mon", "enabled": True}}))
+    experiment = f"/payload-parity-{uuid.uuid4().hex[:6]}"
+    setup_tracking(experiment, registry_uri)
+    rows = training_rows(seed=3)
+    for r in rows:
+        r[SHIFTED] += 1.0
+    p = Predictor.from_endpoint(url=f"{ws.url}/serving-endpoints/iris-mon/invocations", token="dapi-parity",
+                                model_uri=IRIS, registry_uri=registry_uri, tracing=True)
+    try:
+        send(p, rows)
+    finally:
+        p.close()
+    mlflow.flush_trace_async_logging()
+
+    traced, meta = records_from_traces("main.default.iris", experiments=[experiment], registry_uri=registry_uri)
+    payload = spark.read.schema(PAYLOAD_SCHEMA).json(str(ws.table_path("main.logs.iris_mon_payload")))
+    served = spark.read.json(str(ws.table_path("system.serving.served_entities")))
+    unpacked = unpack_payload(payload, served)
+    assert unpacked.summary().unreadable == 0
+    table = unpacked.records.toPandas()
+    assert meta.predictions == len(table) == len(rows) and len(set(table["databricks_request_id"])) == (
+        len(rows) // ROWS_PER_CALL)
+
+    key = ["databricks_request_id", *COLUMNS]
+    a = traced.sort_values(key).reset_index(drop=True)
+    b = table.sort_values(key).reset_index(drop=True)
+    for column in ("databricks_request_id", "served_entity", "model_version", "status_code", *COLUMNS, "prediction"):
+        assert a[column].tolist() == b[column].tolist(), column  # the same records, column by column
+    assert b["error"].isna().all() and a["error"].isna().all()
+
+    baseline = load_iris(as_frame=True).frame.drop(columns="target")
+    by_trace = {d.column_name: d for d in drift(traced[b.columns.intersection(traced.columns)], baseline)}
+    by_payload = {d.column_name: d for d in drift(table, baseline)}
+    assert {c: d.drifted for c, d in by_payload.items()} == {c: d.drifted for c, d in by_trace.items()} == {
+        c: c == SHIFTED for c in COLUMNS}
+    for c in COLUMNS:
+        assert by_payload[c].statistic == by_trace[c].statistic
+        assert by_payload[c].value == pytest.approx(by_trace[c].value)
