@@ -521,7 +521,8 @@ def test_the_same_traffic_unpacked_from_the_inference_table_gives_the_trace_path
     import uuid
 
     import mlflow
-    from _monitoring_traffic import ROWS_PER_CALL, SHIFTED, iris_rows as training_rows, send
+    from _monitoring_traffic import ROWS_PER_CALL, SHIFTED, send
+    from _monitoring_traffic import iris_rows as training_rows
     from sklearn.datasets import load_iris
 
     from client.feedback import setup_tracking
