@@ -124,13 +124,14 @@ def _log_training_data(train: Any) -> None:
     from pathlib import Path
 
     import mlflow
+    import mlflow.data.pandas_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(TRAINING_ARTIFACT).name
         train.to_parquet(path, index=False)
         mlflow.log_artifact(str(path), str(Path(TRAINING_ARTIFACT).parent))
     source = mlflow.get_artifact_uri(TRAINING_ARTIFACT)
-    dataset = mlflow.data.from_pandas(train, source=source, name="iris-training", targets="label",
+    dataset = mlflow.data.pandas_dataset.from_pandas(train, source=source, name="iris-training", targets="label",
                                       predictions="prediction")
     mlflow.log_input(dataset, context="training")
 
@@ -141,9 +142,9 @@ def _logged_training_data() -> bool:
 
     try:
         client = mlflow.MlflowClient()
-        run = mlflow.get_run(client.get_model_version_by_alias(DEMO_MODEL_NAME, DEMO_MODEL_ALIAS).run_id)
-        return any(t.key == "mlflow.data.context" and t.value == "training"
-                   for d in run.inputs.dataset_inputs for t in d.tags or [])
+        run = mlflow.get_run(str(client.get_model_version_by_alias(DEMO_MODEL_NAME, DEMO_MODEL_ALIAS).run_id))
+        inputs = run.inputs.dataset_inputs if run.inputs is not None else []
+        return any(t.key == "mlflow.data.context" and t.value == "training" for d in inputs for t in d.tags or [])
     except Exception:
         return False
 

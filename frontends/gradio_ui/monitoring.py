@@ -36,6 +36,8 @@ def _drift(view: MonitoringView, version: str | None) -> tuple[Any, Any]:
 
 def _overlay(view: MonitoringView, version: str | None, feature: str | None) -> Any:
     rows = overlay_rows(view, version or "", feature or "")
+    order = list(dict.fromkeys(r["bin"] for r in rows))  # Gradio sorts the bars by label: number them
+    rows = [{**r, "bin": f"{order.index(r['bin']) + 1:02d}. {r['bin']}"} for r in rows]
     return gr.update(value=pd.DataFrame(rows) if rows else None, visible=bool(rows))
 
 
@@ -54,8 +56,8 @@ def monitoring_tab(model_name: Callable[[], str | None], experiment_id: Callable
         version = gr.Dropdown(label="Version", choices=[], visible=False)
         drift = gr.Dataframe(label="Feature drift", interactive=False, visible=False)
         feature = gr.Dropdown(label="Distribution of", choices=[], visible=False)
-        overlay = gr.BarPlot(x="bin", y="share", color="sample", label="Baseline and current", visible=False,
-                             sort=None)
+        overlay = gr.BarPlot(x="bin", y="share", color="sample", label="Baseline and current shares (stacked)",
+                             visible=False, sort=None)
         refresh = gr.Button("Refresh", size="sm")
 
         async def load(request: gr.Request) -> tuple[Any, ...]:
