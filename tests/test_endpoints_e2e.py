@@ -433,7 +433,7 @@ def test_the_monitor_block_becomes_a_data_profiling_monitor(ws, model, cli, tmp_
 
     from databricks.sdk import WorkspaceClient
 
-    monkeypatch.delattr(WorkspaceClient, "data_quality")  # as in databricks-sdk < 0.68
+    monkeypatch.delattr(WorkspaceClient, "data_quality", raising=False)  # as in databricks-sdk < 0.68
     rc, out, err = cli("plan", f)
     assert rc == 1 and err.count("\n") == 1
     assert "MonitorUnsupported: the 'monitor:' block needs databricks-sdk >= 0.68 (the data_quality API)" in err
