@@ -377,3 +377,63 @@ def test_dead_workspace_fails_cleanly_and_quickly(monkeypatch, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("error: EndpointOperationError: reading endpoint iris:") and "Traceback" not in err
     assert PAT not in err
+
+
+MONITOR = """\
+monitor:
+  problem_type: classification
+  table: main.serving_logs.{prefix}_records
+  output_schema: main.serving_monitoring
+  granularities: [{granularities}]
+  schedule: {{cron: '0 0 * * * ?', timezone: Europe/Paris}}
+  email_on_failure: [ml@example.com]
+"""
+
+
+def test_the_monitor_block_becomes_a_data_profiling_monitor(ws, model, cli, tmp_path, monkeypatch) -> None:
+    """plan/apply create the monitor through w.data_quality once its table exists, update only the
+    fields that changed (update_mask), then have nothing to do; an SDK without the API says so."""
+    base = CONFIG.format(endpoint="ep-m", model=model) + GATEWAY.format(prefix="iris_m")
+    f = write(tmp_path, base + MONITOR.format(prefix="iris_m", granularities="1 hour"))
+    ws.create_schema("main.serving_monitoring")
+    rc, out, err = cli("plan", f)
+    assert rc == 0 and "  + monitor: classification on main.serving_logs.iris_m_records; every 1 hour;" in out, err
+    assert "monitor: table main.serving_logs.iris_m_records does not exist yet" in out
+    rc, out, _ = cli("apply", f)  # the endpoint now; the monitor needs its table first
+    assert rc == 0 and "monitor skipped: table main.serving_logs.iris_m_records does not exist yet" in out
+    assert not ws.monitors
+
+    ws.append_rows("main.serving_logs.iris_m_records", [{"request_time": "2026-12-02T10:00:00Z", "prediction": "a"}])
+    rc, out, _ = cli("apply", f)
+    assert rc == 0 and "monitor created on main.serving_logs.iris_m_records" in out
+    [(table_id, monitor)] = ws.monitors.items()
+    assert monitor["object_type"] == "table"
+    cfg = monitor["data_profiling_config"]
+    assert cfg["output_schema_id"] == ws.uc_object("schemas", "main.serving_monitoring")["schema_id"]
+    assert cfg["inference_log"] == {
+        "problem_type": "INFERENCE_PROBLEM_TYPE_CLASSIFICATION", "timestamp_column": "request_time",
+        "granularities": ["AGGREGATION_GRANULARITY_1_HOUR"], "prediction_column": "prediction",
+        "model_id_column": "model_version"}
+    assert cfg["slicing_exprs"] == ["served_entity"]
+    assert cfg["schedule"] == {"quartz_cron_expression": "0 0 * * * ?", "timezone_id": "Europe/Paris"}
+    assert cfg["notification_settings"] == {"on_failure": {"email_addresses": ["ml@example.com"]}}
+    assert cli("apply", f)[1].startswith("= endpoint ep-m: no changes")  # idempotent
+
+    f = write(tmp_path, base + MONITOR.format(prefix="iris_m", granularities="1 hour, 1 day"))
+    rc, out, _ = cli("plan", f)
+    assert "  ~ monitor on main.serving_logs.iris_m_records: granularities -> " in out
+    writes = len(ws.writes)
+    assert cli("apply", f)[0] == 0
+    [(method, path, _)] = ws.writes[writes:]
+    assert (method, path) == ("PATCH", f"/api/data-quality/v1/monitors/table/{table_id}")
+    cfg = ws.monitors[table_id]["data_profiling_config"]
+    assert cfg["inference_log"]["granularities"] == ["AGGREGATION_GRANULARITY_1_HOUR", "AGGREGATION_GRANULARITY_1_DAY"]
+    assert cfg["monitor_version"] == 2 and cfg["schedule"]["timezone_id"] == "Europe/Paris"  # the rest kept
+    assert cli("apply", f)[1].startswith("= endpoint ep-m: no changes")
+
+    from databricks.sdk import WorkspaceClient
+
+    monkeypatch.delattr(WorkspaceClient, "data_quality", raising=False)  # as in databricks-sdk < 0.68
+    rc, out, err = cli("plan", f)
+    assert rc == 1 and err.count("\n") == 1
+    assert "MonitorUnsupported: the 'monitor:' block needs databricks-sdk >= 0.68 (the data_quality API)" in err

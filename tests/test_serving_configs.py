@@ -272,3 +272,63 @@ def test_bundle_carries_the_ai_gateway() -> None:
     assert gateway["inference_table_config"]["table_name_prefix"] == "iris"
     assert gateway["usage_tracking_config"] == {"enabled": True}
     assert "ai_gateway" not in bundle_resources([parse_config(GOOD)])[0]["iris_classifier"]
+
+
+MONITORED = GATEWAY + """\
+monitor:
+  problem_type: classification
+  output_schema: main.serving_monitoring
+  granularities: [1 hour, 1 day]
+  baseline_table: main.default.iris_training
+  schedule:
+    cron: 0 0 * * * ?
+  email_on_failure: [ml-team@example.com]
+"""
+
+
+def test_a_monitor_block_fills_its_defaults_from_the_inference_table() -> None:
+    m = resolve(parse_config(MONITORED), lambda m, a, v: "4" if a else str(v)).monitor
+    assert m is not None and str(m) == (
+        "classification on main.serving_logs.iris_records; every 1 hour, 1 day; metrics in main.serving_monitoring; "
+        "baseline main.default.iris_training; sliced by served_entity; schedule '0 0 * * * ?' UTC; "
+        "failures to ml-team@example.com")
+    assert (m.timestamp_column, m.prediction_column, m.model_id_column) == ("request_time", "prediction",
+                                                                          "model_version")
+    assert resolve(parse_config(GATEWAY), None).monitor is None
+
+
+def test_monitor_errors_point_at_their_line() -> None:
+    found = problems(MONITORED.replace("classification", "ranking").replace("1 day]", "2 days]")
+                     .replace("ml-team@example.com", "ml-team") + "  slice_by: served_entity\n")
+    assert [(line, loc) for line, loc, _ in found] == [
+        (22, "monitor.problem_type"), (24, "monitor.granularities.1"), (28, "monitor.email_on_failure"),
+        (29, "monitor.slice_by")]
+    assert found[3][2] == "Extra inputs are not permitted"  # a wrong key is an error at its line
+    no_table = problems(GOOD + "monitor: {problem_type: regression, output_schema: main.mon}\n")
+    assert no_table == [(16, "monitor", "a monitor needs 'table' (the unpacked records table) or an "
+                                        "'inference_table' to take it from (<catalog>.<schema>.<prefix>_records)")]
+
+
+def test_the_bundle_carries_the_monitor_as_a_quality_monitor() -> None:
+    from client.endpoints import monitor_resources
+
+    [(key, monitor)] = monitor_resources([parse_config(MONITORED)]).items()
+    assert key == "iris_classifier_monitor"
+    assert monitor == {
+        "assets_dir": "/Workspace/Shared/predictor-monitors/iris-classifier",
+        "baseline_table_name": "main.default.iris_training",
+        "inference_log": {"granularities": ["1 hour", "1 day"], "model_id_col": "model_version",
+                          "prediction_col": "prediction", "problem_type": "PROBLEM_TYPE_CLASSIFICATION",
+                          "timestamp_col": "request_time"},
+        "notifications": {"on_failure": {"email_addresses": ["ml-team@example.com"]}},
+        "output_schema_name": "main.serving_monitoring",
+        "schedule": {"quartz_cron_expression": "0 0 * * * ?", "timezone_id": "UTC"},
+        "slicing_exprs": ["served_entity"],
+        "table_name": "main.serving_logs.iris_records",
+    }
+    shipped = [load_config(p) for p in CONFIGS]
+    bundle = yaml.safe_load((ROOT / "databricks.yml").read_text())
+    assert bundle["resources"]["quality_monitors"] == monitor_resources(shipped) != {}
+    bundle["resources"]["quality_monitors"]["iris_ab_monitor"]["inference_log"]["granularities"] = ["1 day"]
+    assert check_bundle(bundle, shipped) == [
+        "resources.quality_monitors.iris_ab_monitor differs from its serving config"]

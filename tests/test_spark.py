@@ -23,7 +23,7 @@ from fault_proxy import FAULTS, FaultProxy  # noqa: E402
 from pyspark.errors import PythonException  # noqa: E402
 from pyspark.sql import Row  # noqa: E402
 from pyspark.sql import types as T  # noqa: E402
-from workspace_standin import Endpoint, workspace  # noqa: E402, F401  (fixture)
+from workspace_standin import PAYLOAD_COLUMNS, Endpoint, workspace  # noqa: E402, F401  (fixture)
 
 from client import ConfigurationError, Predictor, Signature  # noqa: E402
 from client.spark import ai_query_sql, prediction_type, score, spark_session  # noqa: E402
@@ -395,3 +395,180 @@ def test_duplicate_column_names_are_refused_before_the_job_starts(spark: Any, re
     p = Predictor.from_endpoint(url="http://127.0.0.1:9/invocations", model_uri=IRIS, registry_uri=registry_uri)
     with pytest.raises(ConfigurationError, match=f"duplicate column names: {named};"):
         score(df, p)
+
+
+# --------------------------------------------------------------------------- inference tables (issue 22)
+
+
+def test_a_payload_row_unpacks_from_each_documented_request_shape_or_says_why_not():
+    from client.spark._payload import UnreadablePayload, parse_payload_row
+
+    answer = '{"predictions": [{"prediction": "setosa", "probability_setosa": 0.9}, 2.5]}'
+    want = ([{"a": 1, "b": "x"}, {"a": 2, "b": None}], ["setosa", 2.5], None)
+    for request in ('{"dataframe_split": {"columns": ["a", "b"], "data": [[1, "x"], [2, null]]}}',
+                    '{"dataframe_records": [{"a": 1, "b": "x"}, {"a": 2, "b": null}]}',
+                    '{"inputs": {"a": [1, 2], "b": ["x", null]}}',
+                    '{"instances": [{"a": 1, "b": "x"}, {"a": 2, "b": null}]}'):
+        assert parse_payload_row(request, answer, 200) == want, request
+    failed = parse_payload_row('{"dataframe_records": [{"a": 1}]}', '{"error_code": "BAD_REQUEST", "message": "no"}',
+                               400)
+    assert failed == ([{"a": 1}], [None], "HTTP 400: no")  # a failed request keeps its records
+    for request, response, reason in [
+        ("not json", answer, "request is not JSON"),
+        (None, None, "request not logged (MAX_REQUEST_SIZE_EXCEEDED)"),
+        ('{"dataframe_records": [{"a": 1}]}', None, "response not logged (MAX_REQUEST_SIZE_EXCEEDED)"),
+        ('{"dataframe_records": [{"a": 1}]}', "<html>", "response is not JSON"),
+        ('{"dataframe_records": [{"a": 1}]}', answer, "1 records but 2 predictions"),
+        ('{"inputs": [[1, 2]]}', answer, "inputs holds no named columns (tensor inputs are not unpacked)"),
+        ('{"columns": ["a"]}', answer, "request has none of dataframe_split, dataframe_records, instances, inputs"),
+    ]:
+        with pytest.raises(UnreadablePayload) as caught:
+            parse_payload_row(request, response, 200, ["MAX_REQUEST_SIZE_EXCEEDED"])
+        assert str(caught.value) == reason
+
+
+def test_the_standins_inference_table_unpacked_on_spark_gives_back_the_traffic_sent(
+    spark: Any, scoring_server: str, registry_uri: str, workspace: Any  # noqa: F811
+):
+    """Traffic through an A/B endpoint with an AI Gateway inference table: the stand-in appends
+    the documented payload rows; unpacked on Spark, they give back each record sent, what each
+    served entity (model version) answered, the failed request's error, and the rows that could
+    not be unpacked, counted with their reason."""
+    import httpx
+
+    from client.spark import PAYLOAD_SCHEMA, unpack_payload
+
+    ws = workspace()
+    ws.add_pat("dapi-monitor", principal="analyst@example.com")
+    ws.payload_limit = 3_000
+    entities = [{"name": n, "entity_name": "main.default.iris", "entity_version": v} for n, v in
+                (("champion", "1"), ("challenger", "2"))]
+    ws.add_endpoint(Endpoint(name="iris-ab", managed=True, upstream=scoring_server, config={
+        "served_entities": entities, "traffic_config": {"routes": [
+            {"served_model_name": "champion", "traffic_percentage": 75},
+            {"served_model_name": "challenger", "traffic_percentage": 25}]}},
+        ai_gateway={"inference_table_config": {"catalog_name": "main", "schema_name": "serving_logs",
+                                               "table_name_prefix": "iris_ab", "enabled": True}}))
+    url = f"{ws.url}/serving-endpoints/iris-ab/invocations"
+    p = Predictor.from_endpoint(url=url, token="dapi-monitor", model_uri=IRIS, registry_uri=registry_uri)
+    rows = iris_rows(40, seed=5)
+    sent: dict[str, tuple[str, list[dict[str, float]], list[str]]] = {}  # request id -> (entity, records, labels)
+    for i in range(0, 40, 5):
+        records = [dict(zip(COLUMNS, r[1:], strict=True)) for r in rows[i:i + 5]]
+        result = p.predict(records)
+        sent[str(result.request_id)] = (str(result.served_model_name), records, iris_labels(result.predictions))
+    bad = httpx.post(url, content=b"sepal length: 5.1", headers={"authorization": "Bearer dapi-monitor"})
+    too_big = p.predict([dict(zip(COLUMNS, r[1:], strict=True)) for r in iris_rows(300, seed=6)])
+    refused = httpx.post(url, json={"dataframe_records": [{COLUMNS[0]: "abc", COLUMNS[1]: 3.0}]},
+                         headers={"authorization": "Bearer dapi-monitor"})
+    assert bad.status_code == refused.status_code == 400
+
+    table = "main.serving_logs.iris_ab_payload"
+    logged = ws.read_rows(table)
+    assert [tuple(r) for r in logged] == [PAYLOAD_COLUMNS] * 11  # one row per call, the documented columns
+    assert {r["requester"] for r in logged} == {"analyst@example.com"}
+    assert logged[9]["request"] is None and logged[9]["logging_error_codes"] == [
+        "MAX_REQUEST_SIZE_EXCEEDED", "MAX_RESPONSE_SIZE_EXCEEDED"]
+    assert logged[9]["databricks_request_id"] == too_big.request_id
+    payload = spark.read.schema(PAYLOAD_SCHEMA).json(str(ws.table_path(table)))
+    assert len(ws.read_rows("system.serving.served_entities")) == 2  # one row per served entity, not per call
+    served = spark.read.json(str(ws.table_path("system.serving.served_entities")))
+
+    unpacked = unpack_payload(payload, served)
+    got = unpacked.records.collect()
+    assert unpacked.records.columns == [
+        "request_time", "databricks_request_id", "served_entity", "model_version", "status_code", "error",
+        "execution_duration_ms", *COLUMNS, "prediction"]
+    by_request: dict[str, list[Any]] = {}
+    for r in got:
+        by_request.setdefault(r["databricks_request_id"], []).append(r)
+    assert len(got) == 41 and len(by_request) == 9
+    versions = {"champion": "1", "challenger": "2"}
+    for rid, (entity, records, labels) in sent.items():
+        mine = by_request.pop(rid)
+        assert [{c: r[c] for c in COLUMNS} for r in mine] == records
+        assert [r["prediction"] for r in mine] == labels
+        assert {(r["served_entity"], r["model_version"], r["status_code"], r["error"]) for r in mine} == {
+            (entity, versions[entity], 200, None)}
+    assert sorted(e for e, _, _ in sent.values()).count("challenger") == 2  # 75/25 of 8 calls
+    [[failed]] = by_request.values()  # the refused request: its record, its error, no prediction
+    assert (failed["status_code"], failed["prediction"], failed[COLUMNS[0]], failed[COLUMNS[1]]) == (
+        400, None, None, 3.0)  # "abc" is no double: null, for the monitor's data quality
+    assert failed["error"].startswith("HTTP 400: ")
+    assert all(r["execution_duration_ms"] >= 0 for r in got)
+
+    summary = unpacked.summary()
+    assert (summary.records, summary.unreadable) == (41, 2)
+    not_logged = "request not logged (MAX_REQUEST_SIZE_EXCEEDED, MAX_RESPONSE_SIZE_EXCEEDED)"
+    assert summary.reasons == {"request is not JSON": 1, not_logged: 1}
+    assert summary.text() == ("41 records; 2 payload rows not unpacked: request is not JSON (1), "
+                              "request not logged (MAX_REQUEST_SIZE_EXCEEDED, MAX_RESPONSE_SIZE_EXCEEDED) (1)")
+    assert {r["databricks_request_id"] for r in unpacked.unreadable.collect()} == {
+        logged[8]["databricks_request_id"], too_big.request_id}
+
+    # Append-only: more traffic adds rows after the old ones, which stay as they were.
+    p.predict([dict(zip(COLUMNS, rows[0][1:], strict=True))])
+    assert ws.read_rows(table)[:11] == logged and len(ws.read_rows(table)) == 12
+
+
+def test_the_same_traffic_unpacked_from_the_inference_table_gives_the_trace_paths_records_and_verdicts(
+    spark: Any, scoring_server: str, registry_uri: str, workspace: Any  # noqa: F811
+):
+    """Issue 22: one traffic (training rows with one feature shifted) through the stand-in's endpoint,
+    traced by the SDK and logged in the inference table. The payload unpacked on Spark and the
+    traces read by client.monitoring give the same records, column by column, and the same drift
+    statistics and verdicts against the training data."""
+    import uuid
+
+    import mlflow
+    from _monitoring_traffic import ROWS_PER_CALL, SHIFTED, send
+    from _monitoring_traffic import iris_rows as training_rows
+    from sklearn.datasets import load_iris
+
+    from client.feedback import setup_tracking
+    from client.monitoring import drift, records_from_traces
+    from client.spark import PAYLOAD_SCHEMA, unpack_payload
+
+    ws = workspace()
+    ws.add_pat("dapi-parity")
+    ws.add_endpoint(Endpoint(name="iris-mon", entity_name="main.default.iris", entity_version="1",
+                             served_model_name="champion", upstream=scoring_server, ai_gateway={
+                                 "inference_table_config": {"catalog_name": "main", "schema_name": "logs",
+                                                            "table_name_prefix": "iris_mon", "enabled": True}}))
+    experiment = f"/payload-parity-{uuid.uuid4().hex[:6]}"
+    setup_tracking(experiment, registry_uri)
+    rows = training_rows(seed=3)
+    for r in rows:
+        r[SHIFTED] += 1.0
+    p = Predictor.from_endpoint(url=f"{ws.url}/serving-endpoints/iris-mon/invocations", token="dapi-parity",
+                                model_uri=IRIS, registry_uri=registry_uri, tracing=True)
+    try:
+        send(p, rows)
+    finally:
+        p.close()
+    mlflow.flush_trace_async_logging()
+
+    traced, meta = records_from_traces("main.default.iris", experiments=[experiment], registry_uri=registry_uri)
+    payload = spark.read.schema(PAYLOAD_SCHEMA).json(str(ws.table_path("main.logs.iris_mon_payload")))
+    served = spark.read.json(str(ws.table_path("system.serving.served_entities")))
+    unpacked = unpack_payload(payload, served)
+    assert unpacked.summary().unreadable == 0
+    table = unpacked.records.toPandas()
+    assert meta.predictions == len(table) == len(rows) and len(set(table["databricks_request_id"])) == (
+        len(rows) // ROWS_PER_CALL)
+
+    key = ["databricks_request_id", *COLUMNS]
+    a = traced.sort_values(key).reset_index(drop=True)
+    b = table.sort_values(key).reset_index(drop=True)
+    for column in ("databricks_request_id", "served_entity", "model_version", "status_code", *COLUMNS, "prediction"):
+        assert a[column].tolist() == b[column].tolist(), column  # the same records, column by column
+    assert b["error"].isna().all() and a["error"].isna().all()
+
+    baseline = load_iris(as_frame=True).frame.drop(columns="target")
+    by_trace = {d.column_name: d for d in drift(traced[b.columns.intersection(traced.columns)], baseline)}
+    by_payload = {d.column_name: d for d in drift(table, baseline)}
+    assert {c: d.drifted for c, d in by_payload.items()} == {c: d.drifted for c, d in by_trace.items()} == {
+        c: c == SHIFTED for c in COLUMNS}
+    for c in COLUMNS:
+        assert by_payload[c].statistic == by_trace[c].statistic
+        assert by_payload[c].value == pytest.approx(by_trace[c].value)

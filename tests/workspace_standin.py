@@ -26,6 +26,22 @@ Routes (wire format as in /work/shared/reference/wire-formats.md and databricks-
   ``databricks_output`` (``databricks_request_id``, and ``trace.info.trace_id`` when the body asked
   ``databricks_options.return_trace``), translated from the agent server's ``metadata.trace_id``
   answer field and ``{"trace_id"}`` stream event.
+- AI Gateway inference tables: when an endpoint's ``ai_gateway.inference_table_config`` is
+  enabled, every classic invocation (chat ones are not logged here) appends one row to
+  ``<catalog>.<schema>.<prefix>_payload`` with the documented columns (:data:`PAYLOAD_COLUMNS`;
+  ``request``/``response`` the raw bodies, NULL with ``MAX_REQUEST_SIZE_EXCEEDED`` /
+  ``MAX_RESPONSE_SIZE_EXCEEDED`` in ``logging_error_codes`` over ``payload_limit`` bytes), and a
+  served entity seen for the first time gets its row in ``system.serving.served_entities``.
+  Tables live under ``data_dir``: ``a.b.c`` is the directory ``data_dir/a/b/c/`` of JSON-lines
+  files, appended to, never rewritten; a local Spark reads one with
+  ``spark.read.schema(client.spark.PAYLOAD_SCHEMA).json(str(ws.table_path(name)))``
+  (:meth:`WorkspaceStandin.table_path`).
+- Unity Catalog lookups: ``GET /api/2.1/unity-catalog/tables/{full_name}`` (``table_id``) and
+  ``.../schemas/{full_name}`` (``schema_id``) for the tables and schemas that exist under
+  ``data_dir`` (a schema is its directory: :meth:`WorkspaceStandin.create_schema`).
+- Data profiling monitors (``/api/data-quality/v1/monitors``: ``POST``; ``GET``, ``PATCH`` with
+  ``update_mask``, ``DELETE`` on ``.../{object_type}/{object_id}``): table monitors only, one per
+  table, on an existing table, with an existing output schema and a complete ``inference_log``.
 
 Run it in its own process (a benchmark's workspace, away from its driver's GIL); it serves until
 SIGTERM or Ctrl-C and prints nothing but warnings. The service principal's secret comes from the
@@ -55,17 +71,27 @@ import secrets
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-__all__ = ["Endpoint", "WorkspaceStandin", "workspace"]
+__all__ = ["PAYLOAD_COLUMNS", "Endpoint", "WorkspaceStandin", "workspace"]
+
+#: The AI Gateway payload table's columns in order, as documented (wire-formats.md).
+PAYLOAD_COLUMNS = (
+    "databricks_request_id", "request_date", "client_request_id", "request_time", "status_code",
+    "sampling_fraction", "execution_duration_ms", "request", "response", "logging_error_codes",
+    "served_entity_id", "requester",
+)
 
 
 @dataclass
@@ -180,6 +206,7 @@ class WorkspaceStandin:
         client_id: str = "sp-client-id",
         client_secret: str | None = None,
         workspace_id: str = "1234567890",
+        data_dir: str | Path | None = None,
     ) -> None:
         self.token_lifetime = token_lifetime
         self.client_id = client_id
@@ -206,9 +233,112 @@ class WorkspaceStandin:
         self.requests: list[tuple[str, str]] = []
         self.url = ""
         self._lock = threading.Lock()
+        #: Where Unity Catalog tables live (see :meth:`table_path`); a temporary directory by default.
+        self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="standin-uc-"))
+        #: Seconds since the epoch: the ``request_time`` of logged invocations (tests may set the clock).
+        self.clock: Callable[[], float] = time.time
+        #: Over this many bytes a request or response is not logged (NULL, with an error code).
+        self.payload_limit = 1024 * 1024
+        #: token -> who it belongs to (the inference table's ``requester``).
+        self.principals: dict[str, str] = {}
+        self._served_entity_ids: set[str] = set()
+        #: table_id -> the data profiling monitor's JSON (``/api/data-quality/v1/monitors``).
+        self.monitors: dict[str, dict[str, Any]] = {}
 
-    def add_pat(self, token: str) -> None:
+    def add_pat(self, token: str, principal: str = "user@example.com") -> None:
         self.tokens[token] = float("inf")
+        self.principals[token] = principal
+
+    # --- Unity Catalog tables ----------------------------------------------------------------
+
+    def table_path(self, full_name: str) -> Path:
+        """The directory holding table ``catalog.schema.table`` (JSON-lines files)."""
+        parts = full_name.split(".")
+        if len(parts) != 3 or not all(parts) or any(p in (".", "..") or "/" in p for p in parts):
+            raise ValueError(f"not a catalog.schema.table name: {full_name!r}")
+        return self.data_dir.joinpath(*parts)
+
+    def create_schema(self, full_name: str) -> None:
+        """A Unity Catalog schema ``catalog.schema`` (its directory under ``data_dir``)."""
+        self.table_path(f"{full_name}._").parent.mkdir(parents=True, exist_ok=True)
+
+    def uc_object(self, kind: str, full_name: str) -> dict[str, Any] | None:
+        """What ``GET .../unity-catalog/{tables|schemas}/{full_name}`` answers, or None (404)."""
+        parts = full_name.split(".")
+        if kind not in ("tables", "schemas"):
+            return None
+        try:
+            path = self.table_path(full_name if kind == "tables" else f"{full_name}._")
+        except ValueError:
+            return None
+        path = path if kind == "tables" else path.parent
+        if len(parts) != (3 if kind == "tables" else 2) or not path.is_dir():
+            return None
+        uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"uc/{kind}/{full_name}"))
+        if kind == "schemas":
+            return {"full_name": full_name, "catalog_name": parts[0], "name": parts[1], "schema_id": uid}
+        return {"full_name": full_name, "catalog_name": parts[0], "schema_name": parts[1], "name": parts[2],
+                "table_type": "MANAGED", "table_id": uid}
+
+    def append_rows(self, full_name: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Append ``rows`` to a table (created on first write); nothing already there changes."""
+        path = self.table_path(full_name)
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        with self._lock:
+            path.mkdir(parents=True, exist_ok=True)
+            with open(path / "part-00000.json", "a", encoding="utf-8") as f:
+                f.write(text)
+
+    def read_rows(self, full_name: str) -> list[dict[str, Any]]:
+        """A table's rows as written (for tests; Spark reads the same files)."""
+        path = self.table_path(full_name)
+        return [json.loads(line) for f in sorted(path.glob("*.json")) for line in f.read_text().splitlines() if line]
+
+    def log_invocation(self, ep: Endpoint, entity: dict[str, Any], token: str, *, request_id: str, started: float,
+                       duration: float, status: int, request: bytes, response: bytes) -> None:
+        """One row of the endpoint's inference table, if it has one enabled."""
+        table = (ep.ai_gateway or {}).get("inference_table_config") or {}
+        if not table.get("enabled"):
+            return
+        entity_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{ep.name}/{entity['name']}/{entity['entity_name']}/"
+                                                       f"{entity['entity_version']}"))
+        when = datetime.fromtimestamp(started, UTC)
+        codes = []
+
+        def text(body: bytes, code: str) -> str | None:
+            if len(body) > self.payload_limit:
+                codes.append(code)
+                return None
+            return body.decode("utf-8", errors="replace")
+
+        try:
+            client_request_id = json.loads(request).get("client_request_id")
+        except (ValueError, AttributeError):
+            client_request_id = None
+        row = {
+            "databricks_request_id": request_id,
+            "request_date": when.date().isoformat(),
+            "client_request_id": client_request_id if isinstance(client_request_id, str) else None,
+            "request_time": when.isoformat().replace("+00:00", "Z"),
+            "status_code": status,
+            "sampling_fraction": 1.0,
+            "execution_duration_ms": round(duration * 1000),
+            "request": text(request, "MAX_REQUEST_SIZE_EXCEEDED"),
+            "response": text(response, "MAX_RESPONSE_SIZE_EXCEEDED"),
+            "logging_error_codes": codes,
+            "served_entity_id": entity_id,
+            "requester": self.principals.get(token, self.client_id),
+        }
+        prefix = f"{table['catalog_name']}.{table['schema_name']}.{table.get('table_name_prefix') or ep.name}"
+        if entity_id not in self._served_entity_ids:
+            self._served_entity_ids.add(entity_id)
+            self.append_rows("system.serving.served_entities", [{
+                "served_entity_id": entity_id, "endpoint_name": ep.name, "served_entity_name": entity["name"],
+                "entity_type": "CUSTOM_MODEL", "entity_name": entity["entity_name"],
+                "entity_version": str(entity["entity_version"]), "endpoint_config_version": ep.config_version,
+                "change_time": when.isoformat().replace("+00:00", "Z"),
+            }])
+        self.append_rows(f"{prefix}_payload", [row])
 
     def add_endpoint(self, endpoint: Endpoint) -> Endpoint:
         self.endpoints[endpoint.name] = endpoint
@@ -343,6 +473,7 @@ class WorkspaceStandin:
                 return JSONResponse({"error": "invalid_scope"}, status_code=400)
             access = "standin-oauth-" + secrets.token_hex(12)
             with self._lock:
+                self.principals[access] = self.client_id
                 self.tokens[access] = time.monotonic() + self.token_lifetime
                 self.tokens_issued += 1
             return JSONResponse(
@@ -429,6 +560,94 @@ class WorkspaceStandin:
             ep.ai_gateway = body or None  # the PUT replaces the whole AI Gateway config
             return JSONResponse(body)
 
+        async def uc_get(request: Request) -> Response:
+            await record(request)
+            if (bad := check(request)) is not None:
+                return bad
+            kind, name = request.path_params["kind"], request.path_params["name"]
+            found = self.uc_object(kind, name)
+            if found is None:
+                what = "Table" if kind == "tables" else "Schema"
+                return err(404, f"{what.upper()}_DOES_NOT_EXIST", f"{what} '{name}' does not exist.")
+            return JSONResponse(found)
+
+        def monitor_problem(body: Any) -> str | None:
+            cfg = body.get("data_profiling_config") if isinstance(body, dict) else None
+            if not isinstance(cfg, dict):
+                return "data_profiling_config is required"
+            log = cfg.get("inference_log") or {}
+            need = ("problem_type", "timestamp_column", "granularities", "prediction_column", "model_id_column")
+            if missing := [k for k in need if not log.get(k)]:
+                return f"inference_log lacks {', '.join(missing)}"
+            if not any((self.uc_object("schemas", f"{d.parent.name}.{d.name}") or {}).get("schema_id")
+                       == cfg.get("output_schema_id") for d in self.data_dir.glob("*/*") if d.is_dir()):
+                return f"output schema {cfg.get('output_schema_id')} does not exist"
+            return None
+
+        def table_of(table_id: str) -> str | None:
+            for d in self.data_dir.glob("*/*/*"):
+                name = ".".join(d.relative_to(self.data_dir).parts)
+                if d.is_dir() and (self.uc_object("tables", name) or {}).get("table_id") == table_id:
+                    return name
+            return None
+
+        async def create_monitor(request: Request) -> Response:
+            await record(request)
+            if (bad := check(request)) is not None:
+                return bad
+            body = await request.json()
+            self.writes.append(("POST", request.url.path, copy.deepcopy(body)))
+            if body.get("object_type") != "table":
+                return err(400, "INVALID_PARAMETER_VALUE", "only table monitors are supported here")
+            table = table_of(str(body.get("object_id")))
+            if table is None:
+                return err(404, "NOT_FOUND", f"table {body.get('object_id')} does not exist")
+            if body["object_id"] in self.monitors:
+                return err(409, "RESOURCE_ALREADY_EXISTS", f"a monitor already exists on {table}")
+            if (problem := monitor_problem(body)) is not None:
+                return err(400, "INVALID_PARAMETER_VALUE", problem)
+            cfg = body["data_profiling_config"]
+            cfg.update(status="DATA_PROFILING_STATUS_ACTIVE", monitored_table_name=table, monitor_version=1,
+                       profile_metrics_table_name=f"{table}_profile_metrics",
+                       drift_metrics_table_name=f"{table}_drift_metrics")
+            self.monitors[body["object_id"]] = body
+            return JSONResponse(body)
+
+        async def one_monitor(request: Request) -> Response:
+            await record(request)
+            if (bad := check(request)) is not None:
+                return bad
+            kind, oid = request.path_params["kind"], request.path_params["oid"]
+            monitor = self.monitors.get(oid) if kind == "table" else None
+            if monitor is None:
+                return err(404, "NOT_FOUND", f"no monitor on {kind} {oid}")
+            if request.method == "GET":
+                return JSONResponse(monitor)
+            if request.method == "DELETE":
+                self.writes.append(("DELETE", request.url.path, None))
+                del self.monitors[oid]
+                return JSONResponse({})
+            body = await request.json()
+            self.writes.append(("PATCH", request.url.path, copy.deepcopy(body)))
+            mask = [m for m in request.query_params.get("update_mask", "").split(",") if m]
+            if not mask:
+                return err(400, "INVALID_PARAMETER_VALUE", "update_mask is required")
+            updated = copy.deepcopy(monitor)
+            for path in mask:  # each masked field takes the body's value (absent: cleared)
+                *parents, leaf = path.split(".")
+                src, dst = body, updated
+                for key in parents:
+                    src, dst = (src or {}).get(key), dst.setdefault(key, {})
+                if isinstance(src, dict) and leaf in src:
+                    dst[leaf] = src[leaf]
+                else:
+                    dst.pop(leaf, None)
+            if (problem := monitor_problem(updated)) is not None:
+                return err(400, "INVALID_PARAMETER_VALUE", problem)
+            updated["data_profiling_config"]["monitor_version"] += 1
+            self.monitors[oid] = updated
+            return JSONResponse(updated)
+
         async def get_openapi(request: Request) -> Response:
             await record(request)
             if (bad := check(request)) is not None:
@@ -450,7 +669,7 @@ class WorkspaceStandin:
                 return err(503, "TEMPORARILY_UNAVAILABLE", f"endpoint {ep.name} is not ready")
             self.invocations += 1
             served = entity["name"]
-            headers = {"served-model-name": served, "x-request-id": secrets.token_hex(8)}
+            headers = {"served-model-name": served, "x-request-id": str(uuid.uuid4())}
             upstream = (
                 self.upstreams.get(f"{entity['entity_name']}/{entity['entity_version']}")
                 or self.upstreams.get(entity["entity_name"])
@@ -458,16 +677,23 @@ class WorkspaceStandin:
             )
             if upstream and ep.task:
                 return await relay_chat(request, upstream, headers)
+            started, t0 = self.clock(), time.perf_counter()
+            body = await request.body()
             if upstream:
                 up = await relay_client.post(
                     f"{upstream.rstrip('/')}/invocations",
-                    content=await request.body(),
+                    content=body,
                     headers={"content-type": request.headers.get("content-type", "application/json")},
                 )
-                return Response(
+                answer = Response(
                     up.content, status_code=up.status_code, media_type=up.headers.get("content-type"), headers=headers
                 )
-            return JSONResponse(ep.canned, headers=headers)
+            else:
+                answer = JSONResponse(ep.canned, headers=headers)
+            self.log_invocation(ep, entity, bearer(request) or "", request_id=headers["x-request-id"], started=started,
+                                duration=time.perf_counter() - t0, status=answer.status_code, request=body,
+                                response=bytes(answer.body))
+            return answer
 
         async def relay_chat(request: Request, upstream: str, headers: dict[str, str]) -> Response:
             body = await request.body()
@@ -522,6 +748,9 @@ class WorkspaceStandin:
                 Route("/api/2.0/serving-endpoints/{name}/tags", patch_tags, methods=["PATCH"]),
                 Route("/api/2.0/serving-endpoints/{name}/ai-gateway", put_ai_gateway, methods=["PUT"]),
                 Route("/api/2.0/serving-endpoints/{name}/openapi", get_openapi),
+                Route("/api/2.1/unity-catalog/{kind:str}/{name}", uc_get),
+                Route("/api/data-quality/v1/monitors", create_monitor, methods=["POST"]),
+                Route("/api/data-quality/v1/monitors/{kind}/{oid}", one_monitor, methods=["GET", "PATCH", "DELETE"]),
                 Route("/serving-endpoints/{name}/invocations", invocations, methods=["POST"]),
             ]
         )
@@ -557,11 +786,12 @@ class _Server:
 
 
 @pytest.fixture
-def workspace() -> Iterator[Any]:
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Factory: ``workspace(token_lifetime=..., ...)`` starts a stand-in and returns its state."""
     servers: list[_Server] = []
 
     def start(**kwargs: Any) -> WorkspaceStandin:
+        kwargs.setdefault("data_dir", tmp_path_factory.mktemp("standin-uc"))
         standin = WorkspaceStandin(**kwargs)
         server = _Server(standin)
         server.start()

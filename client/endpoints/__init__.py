@@ -23,11 +23,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._bundle import bundle_resources, check_bundle
+    from ._bundle import bundle_resources, check_bundle, monitor_resources
     from ._config import (
         DesiredEndpoint,
         EntityState,
         InferenceTable,
+        MonitorState,
         ServingConfig,
         ServingConfigError,
         load_config,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         resolve,
     )
     from ._diff import Plan, diff, status_text
+    from ._monitor import MonitorUnsupported
     from ._promote import promote, registry_alias_setter
     from ._workspace import (
         ApplyResult,
@@ -54,6 +56,8 @@ __all__ = [
     "EndpointUpdateFailed",
     "EntityState",
     "InferenceTable",
+    "MonitorState",
+    "MonitorUnsupported",
     "Plan",
     "ServingConfig",
     "ServingConfigError",
@@ -63,6 +67,7 @@ __all__ = [
     "diff",
     "get_endpoint",
     "load_config",
+    "monitor_resources",
     "parse_config",
     "plan",
     "promote",
@@ -75,10 +80,11 @@ __all__ = [
 
 #: The private module each public name lives in.
 _MODULE_OF = {
-    **dict.fromkeys(("bundle_resources", "check_bundle"), "_bundle"),
+    **dict.fromkeys(("bundle_resources", "check_bundle", "monitor_resources"), "_bundle"),
+    "MonitorUnsupported": "_monitor",
     **dict.fromkeys(
-        ("DesiredEndpoint", "EntityState", "InferenceTable", "ServingConfig", "ServingConfigError", "load_config",
-         "parse_config", "registry_resolver", "resolve"),
+        ("DesiredEndpoint", "EntityState", "InferenceTable", "MonitorState", "ServingConfig", "ServingConfigError",
+         "load_config", "parse_config", "registry_resolver", "resolve"),
         "_config",
     ),
     **dict.fromkeys(("Plan", "diff", "status_text"), "_diff"),

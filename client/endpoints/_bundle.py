@@ -17,11 +17,24 @@ from typing import Any
 
 from ._config import Resolver, ServingConfig, resolve
 
-__all__ = ["bundle_resources", "check_bundle", "variable_name"]
+__all__ = ["bundle_resources", "check_bundle", "monitor_resources", "variable_name"]
 
 
 def variable_name(endpoint: str, entity: str) -> str:
     return f"{endpoint}_{entity}_version".replace("-", "_")
+
+
+def monitor_resources(configs: list[ServingConfig]) -> dict[str, Any]:
+    """``resources.quality_monitors`` for ``databricks.yml``: one per file with a ``monitor:`` block,
+    keyed ``<endpoint>_monitor``."""
+    from ._monitor import bundle_monitor
+
+    out = {}
+    for cfg in configs:
+        monitor = resolve(cfg, None).monitor
+        if monitor is not None:
+            out[f"{cfg.name}_monitor".replace("-", "_")] = bundle_monitor(monitor)
+    return out
 
 
 def bundle_resources(
@@ -29,7 +42,8 @@ def bundle_resources(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(resources.model_serving_endpoints, variables)`` for ``databricks.yml``.
 
-    Variable defaults are resolved through ``resolver``; without one they are left out.
+    Variable defaults are resolved through ``resolver``; without one they are left out. The
+    monitors are in :func:`monitor_resources`.
     """
     from databricks.sdk.service.serving import EndpointTag
 
@@ -77,6 +91,12 @@ def check_bundle(bundle: dict[str, Any], configs: list[ServingConfig]) -> list[s
     have_res = (bundle.get("resources") or {}).get("model_serving_endpoints") or {}
     have_vars = bundle.get("variables") or {}
     problems = []
+    want_mon, have_mon = monitor_resources(configs), (bundle.get("resources") or {}).get("quality_monitors") or {}
+    for key in sorted(set(want_mon) | set(have_mon)):
+        if have_mon.get(key) != want_mon.get(key):
+            what = "is missing" if key not in have_mon else (
+                "has no monitor in serving_configs/" if key not in want_mon else "differs from its serving config")
+            problems.append(f"resources.quality_monitors.{key} {what}")
     for key in sorted(set(want_res) | set(have_res)):
         if key not in have_res:
             problems.append(f"resources.model_serving_endpoints.{key} is missing")

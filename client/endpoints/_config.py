@@ -19,6 +19,10 @@ A file names one Model Serving endpoint and the Unity Catalog model versions it 
     inference_table:               # AI Gateway inference table: requests and responses in Unity Catalog
       {catalog: main, schema: serving_logs, table_prefix: iris}
     usage_tracking: true           # AI Gateway usage tracking (system.serving tables)
+    monitor:                       # a data profiling monitor on the unpacked inference table
+      problem_type: classification # or regression
+      output_schema: main.serving_monitoring
+      granularities: [1 hour, 1 day]
     tags:
       project: uc-predictor
 
@@ -50,9 +54,11 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from .._exceptions import ConfigurationError
 
 __all__ = [
+    "GRANULARITIES",
     "DesiredEndpoint",
     "EntityState",
     "InferenceTable",
+    "MonitorState",
     "ServingConfig",
     "ServingConfigError",
     "load_config",
@@ -136,6 +142,47 @@ class InferenceTableSpec(_Strict):
     table_prefix: str = Field(pattern=_UC_PART)
 
 
+#: The aggregation windows a data profiling monitor takes (the bundle's and legacy API's spelling).
+GRANULARITIES = ("5 minutes", "30 minutes", "1 hour", "1 day", "1 week", "2 weeks", "3 weeks", "4 weeks", "1 month",
+                 "1 year")
+
+
+class ScheduleSpec(_Strict):
+    """When the monitor refreshes: a Quartz cron expression in a Java time zone."""
+
+    cron: str = Field(pattern=r"^\S+( \S+){5,6}$", description="Quartz cron, e.g. '0 0 * * * ?' (hourly)")
+    timezone: str = Field(default="UTC", pattern=r"^[A-Za-z_]+(/[A-Za-z_+-]+)*$")
+
+
+class MonitorSpec(_Strict):
+    """A data profiling monitor (inference profile) on the endpoint's unpacked records table.
+
+    The records table is what ``client.spark.unpack_payload`` writes from the inference table:
+    ``request_time`` is its timestamp, ``prediction`` its prediction, ``model_version`` its model id.
+    """
+
+    problem_type: Literal["classification", "regression"]
+    output_schema: str = Field(pattern=r"^[A-Za-z0-9_`-]+\.[A-Za-z0-9_`-]+$", description="catalog.schema")
+    #: Default: ``<inference table catalog>.<schema>.<prefix>_records``.
+    table: str | None = Field(default=None, pattern=_UC_NAME)
+    granularities: list[Literal[GRANULARITIES]] = Field(default_factory=lambda: ["1 day"], min_length=1)  # type: ignore[valid-type]
+    baseline_table: str | None = Field(default=None, pattern=_UC_NAME)
+    label_column: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]+$")
+    slice_by_served_entity: bool = True
+    slicing_exprs: list[str] = Field(default_factory=list)
+    schedule: ScheduleSpec | None = None
+    email_on_failure: list[str] = Field(default_factory=list, max_length=5)
+    assets_dir: str | None = Field(default=None, pattern=r"^/")
+
+    @field_validator("email_on_failure")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", v)]
+        if bad:
+            raise ValueError(f"not an e-mail address: {', '.join(bad)}")
+        return value
+
+
 class ServingConfig(_Strict):
     """The whole file."""
 
@@ -145,6 +192,7 @@ class ServingConfig(_Strict):
     rate_limits: list[RateLimitSpec] = Field(default_factory=list)
     inference_table: InferenceTableSpec | None = None
     usage_tracking: bool = False
+    monitor: MonitorSpec | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     #: Accepted only to be refused with a pointer to its replacement (see the validator).
     auto_capture_config: Any = None
@@ -235,6 +283,9 @@ def _cross_checks(cfg: ServingConfig) -> list[tuple[tuple[Any, ...], str]]:
                         "'{{secrets/<scope>/<key>}}' instead of the value",
                     )
                 )
+    if cfg.monitor is not None and cfg.monitor.table is None and cfg.inference_table is None:
+        issues.append((("monitor",), "a monitor needs 'table' (the unpacked records table) or an 'inference_table' "
+                                     "to take it from (<catalog>.<schema>.<prefix>_records)"))
     if cfg.traffic is None:
         if len(names) > 1:
             issues.append((("traffic",), f"{len(names)} served entities need a traffic split, e.g. {names[0]}: 100"))
@@ -321,6 +372,58 @@ class InferenceTable:
 
 
 @dataclass(frozen=True)
+class MonitorState:
+    """A data profiling monitor on the records table, in comparable form (every default filled in)."""
+
+    table: str
+    problem_type: str
+    output_schema: str
+    granularities: tuple[str, ...]
+    baseline_table: str | None = None
+    label_column: str | None = None
+    slicing_exprs: tuple[str, ...] = ()
+    cron: str | None = None
+    timezone: str | None = None
+    emails: tuple[str, ...] = ()
+    assets_dir: str | None = None
+
+    #: The records frame's columns the monitor reads (client.spark.unpack_payload writes them).
+    timestamp_column = "request_time"
+    prediction_column = "prediction"
+    model_id_column = "model_version"
+
+    def __str__(self) -> str:
+        parts = [f"{self.problem_type} on {self.table}", "every " + ", ".join(self.granularities),
+                 f"metrics in {self.output_schema}"]
+        if self.baseline_table:
+            parts.append(f"baseline {self.baseline_table}")
+        if self.slicing_exprs:
+            parts.append("sliced by " + ", ".join(self.slicing_exprs))
+        if self.cron:
+            parts.append(f"schedule '{self.cron}' {self.timezone}")
+        if self.emails:
+            parts.append("failures to " + ", ".join(self.emails))
+        return "; ".join(parts)
+
+
+def monitor_state(cfg: ServingConfig) -> MonitorState | None:
+    """The file's monitor with its defaults filled in (``None`` without one)."""
+    m, it = cfg.monitor, cfg.inference_table
+    if m is None:
+        return None
+    table = m.table or (f"{it.catalog}.{it.schema_name}.{it.table_prefix}_records" if it else "")
+    slicing = (("served_entity",) if m.slice_by_served_entity else ()) + tuple(
+        e for e in m.slicing_exprs if not (m.slice_by_served_entity and e == "served_entity"))
+    return MonitorState(
+        table=table, problem_type=m.problem_type, output_schema=m.output_schema,
+        granularities=tuple(dict.fromkeys(m.granularities)), baseline_table=m.baseline_table,
+        label_column=m.label_column, slicing_exprs=slicing, cron=m.schedule.cron if m.schedule else None,
+        timezone=m.schedule.timezone if m.schedule else None, emails=tuple(m.email_on_failure),
+        assets_dir=m.assets_dir or f"/Workspace/Shared/predictor-monitors/{cfg.name}",
+    )
+
+
+@dataclass(frozen=True)
 class DesiredEndpoint:
     """An endpoint's config in comparable form; ``aliases`` says where versions came from."""
 
@@ -333,6 +436,8 @@ class DesiredEndpoint:
     aliases: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     inference_table: InferenceTable | None = None
     usage_tracking: bool = False
+    #: The data profiling monitor the file asks for; ``None``: the file manages none.
+    monitor: MonitorState | None = None
 
 
 #: ``(model name, alias or None, version or None) -> version``; raises when it does not exist.
@@ -388,4 +493,5 @@ def resolve(cfg: ServingConfig, resolver: Resolver | None) -> DesiredEndpoint:
     limits = tuple((r.calls, r.key, r.renewal_period, r.principal) for r in cfg.rate_limits)
     it = cfg.inference_table
     table = InferenceTable(it.catalog, it.schema_name, it.table_prefix) if it else None
-    return DesiredEndpoint(cfg.name, entities, traffic, dict(cfg.tags), limits, aliases, table, cfg.usage_tracking)
+    return DesiredEndpoint(cfg.name, entities, traffic, dict(cfg.tags), limits, aliases, table, cfg.usage_tracking,
+                           monitor_state(cfg))

@@ -108,6 +108,8 @@ class Plan:
     core: bool = False
     tags: bool = False
     ai_gateway: bool = False
+    #: The file's data profiling monitor is missing or differs (``client.endpoints._monitor``).
+    monitor: bool = False
 
     @property
     def changed(self) -> bool:

@@ -117,10 +117,26 @@ def get_endpoint(w: WorkspaceClient, name: str) -> ServingEndpointDetailed | Non
         raise EndpointOperationError(f"reading endpoint {name}: {type(exc).__name__}: {exc}") from exc
 
 
+def _with_monitor(w: WorkspaceClient, desired: DesiredEndpoint, result: Plan) -> Plan:
+    """Add the file's monitor to the plan (a monitor the file does not name is left alone)."""
+    if desired.monitor is None:
+        return result
+    from ._monitor import monitor_plan
+
+    lines, notes = monitor_plan(w, desired.monitor)
+    result.lines += lines
+    result.notes += notes
+    if lines:
+        result.monitor = True
+        if result.action == "none":
+            result.action = "update"
+    return result
+
+
 def plan(w: WorkspaceClient, desired: DesiredEndpoint) -> Plan:
     """Read the endpoint and diff it against ``desired``; notes say if an update is running or failed."""
     ep = get_endpoint(w, desired.name)
-    result = diff(current_of(ep) if ep else None, desired)
+    result = _with_monitor(w, desired, diff(current_of(ep) if ep else None, desired))
     if ep is not None:
         state = config_update(ep)
         if state == EndpointStateConfigUpdate.IN_PROGRESS.value:
@@ -196,12 +212,13 @@ def apply(
     timeout: float = DEFAULT_TIMEOUT,
     progress: Progress | None = None,
 ) -> ApplyResult:
-    """Create the endpoint or bring it to ``desired``, then wait; nothing is sent when it already matches."""
+    """Create the endpoint or bring it to ``desired``, then wait; nothing is sent when it already matches.
+    The file's monitor (if any) is created or updated after the endpoint is ready."""
     name = desired.name
     ep = get_endpoint(w, name)
     if ep is not None and ep.state and ep.state.config_update == EndpointStateConfigUpdate.IN_PROGRESS:
         raise EndpointOperationError(f"endpoint {name}: an update is already in progress; try again when it ends")
-    result = diff(current_of(ep) if ep else None, desired)
+    result = _with_monitor(w, desired, diff(current_of(ep) if ep else None, desired))
     if not result.changed:
         return ApplyResult(result, ep)
     gateway = gateway_config(desired, ep.ai_gateway if ep else None)
@@ -237,6 +254,10 @@ def apply(
             logger.info("updating endpoint %s", name)
             update_config(w, desired)
     final = wait_until_settled(w, name, poll_interval=poll_interval, timeout=timeout, progress=progress)
+    if result.monitor and desired.monitor is not None:
+        from ._monitor import apply_monitor
+
+        result.notes.append(apply_monitor(w, desired.monitor))
     return ApplyResult(result, final)
 
 

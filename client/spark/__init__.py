@@ -18,10 +18,29 @@ with the Predictor's usual retries (429s and ``Retry-After`` included), and spli
 failed because of one of its rows until the row is found. A row that is invalid, or whose request
 still failed, keeps its place with ``prediction`` null and the reason in ``prediction_error``.
 
+An AI Gateway inference table, unpacked into one row per scored record (features, prediction,
+model version) for monitoring::
+
+    unpacked = unpack_payload(spark.read.table("main.serving_logs.iris_payload"),
+                              spark.read.table("system.serving.served_entities"))
+    unpacked.records          # the records frame; unpacked.summary() counts rows not unpacked
+
 This is the one package that imports pyspark (``pip install 'uc-predictor-client[spark]'``).
 """
 
 from ._batch import ai_query_sql, endpoint_ai_query_sql, run_batch, spark_session
+from ._payload import PAYLOAD_SCHEMA, PayloadSummary, UnpackedPayload, unpack_payload
 from ._score import prediction_type, score
 
-__all__ = ["ai_query_sql", "endpoint_ai_query_sql", "prediction_type", "run_batch", "score", "spark_session"]
+__all__ = [
+    "PAYLOAD_SCHEMA",
+    "PayloadSummary",
+    "UnpackedPayload",
+    "ai_query_sql",
+    "endpoint_ai_query_sql",
+    "prediction_type",
+    "run_batch",
+    "score",
+    "spark_session",
+    "unpack_payload",
+]
