@@ -103,10 +103,19 @@ def agent_app(model: Any, fmt: str) -> Any:
         data.pop("databricks_options", None)  # Model Serving's, not the model's
         return data
 
+    # The agent server returns the trace id on request only for a ResponsesAgent; the legacy chat
+    # interfaces get it the same way here (``metadata.trace_id``, or a last ``{"trace_id"}`` event).
+    ids = fmt != "responses"
+
     async def invoke(request: Any) -> Any:
-        return await asyncio.to_thread(model.predict, payload(request))
+        trace_id = _trace_id_asked() if ids else None
+        answer = await asyncio.to_thread(model.predict, payload(request))
+        if trace_id and isinstance(answer, dict):
+            answer = {**answer, "metadata": {**(answer.get("metadata") or {}), "trace_id": trace_id}}
+        return answer
 
     async def stream(request: Any) -> Any:
+        trace_id = _trace_id_asked() if ids else None
         data = payload(request)
         events, close = thread_events(lambda: model.predict_stream(data))
         try:
@@ -114,9 +123,23 @@ def agent_app(model: Any, fmt: str) -> Any:
                 yield event
         finally:
             await close()
+        if trace_id:
+            yield {"trace_id": trace_id}
 
     agent_server._invoke_function, agent_server._stream_function = invoke, stream
     return agent_server.AgentServer("ResponsesAgent" if fmt == "responses" else None).app
+
+
+def _trace_id_asked() -> str | None:
+    """The agent server's span's trace id, if the request asked for it (its own header)."""
+    import mlflow
+    from mlflow.genai.agent_server.server import RETURN_TRACE_HEADER
+    from mlflow.genai.agent_server.utils import get_request_headers
+
+    if (get_request_headers().get(RETURN_TRACE_HEADER) or "").lower() != "true":
+        return None
+    span = mlflow.get_current_active_span()
+    return span.trace_id if span is not None else None
 
 
 def serve(
