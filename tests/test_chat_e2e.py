@@ -205,3 +205,62 @@ def test_a_trace_that_cannot_be_tagged_costs_a_warning_not_the_chat(
     missing = ChatResult(text="hi", messages=[], trace_id="tr-0000000000000000000000000000dead", model_name="m")
     assert tag_answer_trace(missing, wait_s=0.5) is False
     assert "not tagged" in caplog.text
+
+
+# --- the openai package against `predictor serve` (Model Serving's OpenAI-compatible routes) ------------------
+
+
+def _openai(chat_servers: ChatServers, fmt: str) -> Any:
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{chat_servers[fmt]}/serving-endpoints", api_key="any-token", max_retries=0)
+
+
+def test_the_openai_package_gets_the_same_answers_whole_and_streamed(
+    fmt: str, served: Predictor, chat_servers: ChatServers
+) -> None:
+    """``chat.completions.create`` for a ChatModel and a ChatAgent, ``responses.create`` for a
+    ResponsesAgent, as Databricks documents; the answer is the one ``/invocations`` gives the SDK.
+    A ChatAgent's answer keeps its own shape (``messages``; ``delta`` chunks), as on ``/invocations``."""
+    client, name = _openai(chat_servers, fmt), CHAT_FORMATS[fmt][1]
+    expected = served.chat(QUESTION).text
+    question = [{"role": "user", "content": QUESTION}]
+    if fmt == "responses":
+        raw = client.responses.with_raw_response.create(model=name, input=question)
+        whole = raw.parse().output_text
+        events = list(client.responses.create(model=name, input=question, stream=True))
+        streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        assert [o.type for o in raw.parse().output] == ["function_call", "function_call_output", "message"]
+    else:
+        raw = client.chat.completions.with_raw_response.create(model=name, messages=question)
+        answer = raw.parse()
+        chunks = list(client.chat.completions.create(model=name, messages=question, stream=True))
+        if fmt == "completions":
+            whole = answer.choices[0].message.content
+            streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
+        else:
+            whole = answer.model_extra["messages"][-1]["content"]
+            streamed = "".join(c.model_extra["delta"]["content"] for c in chunks
+                               if c.model_extra["delta"]["role"] == "assistant")
+        assert len(chunks) > 10  # word by word
+    assert whole == streamed == expected
+    assert raw.headers["served-model-name"] == f"{CHAT_FORMATS[fmt][0].split('.')[-1]}-1"
+
+
+def test_the_openai_package_gets_clear_errors(chat_servers: ChatServers) -> None:
+    import openai
+
+    chat_agent = _openai(chat_servers, "chat_agent")
+    question = [{"role": "user", "content": "hello"}]
+    with pytest.raises(openai.NotFoundError) as missing:
+        chat_agent.chat.completions.create(model="no-such-endpoint", messages=question)
+    assert (missing.value.status_code, missing.value.code, missing.value.param) == (404, "model_not_found", "model")
+    assert "'no-such-endpoint' does not exist" in missing.value.message
+    assert "serves endpoint 'chat-agent'" in missing.value.message
+    with pytest.raises(openai.BadRequestError, match="serves a ChatAgent: use /serving-endpoints/chat/completions"):
+        chat_agent.responses.create(model="chat-agent", input=question)
+    with pytest.raises(openai.BadRequestError, match="serves a ResponsesAgent: use /serving-endpoints/responses"):
+        _openai(chat_servers, "responses").chat.completions.create(model="assistant", messages=question)
+    with pytest.raises(openai.APIError, match="could not convert string to float"):  # the model's error, mid-stream
+        list(_openai(chat_servers, "completions").chat.completions.create(
+            model="chat-model", messages=question, stream=True, extra_body={"custom_inputs": {"pace_ms": "soon"}}))
