@@ -264,3 +264,52 @@ def test_the_openai_package_gets_clear_errors(chat_servers: ChatServers) -> None
     with pytest.raises(openai.APIError, match="could not convert string to float"):  # the model's error, mid-stream
         list(_openai(chat_servers, "completions").chat.completions.create(
             model="chat-model", messages=question, stream=True, extra_body={"custom_inputs": {"pace_ms": "soon"}}))
+
+
+# --- an agent deployed as a Databricks App (``apps/<name>``) ----------------------------------------------------
+
+
+def test_an_agent_deployed_as_a_databricks_app_is_talked_to_like_an_endpoint(
+    workspace, agent_server: str, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    """As databricks-openai routes ``model="apps/<name>"``: the App's URL from ``GET /api/2.0/apps/{name}``,
+    then the Responses API at ``{url}/responses`` with the workspace's OAuth token; here the stand-in
+    plays the workspace and the App's front, MLflow's agent server the agent inside the App."""
+    from client import ConfigurationError, NotFoundError
+
+    ws = workspace(token_lifetime=3600)
+    ws.add_app("support-agent", agent_server)
+    monkeypatch.setenv("DATABRICKS_HOST", ws.url)
+    monkeypatch.setenv("DATABRICKS_CLIENT_ID", ws.client_id)
+    monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", ws.client_secret)
+    monkeypatch.delenv("DATABRICKS_TOKEN", raising=False)
+    with Predictor.from_app("apps/support-agent") as p:
+        assert (p.kind, p.url) == ("chat", f"{ws.url}/app/support-agent/responses")
+        stream = p.stream(QUESTION)
+        text = "".join(d.text for d in stream)
+        streamed = stream.get_final_result()
+        reply = p.chat(QUESTION)
+    assert text == streamed.text == reply.text and reply.text.endswith("is an Iris virginica.")
+    assert [c.name for c in reply.tool_calls] == ["classify_iris"]
+    assert streamed.trace_id and reply.trace_id and reply.trace_id.startswith("tr-")
+    assert ws.requests.count(("GET", "/api/2.0/apps/support-agent")) == 1  # the URL is looked up once
+
+    from frontends.core.session import AppConfig, build_predictor
+
+    config = AppConfig.from_env({"PREDICTOR_AGENT_APP": "support-agent"})  # the chat pages' setting
+    with build_predictor(config) as app_predictor:
+        assert (config.source, app_predictor.url, app_predictor.kind) == ("agent app support-agent", p.url, "chat")
+    assert ws.requests.count(("POST", "/app/support-agent/responses")) == 2 and ws.rejected == 0
+
+    with pytest.raises(NotFoundError, match="no-such-app"):
+        Predictor.from_app("no-such-app")
+    with pytest.raises(ConfigurationError, match="not a Databricks App name"):
+        Predictor.from_app("../serving-endpoints/x")
+    ws.add_pat("pat-123")  # Apps take no personal access tokens: refused before the App is asked anything
+    monkeypatch.setenv("DATABRICKS_TOKEN", "pat-123")
+    for var in ("DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
+        monkeypatch.delenv(var)
+    sent = len(ws.requests)
+    with pytest.raises(ConfigurationError, match="OAuth tokens only"):
+        Predictor.from_app("support-agent")
+    assert [path for _, path in ws.requests[sent:] if "/apps/" in path or path.startswith("/app/")] == []
