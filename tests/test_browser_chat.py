@@ -6,10 +6,12 @@ non-streamed answer. Also: a second browser session has its own conversation, "n
 clears it, and Stop ends an answer midway.
 
 The same test runs over the demo agent behind MLflow's legacy ``ChatAgent`` and ``ChatModel``
-interfaces (``NEW_FORMAT_APPS``), served by ``predictor serve``, in one app each: the apps do not
-see the wire format (the SDK turns each into the same ``ChatDelta`` objects, tested per format in
-test_chat_e2e.py), so one app per format shows a page reading that format's stream, at the cost
-of two app starts rather than four.
+interfaces (``NEW_FORMAT_APPS``), in one app each: the apps do not see the wire format (the SDK
+turns each into the same ``ChatDelta`` objects, in both modes, tested per format and mode in
+test_chat_e2e.py), so one app per format shows a page reading that format's answers, at the cost
+of two app starts rather than eight. The ChatAgent's app reads it from ``predictor serve`` (MLflow's
+agent server), the ChatModel's loads it in process: this module then starts one more model server,
+not two.
 
 Feedback on an answer: a user signed in through the front door (``tests/front_door.py``) gives
 thumbs down with a comment, then thumbs up; the store holds one ``user_feedback`` assessment by
@@ -43,7 +45,7 @@ LAST_WORD = "virginica."
 TIMEOUT = 60_000
 APPS = ["streamlit-endpoint", "streamlit-direct", "gradio-endpoint", "gradio-direct"]
 #: ``<app>-<mode>-<format>``: the ChatAgent and ChatModel demo agents, one app each (see above).
-NEW_FORMAT_APPS = ["gradio-endpoint-chat_agent", "streamlit-endpoint-completions"]
+NEW_FORMAT_APPS = ["gradio-endpoint-chat_agent", "streamlit-direct-completions"]
 
 
 class ChatApps:

@@ -43,6 +43,7 @@ def uri(fmt: str) -> str:
 
 @pytest.fixture
 def served(fmt: str, chat_servers: ChatServers) -> Predictor:
+    chat_servers.start(*CHAT_FORMATS)  # all at once, the first time
     return Predictor.from_endpoint(url=chat_servers.invocations(fmt), model_uri=uri(fmt))
 
 
