@@ -171,6 +171,61 @@ class Predictor:
         return cls(settings, auth=auth, transport=Transport(timeout=settings.timeout, transport=http_transport))
 
     @classmethod
+    def from_app(
+        cls,
+        name: str,
+        *,
+        host: str | None = None,
+        profile: str | None = None,
+        user_token: str | None = None,
+        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        total_timeout: float | None = DEFAULT_TOTAL_TIMEOUT,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        allow_insecure_http: bool = False,
+        tracing: bool | None = None,
+    ) -> Predictor:
+        """A Predictor for an agent deployed as a Databricks App (MLflow's agent server in an App),
+        reached as Databricks' own client reaches ``model="apps/<name>"``: the App's URL is read once,
+        here, from the workspace (``GET /api/2.0/apps/{name}``), then :meth:`chat` and :meth:`stream`
+        speak the Responses API at ``{url}/responses``. Credentials as for :meth:`from_endpoint` by
+        name, but Apps take OAuth tokens only (a service principal, ``databricks auth login``, a
+        signed-in user's ``user_token``), not personal access tokens.
+
+        Example::
+
+            with Predictor.from_app("support-agent") as p:   # or "apps/support-agent"
+                p.chat("Which iris is 5.1 3.5 1.4 0.2?").text
+        """
+        import re
+
+        from ._http.auth import workspace_auth
+        from ._http.transport import WorkspaceApi
+
+        app = name.removeprefix("apps/")
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?", app):
+            raise ConfigurationError(f"{name!r} is not a Databricks App name (lowercase letters, digits and hyphens)")
+        explicit_host = host or os.environ.get("DATABRICKS_HOST")
+        if explicit_host and not allow_insecure_http:
+            check_secure_url(explicit_host)
+        auth = workspace_auth(host=host, profile=profile, user_token=user_token)
+        if auth.auth_type == "pat" and not user_token:
+            raise ConfigurationError(
+                f"Databricks Apps take OAuth tokens only, and the credentials found for app {app!r} are a personal "
+                "access token: use a service principal (DATABRICKS_CLIENT_ID/SECRET) or `databricks auth login`")
+        settings = Settings(host=auth.host, app=app, timeout=as_timeout(timeout), max_retries=max_retries,
+                            total_timeout=total_timeout, batching=None, allow_insecure_http=allow_insecure_http,
+                            tracing=tracing)
+        transport = Transport(timeout=settings.timeout, transport=http_transport)
+        api = WorkspaceApi(transport, auth.host, auth, settings.retry, settings.timeout)
+        app_url = (_sync.run(api.get_json(f"/api/2.0/apps/{app}")).get("url") or "").rstrip("/")
+        if not app_url:
+            raise ConfigurationError(f"app {app!r} has no URL: is it deployed?")
+        if not allow_insecure_http:
+            check_secure_url(app_url)
+        return cls(replace(settings, url=f"{app_url}/responses"), auth=auth, transport=transport)
+
+    @classmethod
     def from_model(
         cls, model_uri: str, *, registry_uri: str | None = None, validate: bool = True,
         batching: Batching | bool = True, tracing: bool | None = None,

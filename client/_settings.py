@@ -82,6 +82,8 @@ class Settings:
     batching: Batching | None = field(default_factory=Batching)
     allow_insecure_http: bool = False
     tracing: bool | None = None
+    #: An agent deployed as a Databricks App (``from_app``): ``url`` is its Responses API route.
+    app: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timeout", as_timeout(self.timeout))
@@ -107,6 +109,8 @@ class Settings:
     @property
     def target(self) -> str:
         """What the Predictor calls, for messages: the model URI in process, else the endpoint or URL."""
+        if self.app is not None:
+            return f"apps/{self.app}"
         return str(self.model_uri if self.direct else (self.endpoint or self.model_uri or self.url))
 
 

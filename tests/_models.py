@@ -93,3 +93,33 @@ def mixed_expected(row: dict, threshold: float = 0.5) -> float:
         + (len(note) if isinstance(note, str) else 0)
         + threshold
     )
+
+
+#: The demo agent behind MLflow's two legacy chat interfaces (``client/local/demo_agent.py``).
+CHAT_AGENT_NAME = "main.default.assistant_chat_agent"  # ChatAgent, agent/v2/chat
+CHAT_MODEL_NAME = "main.default.assistant_chat_model"  # ChatModel, agent/v1/chat (chat completions)
+
+
+def register_chat_demos(registry_uri: str) -> dict[str, str]:
+    """Register ``IrisChatAgent`` and ``IrisChatModel``; ``{format: models:/ URI}``. Idempotent."""
+    from mlflow import MlflowClient
+
+    from client._mlflow import ensure_experiment, mlflow_session
+    from client.local.demo import alias_exists
+    from client.local.demo_agent import IrisChatAgent, IrisChatModel
+
+    uris = {}
+    with mlflow_session(registry_uri) as uri:
+        for fmt, name, model in (("chat_agent", CHAT_AGENT_NAME, IrisChatAgent()),
+                                 ("completions", CHAT_MODEL_NAME, IrisChatModel())):
+            uris[fmt] = f"models:/{name}@champion"
+            if alias_exists(name, "champion", uri):
+                continue
+            ensure_experiment("/predictor-tests")
+            with mlflow.start_run(run_name=name.rsplit(".", 1)[-1]):
+                # MLflow gives both interfaces their signature, input example and metadata.task;
+                # pinned requirements skip its slow inference (a subprocess importing the model).
+                info = mlflow.pyfunc.log_model(name="agent", python_model=model, registered_model_name=name,
+                                               pip_requirements=[f"mlflow=={mlflow.__version__}"])
+            MlflowClient().set_registered_model_alias(name, "champion", str(info.registered_model_version))
+    return uris

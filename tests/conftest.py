@@ -163,6 +163,61 @@ def agent_server(agent_registry: str) -> Iterator[str]:
                              "--experiment", AGENT_TRACES)
 
 
+#: The demo agent in each chat format: ``(registered name, endpoint name, endpoint task)``.
+CHAT_FORMATS = {
+    "responses": ("main.default.assistant", "assistant", "agent/v1/responses"),
+    "chat_agent": ("main.default.assistant_chat_agent", "chat-agent", "agent/v2/chat"),
+    "completions": ("main.default.assistant_chat_model", "chat-model", "agent/v1/chat"),
+}
+
+
+class ChatServers:
+    """``predictor serve`` of the demo agent in each chat format, by format: the session's
+    ``agent_server`` for ``responses``; the ChatAgent and ChatModel ones when first asked for
+    (:meth:`start` starts several side by side)."""
+
+    def __init__(self, registry: str, agent_server: str) -> None:
+        self.registry, self.running = registry, {"responses": agent_server}
+        self._stops: list[Iterator[str]] = []
+
+    def __getitem__(self, fmt: str) -> str:
+        self.start(fmt)
+        return self.running[fmt]
+
+    def start(self, *formats: str) -> None:
+        """Start the servers of ``formats`` not yet running, side by side (~8 s of CPU each,
+        mostly imports: two in parallel take little more wall time than one)."""
+        missing = [f for f in formats if f not in self.running]
+        if not missing:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        from _models import register_chat_demos
+
+        register_chat_demos(self.registry)
+        servers = [_start_server(f"models:/{CHAT_FORMATS[f][0]}@champion", CHAT_FORMATS[f][1], self.registry,
+                                 "--experiment", AGENT_TRACES) for f in missing]
+        self._stops.extend(servers)
+        with ThreadPoolExecutor(len(servers)) as pool:
+            self.running.update(zip(missing, pool.map(next, servers), strict=True))
+
+    def invocations(self, fmt: str) -> str:
+        return f"{self[fmt]}/serving-endpoints/{CHAT_FORMATS[fmt][1]}/invocations"
+
+    def close(self) -> None:
+        for server in self._stops:
+            server.close()
+
+
+@pytest.fixture(scope="session")
+def chat_servers(agent_registry: str, agent_server: str) -> Iterator[ChatServers]:
+    servers = ChatServers(agent_registry, agent_server)
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium driven by Playwright, one per test module (the browser tests share it)."""

@@ -5,6 +5,14 @@ on the page before the model has produced its last chunk; the final text must eq
 non-streamed answer. Also: a second browser session has its own conversation, "new conversation"
 clears it, and Stop ends an answer midway.
 
+The same test runs over the demo agent behind MLflow's legacy ``ChatAgent`` and ``ChatModel``
+interfaces (``NEW_FORMAT_APPS``), in one app each: the apps do not see the wire format (the SDK
+turns each into the same ``ChatDelta`` objects, in both modes, tested per format and mode in
+test_chat_e2e.py), so one app per format shows a page reading that format's answers, at the cost
+of two app starts rather than eight. The ChatAgent's app reads it from ``predictor serve`` (MLflow's
+agent server), the ChatModel's loads it in process: this module then starts one more model server,
+not two.
+
 Feedback on an answer: a user signed in through the front door (``tests/front_door.py``) gives
 thumbs down with a comment, then thumbs up; the store holds one ``user_feedback`` assessment by
 that user on the answer's trace, changed by the second click. That trace is where the model
@@ -21,7 +29,7 @@ from typing import Any
 
 import pytest
 from _browser import ARTIFACTS, launch_app, wait_ready
-from conftest import AGENT_TRACES
+from conftest import AGENT_TRACES, CHAT_FORMATS, ChatServers
 from front_door import FrontDoor, User
 
 from client import Predictor
@@ -36,25 +44,28 @@ FIRST_WORDS = "The iris model says"
 LAST_WORD = "virginica."
 TIMEOUT = 60_000
 APPS = ["streamlit-endpoint", "streamlit-direct", "gradio-endpoint", "gradio-direct"]
+#: ``<app>-<mode>-<format>``: the ChatAgent and ChatModel demo agents, one app each (see above).
+NEW_FORMAT_APPS = ["gradio-endpoint-chat_agent", "streamlit-direct-completions"]
 
 
 class ChatApps:
     """The chat apps, each started when a test first asks for it (a test run with ``-k`` starts
     only the apps it uses), then shared by the module's tests."""
 
-    def __init__(self, registry: str, agent_server: str, logs: Path) -> None:
-        self.registry, self.agent_server, self.logs = registry, agent_server, logs
+    def __init__(self, registry: str, chat_servers: ChatServers, logs: Path) -> None:
+        self.registry, self.chat_servers, self.logs = registry, chat_servers, logs
         self.servers: dict[str, Any] = {}
 
     def __getitem__(self, name: str) -> Any:
         if name not in self.servers:
-            kind, mode = name.split("-")
+            kind, mode, fmt = [*name.split("-"), "responses"][:3]
             # alice, who checks the Feedback tab's counts, is a reviewer (only reviewers see them)
-            env = {"PREDICTOR_MODEL_URI": AGENT, "PREDICTOR_REGISTRY_URI": self.registry,
+            env = {"PREDICTOR_MODEL_URI": f"models:/{CHAT_FORMATS[fmt][0]}@champion",
+                   "PREDICTOR_REGISTRY_URI": self.registry,
                    "MLFLOW_TRACKING_URI": self.registry, "MLFLOW_REGISTRY_URI": self.registry,
                    "PREDICTOR_REVIEWERS": "alice@example.com"}
             if mode == "endpoint":
-                env["PREDICTOR_ENDPOINT_URL"] = f"{self.agent_server}/serving-endpoints/assistant/invocations"
+                env["PREDICTOR_ENDPOINT_URL"] = self.chat_servers.invocations(fmt)
                 env["PREDICTOR_TRACE_EXPERIMENT"] = AGENT_TRACES  # where the agent server traces
             self.servers[name] = launch_app(kind, env, self.logs / f"{name}.log")
             wait_ready(self.servers[name])
@@ -62,8 +73,8 @@ class ChatApps:
 
 
 @pytest.fixture(scope="module")
-def chat_apps(agent_registry: str, agent_server: str, tmp_path_factory: pytest.TempPathFactory):
-    apps = ChatApps(agent_registry, agent_server, tmp_path_factory.mktemp("chat_apps"))
+def chat_apps(agent_registry: str, chat_servers: ChatServers, tmp_path_factory: pytest.TempPathFactory):
+    apps = ChatApps(agent_registry, chat_servers, tmp_path_factory.mktemp("chat_apps"))
     try:
         yield apps
     finally:
@@ -143,7 +154,7 @@ class ChatDriver:
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-@pytest.mark.parametrize("name", APPS)
+@pytest.mark.parametrize("name", APPS + NEW_FORMAT_APPS)
 def test_answers_stream_into_the_page_and_end_as_the_whole_answer(
     name: str, chat_apps: dict[str, Any], browser: Any, expected_answer: str
 ) -> None:

@@ -43,6 +43,12 @@ Routes (wire format as in /work/shared/reference/wire-formats.md and databricks-
   ``update_mask``, ``DELETE`` on ``.../{object_type}/{object_id}``): table monitors only, one per
   table, on an existing table, with an existing output schema and a complete ``inference_log``.
 
+- Databricks Apps (agents deployed as Apps): ``GET /api/2.0/apps/{name}`` (``name``, ``url``,
+  ``app_status``, ``compute_status``) for an app added with ``add_app(name, upstream)``; its ``url``
+  is ``{host}/app/{name}``, standing in for the App's own domain: a bearer OAuth token from
+  ``/oidc/v1/token`` is required there (Apps refuse personal access tokens), then the request is
+  relayed, streaming, to ``{upstream}/{path}`` (e.g. MLflow's agent server and its ``/responses``).
+
 Run it in its own process (a benchmark's workspace, away from its driver's GIL); it serves until
 SIGTERM or Ctrl-C and prints nothing but warnings. The service principal's secret comes from the
 environment (``WORKSPACE_STANDIN_CLIENT_SECRET``), never argv, where ``ps`` would show it::
@@ -222,6 +228,8 @@ class WorkspaceStandin:
         #: Tokens the next invocation should refuse with 401 even if valid (forced expiry).
         self.revoked: set[str] = set()
         self.endpoints: dict[str, Endpoint] = {}
+        #: Databricks Apps: name -> the URL its server listens at.
+        self.apps: dict[str, str] = {}
         #: GETs that still see ``IN_PROGRESS`` after a create/update.
         self.update_polls = 2
         #: ``"catalog.schema.model/version"`` -> the reason its deployment fails.
@@ -339,6 +347,10 @@ class WorkspaceStandin:
                 "change_time": when.isoformat().replace("+00:00", "Z"),
             }])
         self.append_rows(f"{prefix}_payload", [row])
+
+    def add_app(self, name: str, upstream: str) -> None:
+        """An App named ``name`` whose server (e.g. MLflow's agent server) listens at ``upstream``."""
+        self.apps[name] = upstream
 
     def add_endpoint(self, endpoint: Endpoint) -> Endpoint:
         self.endpoints[endpoint.name] = endpoint
@@ -737,6 +749,42 @@ class WorkspaceStandin:
 
             return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)
 
+        async def get_app(request: Request) -> Response:
+            await record(request)
+            if (bad := check(request)) is not None:
+                return bad
+            name = request.path_params["name"]
+            if name not in self.apps:
+                return err(404, "RESOURCE_DOES_NOT_EXIST", f"App with name {name} does not exist.")
+            return JSONResponse({"name": name, "url": f"{self.url}/app/{name}", "app_status": {"state": "RUNNING"},
+                                 "compute_status": {"state": "ACTIVE"}})
+
+        async def app_request(request: Request) -> Response:
+            await record(request)
+            if (bad := check(request)) is not None:
+                return bad
+            if self.tokens.get(bearer(request) or "") == float("inf"):  # a PAT: Apps take OAuth tokens only
+                self.rejected += 1
+                return err(401, "UNAUTHENTICATED", "Databricks Apps accept OAuth tokens only")
+            upstream = self.apps.get(request.path_params["name"])
+            if upstream is None:
+                return Response("app not found", status_code=404)
+            client = httpx.AsyncClient(timeout=60)
+            up = await client.send(client.build_request(
+                request.method, f"{upstream.rstrip('/')}/{request.path_params['path']}", content=await request.body(),
+                headers={k: v for k, v in request.headers.items() if k.lower() in ("content-type", "accept")
+                         or k.lower().startswith("x-mlflow-")}), stream=True)
+
+            async def relay() -> Any:
+                try:
+                    async for chunk in up.aiter_raw():
+                        yield chunk
+                finally:
+                    await up.aclose()
+                    await client.aclose()
+
+            return StreamingResponse(relay(), status_code=up.status_code, media_type=up.headers.get("content-type"))
+
         return Starlette(
             routes=[
                 Route("/.well-known/databricks-config", databricks_config),
@@ -752,6 +800,8 @@ class WorkspaceStandin:
                 Route("/api/data-quality/v1/monitors", create_monitor, methods=["POST"]),
                 Route("/api/data-quality/v1/monitors/{kind}/{oid}", one_monitor, methods=["GET", "PATCH", "DELETE"]),
                 Route("/serving-endpoints/{name}/invocations", invocations, methods=["POST"]),
+                Route("/api/2.0/apps/{name}", get_app),
+                Route("/app/{name}/{path:path}", app_request, methods=["GET", "POST"]),
             ]
         )
 

@@ -37,6 +37,9 @@ async def resolve(h: ModelHandle) -> tuple[Kind, Format | None]:
     if h.learned.chat_kind is not None:
         return h.learned.chat_kind  # type: ignore[return-value]  # what detect() returned
     s = h.settings
+    if s.app is not None:  # an agent in a Databricks App speaks the Responses API (its /responses route)
+        h.learned.chat_kind = ("chat", "responses")
+        return "chat", "responses"
     endpoint_task = metadata_task = None
     if (api := h.workspace_api()) is not None and s.endpoint is not None:
         from .._schema.signatures import get_endpoint

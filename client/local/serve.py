@@ -3,7 +3,9 @@
 Classic models get MLflow's scoring app; chat and agent models (``metadata.task`` one of the chat
 tasks) get MLflow's agent server (``mlflow.genai.agent_server``): SSE streaming when the body says
 ``"stream": true`` and trace ids on request. Either answers at ``/invocations`` (plus ``/ping``)
-and at ``/serving-endpoints/{name}/invocations``, so an endpoint-mode Predictor can talk to it. Like a
+and at ``/serving-endpoints/{name}/invocations``, so an endpoint-mode Predictor can talk to it; a
+chat model also at Model Serving's OpenAI-compatible ``/serving-endpoints/chat/completions`` or
+``/serving-endpoints/responses`` (``openai_routes``), so the ``openai`` package can too. Like a
 workspace endpoint, each answer carries a ``served-model-name`` header naming the served entity
 (by default ``<model>-<version>``, the name a workspace gives an unnamed served entity), which
 databricks-sdk reads into ``QueryEndpointResponse.served_model_name``.
@@ -16,6 +18,7 @@ from typing import Any
 
 from .._exceptions import ConfigurationError
 from .._mlflow import mlflow_session, resolve_alias, use_experiment
+from .openai_routes import CHAT_COMPLETIONS_PATH, RESPONSES_PATH, OpenAIRoutes
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +32,8 @@ class ServedModelName:
         self.app, self.header = app, (b"served-model-name", served_model_name.encode())
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].endswith("/invocations"):
+        if scope["type"] != "http" or not (scope["path"].endswith("/invocations")
+                                           or scope["path"] in (CHAT_COMPLETIONS_PATH, RESPONSES_PATH)):
             await self.app(scope, receive, send)
             return
 
@@ -84,7 +88,8 @@ def build_app(
         Route(path, lambda _request: PlainTextResponse("\n")) for path in ("/ping", f"/serving-endpoints/{name}/ping")
     ] if chat else []
     routes += [Mount(f"/serving-endpoints/{name}", app=scoring_app), Mount("/", app=scoring_app)]
-    return ServedModelName(Starlette(routes=routes), served)
+    app = OpenAIRoutes(Starlette(routes=routes), scoring_app, name, TASK_FORMATS[str(task)] if chat else None)
+    return ServedModelName(app, served)
 
 
 def agent_app(model: Any, fmt: str) -> Any:
@@ -103,10 +108,19 @@ def agent_app(model: Any, fmt: str) -> Any:
         data.pop("databricks_options", None)  # Model Serving's, not the model's
         return data
 
+    # The agent server returns the trace id on request only for a ResponsesAgent; the legacy chat
+    # interfaces get it the same way here (``metadata.trace_id``, or a last ``{"trace_id"}`` event).
+    ids = fmt != "responses"
+
     async def invoke(request: Any) -> Any:
-        return await asyncio.to_thread(model.predict, payload(request))
+        trace_id = _trace_id_asked() if ids else None
+        answer = await asyncio.to_thread(model.predict, payload(request))
+        if trace_id and isinstance(answer, dict):
+            answer = {**answer, "metadata": {**(answer.get("metadata") or {}), "trace_id": trace_id}}
+        return answer
 
     async def stream(request: Any) -> Any:
+        trace_id = _trace_id_asked() if ids else None
         data = payload(request)
         events, close = thread_events(lambda: model.predict_stream(data))
         try:
@@ -114,9 +128,23 @@ def agent_app(model: Any, fmt: str) -> Any:
                 yield event
         finally:
             await close()
+        if trace_id:
+            yield {"trace_id": trace_id}
 
     agent_server._invoke_function, agent_server._stream_function = invoke, stream
     return agent_server.AgentServer("ResponsesAgent" if fmt == "responses" else None).app
+
+
+def _trace_id_asked() -> str | None:
+    """The agent server's span's trace id, if the request asked for it (its own header)."""
+    import mlflow
+    from mlflow.genai.agent_server.server import RETURN_TRACE_HEADER
+    from mlflow.genai.agent_server.utils import get_request_headers
+
+    if (get_request_headers().get(RETURN_TRACE_HEADER) or "").lower() != "true":
+        return None
+    span = mlflow.get_current_active_span()
+    return span.trace_id if span is not None else None
 
 
 def serve(

@@ -5,6 +5,7 @@ Environment (first match wins):
 * ``PREDICTOR_ENDPOINT``: a serving endpoint name on the workspace (a Databricks App gets it
   through ``valueFrom: serving-endpoint``);
 * ``PREDICTOR_ENDPOINT_URL``: a full invocations URL (any MLflow scoring server);
+* ``PREDICTOR_AGENT_APP``: an agent deployed as a Databricks App, by name (``Predictor.from_app``);
 * ``PREDICTOR_MODEL_URI`` alone: load that model in process;
 * nothing: the local demo model, registered on first start if missing.
 
@@ -85,6 +86,7 @@ FIRST_PAGE_GRACE_S = 5.0
 class AppConfig:
     endpoint: str | None = None
     endpoint_url: str | None = None
+    agent_app: str | None = None
     model_uri: str | None = None
     registry_uri: str | None = None
     on_behalf_of_user: bool = False
@@ -103,6 +105,7 @@ class AppConfig:
         return cls(
             endpoint=get("PREDICTOR_ENDPOINT"),
             endpoint_url=get("PREDICTOR_ENDPOINT_URL"),
+            agent_app=get("PREDICTOR_AGENT_APP"),
             model_uri=get("PREDICTOR_MODEL_URI"),
             registry_uri=get("PREDICTOR_REGISTRY_URI"),
             on_behalf_of_user=(get("PREDICTOR_ON_BEHALF_OF_USER") or "").lower() in _TRUTHY,
@@ -112,7 +115,7 @@ class AppConfig:
 
     @property
     def uses_demo(self) -> bool:
-        return not (self.endpoint or self.endpoint_url or self.model_uri)
+        return not (self.endpoint or self.endpoint_url or self.agent_app or self.model_uri)
 
     @property
     def registry_model_uri(self) -> str | None:
@@ -125,6 +128,8 @@ class AppConfig:
             return f"endpoint {self.endpoint}"
         if self.endpoint_url:
             return f"endpoint {self.endpoint_url}"
+        if self.agent_app:
+            return f"agent app {self.agent_app}"
         return f"model {self.model_uri or DEMO_MODEL_URI + ' (demo)'}"
 
 
@@ -176,6 +181,8 @@ def build_predictor(config: AppConfig) -> Predictor:
     if config.endpoint:
         return Predictor.from_endpoint(config.endpoint, model_uri=config.model_uri, registry_uri=config.registry_uri,
                                        tracing=config.tracing)
+    if config.agent_app:
+        return Predictor.from_app(config.agent_app, tracing=config.tracing)
     if config.endpoint_url:
         return Predictor.from_endpoint(
             url=config.endpoint_url, model_uri=config.model_uri, registry_uri=config.registry_uri,
