@@ -214,7 +214,7 @@ def test_too_little_traffic_waits_then_stops_at_the_deadline() -> None:
     ev = evidence_of(Evidence(requests=3, p99_ms=40.0))
     state, lines = run(mem, ev, clock)
     assert state.phase == "rolled_back" and state.reason == "deadline at 10%"
-    assert sum(ln.startswith("step 1 (10%): WAIT: samples WAIT") for ln in lines) == 9 and "deadline (600s) passed" in lines[-2]
+    assert sum(ln.startswith("step 1 (10%): WAIT: samples WAIT") for ln in lines) == 9 and "deadline (600s) passed" in lines[-3]
     assert {start for start, _ in ev.windows} == {1_000_000.0}  # the window grows while it waits
     assert mem.configs == [{"champion": 100, "challenger": 0}]
 
