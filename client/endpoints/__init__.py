@@ -1,8 +1,9 @@
 """The control plane: Model Serving endpoints as reviewed files (``serving_configs/*.yaml``).
 
 Read a config file, pin its aliases to versions, diff it against the workspace, apply it and
-wait, show an endpoint's status, promote a version (optionally through a canary), and generate
-the Asset Bundle's ``model_serving_endpoints``. The request path (``client.Predictor``) knows
+wait, show an endpoint's status, promote a version (optionally through a canary), run a canary
+rollout judged on evidence (``rollout``: steps, checks, rollback or promotion; its state on the
+endpoint's tags), and generate the Asset Bundle's ``model_serving_endpoints``. The request path (``client.Predictor``) knows
 nothing of this package, and this package sends no predictions.
 
 Example::
@@ -24,10 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._bundle import bundle_resources, check_bundle
+    from ._canary import Evidence, Judgment, Policy, RolloutState, judge
     from ._config import (
         DesiredEndpoint,
         EntityState,
         InferenceTable,
+        RolloutSpec,
         ServingConfig,
         ServingConfigError,
         load_config,
@@ -37,6 +40,15 @@ if TYPE_CHECKING:
     )
     from ._diff import Plan, diff, status_text
     from ._promote import promote, registry_alias_setter
+    from ._rollout import (
+        EvidenceSource,
+        RolloutError,
+        abort_rollout,
+        plan_rollout,
+        policy_of,
+        rollout,
+        rollout_status,
+    )
     from ._workspace import (
         ApplyResult,
         EndpointOperationError,
@@ -53,22 +65,35 @@ __all__ = [
     "EndpointOperationError",
     "EndpointUpdateFailed",
     "EntityState",
+    "Evidence",
+    "EvidenceSource",
     "InferenceTable",
+    "Judgment",
     "Plan",
+    "Policy",
+    "RolloutError",
+    "RolloutSpec",
+    "RolloutState",
     "ServingConfig",
     "ServingConfigError",
+    "abort_rollout",
     "apply",
     "bundle_resources",
     "check_bundle",
     "diff",
     "get_endpoint",
+    "judge",
     "load_config",
     "parse_config",
     "plan",
+    "plan_rollout",
+    "policy_of",
     "promote",
     "registry_alias_setter",
     "registry_resolver",
     "resolve",
+    "rollout",
+    "rollout_status",
     "status_text",
     "workspace_client",
 ]
@@ -76,8 +101,13 @@ __all__ = [
 #: The private module each public name lives in.
 _MODULE_OF = {
     **dict.fromkeys(("bundle_resources", "check_bundle"), "_bundle"),
+    **dict.fromkeys(("Evidence", "Judgment", "Policy", "RolloutState", "judge"), "_canary"),
     **dict.fromkeys(
-        ("DesiredEndpoint", "EntityState", "InferenceTable", "ServingConfig", "ServingConfigError", "load_config",
+        ("EvidenceSource", "RolloutError", "abort_rollout", "plan_rollout", "policy_of", "rollout", "rollout_status"),
+        "_rollout",
+    ),
+    **dict.fromkeys(
+        ("DesiredEndpoint", "EntityState", "InferenceTable", "RolloutSpec", "ServingConfig", "ServingConfigError", "load_config",
          "parse_config", "registry_resolver", "resolve"),
         "_config",
     ),
