@@ -506,6 +506,10 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
         desired = resolve(cfg, None) if args.offline else _resolve_all([cfg], args.registry_uri)[0]
     except _ConfigProblems as exc:
         return _config_problems(exc)
+    if args.endpoint:  # the same file, deployed under a target's name (e.g. iris-ab-staging)
+        from dataclasses import replace
+
+        desired = replace(desired, name=args.endpoint)
     policy = _rollout_policy(args, cfg.rollout)
     champion = cfg.rollout.champion if cfg.rollout else None
     if args.dry_run:
@@ -549,6 +553,7 @@ def _add_rollout_group(sub: Any) -> None:
                                    "predictor rollout status ENDPOINT; predictor rollout abort ENDPOINT")
     p.add_argument("what", nargs="+", metavar="CONFIG | status ENDPOINT | abort ENDPOINT")
     p.add_argument("--challenger", default=None, help="the served entity (in CONFIG) to roll out")
+    p.add_argument("--endpoint", default=None, help="endpoint name, when not the file's (a bundle target's name)")
     p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     p.add_argument("--offline", action="store_true", help="with --dry-run: do not read the endpoint")
     p.add_argument("--resume", action="store_true", help="carry on the rollout in progress (after a crash or Ctrl-C)")
