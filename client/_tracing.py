@@ -17,7 +17,11 @@ What a trace holds (root span ``Predictor.predict``):
   ``predictor.retries``, ``predictor.elapsed_ms``, ``predictor.batch_size``, ``predictor.n_rows``;
 * trace tags (searchable, read by the feedback summary): ``predictor.model_name``,
   ``predictor.model_version``, ``predictor.served_model_name``, ``predictor.endpoint``,
-  ``predictor.mode``, ``predictor.client_request_id``.
+  ``predictor.mode``, ``predictor.client_request_id``; and, read by ``client.monitoring``:
+  ``predictor.status_code`` (200, or the failed call's HTTP status, 500 when it had none),
+  ``predictor.error`` (the failed call's exception type), ``predictor.request_id`` (the server's),
+  ``predictor.tracer`` and ``predictor.trace_seq`` (a per-Tracer id and sequence number: a gap in
+  the sequence is a trace that never reached the store, counted as dropped by the monitoring report).
 
 A result that already carries a ``trace_id`` (a chat answer the server traced) is not traced twice.
 
@@ -56,6 +60,11 @@ TAG_SERVED_MODEL = "predictor.served_model_name"
 TAG_ENDPOINT = "predictor.endpoint"
 TAG_MODE = "predictor.mode"
 TAG_CLIENT_REQUEST_ID = "predictor.client_request_id"
+TAG_STATUS_CODE = "predictor.status_code"
+TAG_ERROR = "predictor.error"
+TAG_REQUEST_ID = "predictor.request_id"
+TAG_TRACER = "predictor.tracer"
+TAG_TRACE_SEQ = "predictor.trace_seq"
 _TRUTHY = {"1", "true", "yes", "on"}
 #: What MLflow's no-op span (tracing disabled, or the trace sampled out) gives as its trace id.
 _NO_OP_TRACE_ID = "MLFLOW_NO_OP_SPAN_TRACE_ID"
@@ -226,6 +235,20 @@ def result_tags(result: Any) -> dict[str, str]:
     return {k: str(v) for k, v in pairs.items() if v not in (None, "")}
 
 
+def error_tags(err: BaseException) -> dict[str, str]:
+    """Trace tags of a failed call (pure): its HTTP status (500 when it had none: no answer, or the
+    model raised in direct mode), its exception type, and, when the error answer said, the served
+    entity and request id."""
+    tags = {TAG_STATUS_CODE: str(getattr(err, "status_code", None) or 500), TAG_ERROR: type(err).__name__}
+    response = getattr(err, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    if served := headers.get("served-model-name"):
+        tags[TAG_SERVED_MODEL] = str(served)
+    if request_id := getattr(err, "request_id", None):
+        tags[TAG_REQUEST_ID] = str(request_id)
+    return tags
+
+
 def result_attributes(result: Any) -> dict[str, Any]:
     """Span attributes of a finished call (pure)."""
     attrs = {
@@ -245,7 +268,16 @@ class Tracer:
     """
 
     def __init__(self) -> None:
+        import itertools
+        import uuid
+
         self._warned = False
+        self._id = uuid.uuid4().hex[:16]
+        self._seq = itertools.count(1)  # next() is atomic under the GIL: concurrent calls get distinct numbers
+
+    def _sequence_tags(self) -> dict[str, str]:
+        """Taken before anything can fail: a trace lost on its way to the store leaves a gap."""
+        return {TAG_TRACER: self._id, TAG_TRACE_SEQ: str(next(self._seq))}
 
     def _warn(self, err: BaseException) -> None:
         # Once per Tracer at warning level: a broken store must not flood the log per call.
@@ -261,14 +293,19 @@ class Tracer:
         not needed (the result already has a trace id)."""
         if getattr(result, "trace_id", None):
             return None
+        tags = self._sequence_tags()
         try:
             warm_up()
             import mlflow
 
             attrs = result_attributes(result)
             attrs["predictor.n_rows"] = validated.n_rows if n_rows is None else n_rows
+            tags.update(result_tags(result))
+            tags[TAG_STATUS_CODE] = "200"
+            if getattr(result, "request_id", None):
+                tags[TAG_REQUEST_ID] = str(result.request_id)
             span = mlflow.start_span_no_context(
-                SPAN_NAME, inputs=trace_inputs(validated), attributes=attrs, tags=result_tags(result),
+                SPAN_NAME, inputs=trace_inputs(validated), attributes=attrs, tags=tags,
                 start_time_ns=started_ns,
             )
             span.set_outputs(trace_outputs(result.predictions))
@@ -282,12 +319,14 @@ class Tracer:
     def record_error(self, err: Exception, validated: ValidatedInput, started_ns: int,
                      attributes: Mapping[str, Any]) -> None:
         """Write the trace of a call that failed after validation (status ERROR, the exception)."""
+        tags = self._sequence_tags()
         try:
             warm_up()
             import mlflow
 
             attrs = {k: v for k, v in attributes.items() if v is not None}
-            tags = {TAG_MODE: str(attrs.pop("mode", "")) or "endpoint"}
+            tags.update(error_tags(err))
+            tags[TAG_MODE] = str(attrs.pop("mode", "")) or "endpoint"
             for key, tag in (("model_name", TAG_MODEL_NAME), ("model_version", TAG_MODEL_VERSION),
                              ("endpoint", TAG_ENDPOINT), ("client_request_id", TAG_CLIENT_REQUEST_ID)):
                 if attrs.get(key):
