@@ -11,7 +11,8 @@ Routes (wire format as in /work/shared/reference/wire-formats.md and databricks-
   ``PUT .../{name}/config``, ``PATCH .../{name}/tags``, ``PUT .../{name}/ai-gateway`` (the whole AI
   Gateway config; an enabled inference table needs ``catalog_name`` and ``schema_name``, and must be
   disabled before its catalog, schema or prefix change; the legacy ``auto_capture_config`` is
-  refused, as it is since 2026-03-20). A create or
+  refused, as it is since 2026-03-20). An endpoint with an enabled inference table gets one row of
+  its documented payload columns per relayed invocation (``payload``, ``served_entities``). A create or
   config update leaves ``config_update`` at ``IN_PROGRESS`` (the new config under
   ``pending_config``) for ``update_polls`` GETs, then settles to ``NOT_UPDATING`` (pending becomes
   ``config``, ``ready`` READY) or, if a served version is in ``broken``, to ``UPDATE_FAILED`` with the
@@ -204,6 +205,9 @@ class WorkspaceStandin:
         #: ``(method, path, body)`` of every management write (POST/PUT/PATCH).
         self.writes: list[tuple[str, str, Any]] = []
         self.requests: list[tuple[str, str]] = []
+        #: Inference-table rows of endpoints with one enabled (``log_payload``), and their served entities.
+        self.payload: list[dict[str, Any]] = []
+        self.served_entities: dict[str, dict[str, str]] = {}
         self.url = ""
         self._lock = threading.Lock()
 
@@ -259,6 +263,27 @@ class WorkspaceStandin:
         if ep.ai_gateway:
             body["ai_gateway"] = ep.ai_gateway
         return body
+
+    def log_payload(self, ep: Endpoint, entity: dict[str, Any], request_id: str, started: float, status: int,
+                    request: bytes, response: bytes) -> None:
+        """One row of the endpoint's AI Gateway inference table (``<prefix>_payload``, its documented
+        columns), when the endpoint has one enabled; ``served_entities`` maps its served_entity_id
+        as ``system.serving.served_entities`` does."""
+        table = (ep.ai_gateway or {}).get("inference_table_config") or {}
+        if not table.get("enabled"):
+            return
+        entity_id = f"{ep.name}/{entity['name']}/{entity['entity_version']}"
+        self.served_entities[entity_id] = {
+            "served_entity_id": entity_id, "endpoint_name": ep.name, "served_entity_name": entity["name"],
+            "entity_name": entity["entity_name"], "entity_version": str(entity["entity_version"])}
+        self.payload.append({
+            "databricks_request_id": request_id, "client_request_id": None,
+            "request_date": time.strftime("%Y-%m-%d", time.gmtime(started)),
+            "request_time": started, "status_code": status, "sampling_fraction": 1.0,
+            "execution_duration_ms": round((time.time() - started) * 1000), "request": request.decode(),
+            "response": response.decode(errors="replace"), "logging_error_codes": [],
+            "served_entity_id": entity_id, "requester": "standin",
+        })
 
     def expire_all(self) -> None:
         """Make every OAuth token issued so far answer 401."""
@@ -459,11 +484,13 @@ class WorkspaceStandin:
             if upstream and ep.task:
                 return await relay_chat(request, upstream, headers)
             if upstream:
+                body, started = await request.body(), time.time()
                 up = await relay_client.post(
                     f"{upstream.rstrip('/')}/invocations",
-                    content=await request.body(),
+                    content=body,
                     headers={"content-type": request.headers.get("content-type", "application/json")},
                 )
+                self.log_payload(ep, entity, headers["x-request-id"], started, up.status_code, body, up.content)
                 return Response(
                     up.content, status_code=up.status_code, media_type=up.headers.get("content-type"), headers=headers
                 )

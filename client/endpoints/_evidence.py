@@ -22,7 +22,7 @@ from typing import Any
 
 from ._canary import Evidence, finite
 
-__all__ = ["evidence_from_report", "monitoring_evidence"]
+__all__ = ["evidence_from_report", "monitoring_evidence", "records_evidence"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,23 +53,47 @@ def evidence_from_report(report: Any) -> dict[str, Evidence]:
     return {str(g.served_entity or g.group): _entity_evidence(g) for g in report.groups}
 
 
-def monitoring_evidence(*, experiments: Sequence[str] | None = None, registry_uri: str | None = None,
-                        **report_options: Any) -> Any:
-    """An evidence source (``_rollout.EvidenceSource``) over client.monitoring's traced records.
+def monitoring_evidence(*, model: str | None = None, experiments: Sequence[str] | None = None,
+                        registry_uri: str | None = None, **monitor_options: Any) -> Any:
+    """An evidence source (``_rollout.EvidenceSource``) over ``client.monitoring.monitor``: the
+    endpoint's traced predictions in the window, grouped by served entity. With ``model`` (the
+    registered model both entities serve) each version's training data is its drift baseline.
 
     A window without any traced prediction is no evidence at all (every count zero: the step
     waits), never an error that stops the rollout.
     """
-    from ..monitoring import NoDataError, monitor_report
+    from ..monitoring import NoDataError, monitor
 
     def evidence(endpoint: str, entities: Sequence[str], start: datetime, end: datetime) -> dict[str, Evidence]:
         try:
-            report = monitor_report(endpoint=endpoint, experiments=experiments, since=start, until=end,
-                                    by="served_entity", registry_uri=registry_uri, **report_options)
+            report = monitor(model, endpoint=endpoint, experiments=experiments, since=start, until=end,
+                             by="served_entity", registry_uri=registry_uri, **monitor_options)
         except NoDataError as err:
             logger.info("no evidence for %s between %s and %s: %s", endpoint, start, end, err)
             return {}
         found = evidence_from_report(report)
+        return {name: found.get(name, Evidence()) for name in entities}
+
+    return evidence
+
+
+def records_evidence(load_records: Any, **report_options: Any) -> Any:
+    """An evidence source over any records frame: ``load_records(endpoint, start, end)`` returns
+    one (e.g. unpacked from the endpoint's inference table), ``client.monitoring.report`` judges it.
+
+    Example::
+
+        evidence = records_evidence(lambda name, start, end: unpack(read_payload(name, start, end)))
+    """
+    from ..monitoring import NoDataError, report
+
+    def evidence(endpoint: str, entities: Sequence[str], start: datetime, end: datetime) -> dict[str, Evidence]:
+        try:
+            found = evidence_from_report(report(load_records(endpoint, start, end), by="served_entity", since=start,
+                                                until=end, **report_options))
+        except NoDataError as err:
+            logger.info("no evidence for %s between %s and %s: %s", endpoint, start, end, err)
+            return {}
         return {name: found.get(name, Evidence()) for name in entities}
 
     return evidence

@@ -519,7 +519,9 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
         return 0
     from ..endpoints._evidence import monitoring_evidence
 
-    evidence = monitoring_evidence(experiments=args.experiment or None, registry_uri=args.registry_uri)
+    challenger = desired.entities.get(args.challenger)
+    evidence = monitoring_evidence(model=challenger.entity_name if challenger else None,
+                                   experiments=args.experiment or None, registry_uri=args.registry_uri)
     # CI cancels a job with SIGTERM: stop as on Ctrl-C (the state on the tags says where it stood).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     state = rollout(workspace_client(args.host, args.profile), desired, args.challenger, policy, evidence,
