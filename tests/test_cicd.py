@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def _check_databricks(args: list[str]) -> list[str]:
         return [f"databricks bundle has no command {args[1:2]}"]
     problems = []
     targets = set(BUNDLE.get("targets") or {})
-    for flag, value in zip(args, args[1:], strict=False):
+    for flag, value in pairwise(args):
         if flag in ("-t", "--target") and value not in targets and value != "EXPR":  # EXPR: an input
             problems.append(f"databricks.yml has no target {value!r} (has: {', '.join(sorted(targets))})")
     if args[1] == "run":
@@ -99,7 +100,7 @@ def _check_databricks(args: list[str]) -> list[str]:
 
 def check_command(words: list[str]) -> list[str]:
     """Why this command would fail for lack of a target, subcommand, option or file ([] when fine)."""
-    while words and words[0] in ("sudo", "env") or (words and "=" in words[0] and not words[0].startswith("-")):
+    while (words and words[0] in ("sudo", "env")) or (words and "=" in words[0] and not words[0].startswith("-")):
         words = words[1:]
     if not words:
         return []

@@ -20,9 +20,16 @@ from fault_proxy import FaultProxy
 from workspace_standin import WorkspaceStandin, workspace  # noqa: F401  (fixture)
 
 from client import Predictor, PredictorError
-from client.endpoints import load_config, policy_of, registry_alias_setter, registry_resolver, resolve, rollout
+from client.endpoints import (
+    load_config,
+    policy_of,
+    records_evidence,
+    registry_alias_setter,
+    registry_resolver,
+    resolve,
+    rollout,
+)
 from client.endpoints import workspace_client as client_of
-from client.endpoints._evidence import records_evidence
 from client.local.cli import main
 
 pytestmark = pytest.mark.slow

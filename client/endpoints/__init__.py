@@ -3,8 +3,8 @@
 Read a config file, pin its aliases to versions, diff it against the workspace, apply it and
 wait, show an endpoint's status, promote a version (optionally through a canary), run a canary
 rollout judged on evidence (``rollout``: steps, checks, rollback or promotion; its state on the
-endpoint's tags), and generate the Asset Bundle's ``model_serving_endpoints``. The request path (``client.Predictor``) knows
-nothing of this package, and this package sends no predictions.
+endpoint's tags), and generate the Asset Bundle's ``model_serving_endpoints``. The request path
+(``client.Predictor``) knows nothing of this package, and this package sends no predictions.
 
 Example::
 
@@ -33,12 +33,14 @@ if TYPE_CHECKING:
         RolloutSpec,
         ServingConfig,
         ServingConfigError,
+        duration_seconds,
         load_config,
         parse_config,
         registry_resolver,
         resolve,
     )
     from ._diff import Plan, diff, status_text
+    from ._evidence import evidence_from_report, monitoring_evidence, records_evidence
     from ._promote import promote, registry_alias_setter
     from ._rollout import (
         EvidenceSource,
@@ -81,14 +83,18 @@ __all__ = [
     "bundle_resources",
     "check_bundle",
     "diff",
+    "duration_seconds",
+    "evidence_from_report",
     "get_endpoint",
     "judge",
     "load_config",
+    "monitoring_evidence",
     "parse_config",
     "plan",
     "plan_rollout",
     "policy_of",
     "promote",
+    "records_evidence",
     "registry_alias_setter",
     "registry_resolver",
     "resolve",
@@ -107,11 +113,12 @@ _MODULE_OF = {
         "_rollout",
     ),
     **dict.fromkeys(
-        ("DesiredEndpoint", "EntityState", "InferenceTable", "RolloutSpec", "ServingConfig", "ServingConfigError", "load_config",
-         "parse_config", "registry_resolver", "resolve"),
+        ("DesiredEndpoint", "EntityState", "InferenceTable", "RolloutSpec", "ServingConfig", "ServingConfigError",
+         "duration_seconds", "load_config", "parse_config", "registry_resolver", "resolve"),
         "_config",
     ),
     **dict.fromkeys(("Plan", "diff", "status_text"), "_diff"),
+    **dict.fromkeys(("evidence_from_report", "monitoring_evidence", "records_evidence"), "_evidence"),
     **dict.fromkeys(("promote", "registry_alias_setter"), "_promote"),
     **dict.fromkeys(
         ("ApplyResult", "EndpointOperationError", "EndpointUpdateFailed", "apply", "get_endpoint", "plan",

@@ -45,6 +45,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +61,7 @@ __all__ = [
     "RolloutSpec",
     "ServingConfig",
     "ServingConfigError",
+    "duration_seconds",
     "load_config",
     "registry_resolver",
     "resolve",
@@ -145,7 +147,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
-def _seconds(value: Any) -> float:
+def duration_seconds(value: Any) -> float:
     """``30`` / ``"30s"`` / ``"250ms"`` / ``"5m"`` / ``"1h"`` -> seconds (a YAML number is seconds)."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m or 1h")
@@ -194,14 +196,14 @@ class RolloutSpec(_Strict):
     @field_validator("interval", "deadline", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
-        return _seconds(value)
+        return duration_seconds(value)
 
     @field_validator("steps")
     @classmethod
     def _increasing_to_100(cls, steps: list[int]) -> list[int]:
         if any(not 1 <= s <= 100 for s in steps):
             raise ValueError(f"steps {steps}: each is a percentage between 1 and 100")
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        if any(b <= a for a, b in pairwise(steps)):
             raise ValueError(f"steps {steps} must increase")
         if steps[-1] != 100:
             raise ValueError(f"steps {steps} must end at 100 (the promotion)")

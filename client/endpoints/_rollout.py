@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ._canary import LOG_TAGS, STATE_TAG, Evidence, Judgment, Policy, RolloutState, judge, split, state_from_tags
+from ._canary import LOG_TAGS, Evidence, Judgment, Policy, RolloutState, judge, split, state_from_tags
 from ._config import DesiredEndpoint, RolloutSpec
 from ._workspace import EndpointOperationError
 
@@ -223,7 +223,8 @@ def start(ops: Ops, desired: DesiredEndpoint, challenger: str, policy: Policy, *
                 f"it back with 'predictor rollout abort {desired.name}'"
             )
         if found.challenger != challenger:
-            raise RolloutError(f"endpoint {desired.name}: the active rollout is of {found.challenger}, not {challenger}")
+            raise RolloutError(
+                f"endpoint {desired.name}: the active rollout is of {found.challenger}, not {challenger}")
         return replace(found, owner=owner)
     if resume:
         raise RolloutError(f"endpoint {desired.name}: no rollout in progress to resume")
@@ -320,11 +321,12 @@ def rollout(w: Any, desired: DesiredEndpoint, challenger: str, policy: Policy, e
     return run_rollout(ops, desired, challenger, policy, evidence, champion=champion, resume=resume, out=out)
 
 
-def abort_rollout(w: Any, desired: DesiredEndpoint, policy: Policy, *, out: Callable[[str], None] = print,
-                  poll_interval: float = 5.0, timeout: float = 1200.0) -> RolloutState:
-    """Roll back the rollout active on ``desired.name``."""
-    ops = WorkspaceOps(w, desired.name, set_alias=lambda *_: None, poll_interval=poll_interval, timeout=timeout)
-    return abort(ops, desired, policy, out=out)
+def abort_rollout(w: Any, endpoint: str, *, out: Callable[[str], None] = print, poll_interval: float = 5.0,
+                  timeout: float = 1200.0) -> RolloutState:
+    """Roll back the rollout active on ``endpoint``: its challenger to 0 %, on the endpoint's own config."""
+    ops = WorkspaceOps(w, endpoint, set_alias=lambda *_: None, poll_interval=poll_interval, timeout=timeout)
+    current, _ = ops.read()
+    return abort(ops, current, Policy(), out=out)
 
 
 def rollout_status(w: Any, endpoint: str) -> RolloutState | None:

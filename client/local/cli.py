@@ -452,10 +452,10 @@ def _steps(text: str) -> list[int]:
 
 
 def _duration(text: str) -> float:
-    from ..endpoints._config import _seconds
+    from ..endpoints import duration_seconds
 
     try:
-        return _seconds(text)
+        return duration_seconds(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -472,6 +472,7 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
 
     from ..endpoints import (
         abort_rollout,
+        get_endpoint,
         plan_rollout,
         registry_alias_setter,
         resolve,
@@ -479,8 +480,6 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
         rollout_status,
         workspace_client,
     )
-    from ..endpoints._diff import current_of
-    from ..endpoints._workspace import get_endpoint
 
     what = args.what
     if what[0] in ("status", "abort"):
@@ -491,11 +490,7 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
             state = rollout_status(w, what[1])
             print(state.text() if state is not None else f"endpoint {what[1]}: no rollout recorded")
             return 0
-        ep = get_endpoint(w, what[1])
-        if ep is None:
-            raise _rollout_error(f"endpoint {what[1]} does not exist")
-        state = abort_rollout(w, current_of(ep), _rollout_policy(args, None), poll_interval=args.poll_interval,
-                              timeout=args.timeout)
+        abort_rollout(w, what[1], poll_interval=args.poll_interval, timeout=args.timeout)
         return 0
     if len(what) != 1:
         _usage("rollout takes one config file (or: status ENDPOINT, abort ENDPOINT)")
@@ -513,11 +508,13 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     policy = _rollout_policy(args, cfg.rollout)
     champion = cfg.rollout.champion if cfg.rollout else None
     if args.dry_run:
-        w = workspace_client(args.host, args.profile) if not args.offline else None
-        active = rollout_status(w, desired.name) if w is not None and get_endpoint(w, desired.name) else None
+        active = None
+        if not args.offline:
+            w = workspace_client(args.host, args.profile)
+            active = rollout_status(w, desired.name) if get_endpoint(w, desired.name) else None
         print("\n".join(plan_rollout(desired, args.challenger, policy, champion=champion, active=active)))
         return 0
-    from ..endpoints._evidence import monitoring_evidence
+    from ..endpoints import monitoring_evidence
 
     challenger = desired.entities.get(args.challenger)
     evidence = monitoring_evidence(model=challenger.entity_name if challenger else None,
@@ -533,12 +530,6 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return RUNTIME
     return 0
-
-
-def _rollout_error(message: str) -> Exception:
-    from ..endpoints import RolloutError
-
-    return RolloutError(message)
 
 
 def _usage(message: str) -> NoReturn:
