@@ -265,3 +265,30 @@ def test_dry_run_plan_lists_steps_and_checks() -> None:
     ]
     with pytest.raises(RolloutError, match="no served entity 'nope'"):
         plan_rollout(endpoint(), "nope", POLICY)
+
+
+def test_evidence_from_client_monitorings_report_per_served_entity() -> None:
+    """The translation, on client.monitoring's real report over a records frame."""
+    import pandas as pd
+
+    from client.endpoints import evidence_from_report
+    from client.monitoring import report
+
+    t0 = pd.Timestamp("2026-12-01T10:00:00Z")
+    rows = []
+    for i in range(40):
+        challenger = i % 4 == 0
+        rows.append({
+            "request_time": t0 + pd.Timedelta(seconds=i), "databricks_request_id": f"r{i}",
+            "served_entity": "challenger" if challenger else "champion", "model_version": "2" if challenger else "1",
+            "status_code": 503 if challenger and i % 8 == 0 else 200, "error": None,
+            "execution_duration_ms": 30.0 if challenger else 10.0, "x": float(i % 5),
+            "prediction": "a" if i % 3 else "b", "label": "a", "thumbs_up": (i % 2 == 0) if i < 20 else None,
+        })
+    ev = evidence_from_report(report(pd.DataFrame(rows), by="served_entity"))
+    champ, chal = ev["champion"], ev["challenger"]
+    assert (champ.requests, champ.errors, chal.requests, chal.errors) == (30, 0, 10, 5)
+    assert (champ.p99_ms, chal.p99_ms) == (10.0, 30.0)
+    assert (chal.feedback, chal.thumbs_up) == (5, 5) and champ.feedback == 15
+    assert chal.label_metric is not None and chal.label_metric[0] == "accuracy" and chal.labels == 10
+    assert judge(Policy(min_requests=10, min_feedback=5, min_labels=10), champ, chal).verdict == "fail"

@@ -520,11 +520,14 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     evidence = monitoring_evidence(model=challenger.entity_name if challenger else None,
                                    experiments=args.experiment or None, registry_uri=args.registry_uri)
     # CI cancels a job with SIGTERM: stop as on Ctrl-C (the state on the tags says where it stood).
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    state = rollout(workspace_client(args.host, args.profile), desired, args.challenger, policy, evidence,
-                    set_alias=registry_alias_setter(args.registry_uri), champion=champion, resume=args.resume,
-                    out=lambda line: print(line, flush=True), poll_interval=args.poll_interval,
-                    timeout=args.timeout, progress=_progress())
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        state = rollout(workspace_client(args.host, args.profile), desired, args.challenger, policy, evidence,
+                        set_alias=registry_alias_setter(args.registry_uri), champion=champion, resume=args.resume,
+                        out=lambda line: print(line, flush=True), poll_interval=args.poll_interval,
+                        timeout=args.timeout, progress=_progress())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if state.phase != "promoted":
         print(f"error: rollout of {state.challenger} {state.phase.replace('_', ' ')} ({state.reason})",
               file=sys.stderr)
