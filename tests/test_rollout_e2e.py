@@ -2,7 +2,8 @@
 servers, the challenger's behind tests/fault_proxy.py), traffic from real Predictors, and the
 evidence judged by client.monitoring's report over the endpoint's inference table (the stand-in's
 payload rows, unpacked here to a records frame). Intervals come from the config (sub-second);
-nothing sleeps minutes. ``predictor rollout`` (dry run, status, refusal, abort) runs as the CLI."""
+nothing sleeps minutes. ``predictor rollout`` runs as the CLI too: dry run, status, refusal, abort,
+and a whole rollout judged, as shipped, on the traces the Predictors write."""
 
 from __future__ import annotations
 
@@ -145,8 +146,8 @@ class Rig:
 class Load:
     """Traffic: a Predictor calling the endpoint in a loop (no retries: each failure counts)."""
 
-    def __init__(self, endpoint: str, registry_uri: str, pause: float = 0.0) -> None:
-        self.endpoint, self.registry_uri, self.pause = endpoint, registry_uri, pause
+    def __init__(self, endpoint: str, registry_uri: str, pause: float = 0.0, tracing: bool = False) -> None:
+        self.endpoint, self.registry_uri, self.pause, self.tracing = endpoint, registry_uri, pause, tracing
         self.ok = self.failed = 0
         self.seconds: list[float] = []
         self._stop = threading.Event()
@@ -154,7 +155,7 @@ class Load:
 
     def _run(self) -> None:
         with Predictor.from_endpoint(self.endpoint, registry_uri=self.registry_uri, max_retries=0,
-                                     batching=False) as p:
+                                     batching=False, tracing=self.tracing) as p:
             while not self._stop.is_set():
                 started = time.perf_counter()
                 try:
@@ -287,3 +288,27 @@ def test_an_interrupted_rollout_blocks_a_second_one_then_is_aborted_cleanly(
     assert rig.traffic() == {"champion": 100, "challenger": 0} and rig.champion_version() == "1"
     assert main(["rollout", "status", rig.endpoint]) == 0
     assert ": aborted (aborted by the user)" in capsys.readouterr().out
+
+
+def test_the_cli_judges_on_the_traced_predictions(
+    ws, registry_uri, scoring_server, challenger_server, tmp_path, capsys
+) -> None:
+    """``predictor rollout`` as shipped: the evidence is client.monitoring's report on the traces the
+    Predictors write (paced: the sqlite store's exporter is the bottleneck here, not the endpoint)."""
+    from client.feedback import setup_tracking
+
+    rig = Rig(ws, registry_uri, tmp_path, scoring_server, challenger_server, slack=100)
+    capsys.readouterr()
+    setup_tracking("/rollout-e2e", registry_uri)
+    try:
+        with Load(rig.endpoint, registry_uri, pause=0.05, tracing=True):
+            rc = main(["rollout", str(rig.file), "--challenger", "challenger", "--steps", "50,100", "--interval",
+                       "1s", "--min-requests", "5", "--experiment", "/rollout-e2e", "--registry-uri", registry_uri,
+                       "--poll-interval", "0.01"])
+    finally:
+        setup_tracking("0", registry_uri)  # MLflow's default experiment again, for the modules after this one
+    out, err = capsys.readouterr()
+    assert rc == 0, out + err
+    [passed] = [ln for ln in out.splitlines() if ": PASS: " in ln]
+    assert passed.startswith("step 1 (50%): PASS: samples PASS: requests: challenger ")
+    assert rig.traffic() == {"challenger": 100} and rig.champion_version() == "2"
