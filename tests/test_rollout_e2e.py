@@ -256,10 +256,12 @@ def test_too_little_traffic_waits_then_stops_at_the_deadline(
     assert rig.traffic() == {"champion": 100, "challenger": 0}
 
 
-def test_an_interrupted_rollout_blocks_a_second_one_then_is_aborted_cleanly(
+def test_an_interrupted_rollout_blocks_a_second_one_and_is_aborted_or_resumed_cleanly(
     ws, registry_uri, scoring_server, challenger_server, tmp_path, capsys
 ) -> None:
-    rig = Rig(ws, registry_uri, tmp_path, scoring_server, challenger_server)
+    from client.feedback import setup_tracking
+
+    rig = Rig(ws, registry_uri, tmp_path, scoring_server, challenger_server, slack=100)
     cfg = load_config(rig.file)
 
     def ctrl_c(*_: Any) -> Any:
@@ -288,6 +290,23 @@ def test_an_interrupted_rollout_blocks_a_second_one_then_is_aborted_cleanly(
     assert rig.traffic() == {"champion": 100, "challenger": 0} and rig.champion_version() == "1"
     assert main(["rollout", "status", rig.endpoint]) == 0
     assert ": aborted (aborted by the user)" in capsys.readouterr().out
+
+    # Interrupted again, then resumed from the tags (as another machine would): it carries on and ends.
+    with pytest.raises(KeyboardInterrupt):
+        rollout(client_of(), resolve(cfg, registry_resolver(registry_uri)), "challenger", policy_of(cfg.rollout),
+                ctrl_c, set_alias=registry_alias_setter(registry_uri), out=lines.append, poll_interval=0.01)
+    setup_tracking("/rollout-e2e", registry_uri)
+    try:
+        with Load(rig.endpoint, registry_uri, pause=0.03, tracing=True):
+            rc = main(["rollout", str(rig.file), "--challenger", "challenger", "--resume", "--interval", "0.5s",
+                       "--min-requests", "3", "--experiment", "/rollout-e2e", "--registry-uri", registry_uri,
+                       "--poll-interval", "0.01"])
+    finally:
+        setup_tracking("0", registry_uri)
+    out = capsys.readouterr().out
+    assert rc == 0 and out.startswith("resumed: challenger (version 2) against champion, steps 20/50/100%"), out
+    assert [ln.split(":")[0] for ln in out.splitlines() if ": PASS: " in ln] == ["step 1 (20%)", "step 2 (50%)"]
+    assert rig.traffic() == {"challenger": 100} and rig.champion_version() == "2"
 
 
 def test_the_cli_judges_on_the_traced_predictions(

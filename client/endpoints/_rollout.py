@@ -243,7 +243,7 @@ def run_rollout(ops: Ops, desired: DesiredEndpoint, challenger: str, policy: Pol
     run = _Run(ops, desired, policy, evidence, out, now, sleep, state)
     first = "resumed" if resume else "started"
     run.save(f"{first}: {challenger} (version {state.version}) against {state.champion}, steps "
-             f"{'/'.join(map(str, policy.steps))}%, every {policy.interval:g}s (run {state.owner})", claim=True)
+             f"{'/'.join(map(str, state.steps))}%, every {policy.interval:g}s (run {state.owner})", claim=True)
     _, tags = ops.read()  # two runs that started at once: the later write wins, the other stops here
     if (found := state_from_tags(tags)) is not None and found.owner != state.owner:
         raise RolloutError(f"endpoint {desired.name}: run {found.owner} started a rollout at the same time")
