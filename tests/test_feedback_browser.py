@@ -191,3 +191,41 @@ def test_thumbs_down_with_a_comment_then_changed_and_counted(kind, apps, browser
         finally:
             for p in pages:
                 p.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_monitoring_tab_shows_the_drifted_feature(kind, apps, browser, registry_uri):
+    """Drifted traffic traced into the app's experiment: its Monitoring tab (alice, a reviewer)
+    shows ``sepal width (cm)`` drifted against the demo's training data, and its distributions."""
+    import mlflow
+    from _monitoring_traffic import SHIFTED, iris_rows, send
+
+    from client import Predictor
+    from client.feedback import setup_tracking
+
+    server = apps[kind]
+    setup_tracking(server.experiment, registry_uri)
+    p = Predictor.from_model(IRIS, registry_uri=registry_uri, tracing=True, validate=False)
+    p.get_signature()
+    try:
+        send(p, iris_rows(seed=3, drifted=True))
+    finally:
+        p.close()
+    mlflow.flush_trace_async_logging()
+    with FrontDoor(server.url, User.named("alice", token=None)) as door:
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        try:
+            ui = Ui(page, kind).open(door.url)
+            page.get_by_role("tab", name="Monitoring").click()
+            if kind == "streamlit":  # cached for 30 s: read the store now
+                page.get_by_role("button", name="Refresh").last.click()
+            page.get_by_text("drift BASELINE against training data").first.wait_for(timeout=TIMEOUT)
+            ui.expect_cell("DRIFTED")
+            ui.expect_cell(SHIFTED)
+            ui.shot(f"monitoring-{kind}")
+            assert "Traceback" not in page.content()
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / f"monitoring-{kind}-failure.png"), full_page=True)
+            raise
+        finally:
+            page.close()

@@ -647,7 +647,74 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry-uri", default=None)
     p.set_defaults(func=_cmd_feedback_summary)
 
+    p = sub.add_parser("monitor", help="health, drift and data quality per model version, from traces "
+                                       "(exit 3 when a rule is broken)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--model", type=_registered_model_uri, help="models:/ URI naming the registered model")
+    target.add_argument("--endpoint", help="endpoint name (its traces, every served entity)")
+    p.add_argument("--experiment", action="append", default=None,
+                   help="MLflow experiment name or id, repeatable (default: the apps')")
+    p.add_argument("--days", type=_positive_float, default=7.0, help="the last DAYS days (default 7)")
+    p.add_argument("--since", type=_utc_time, default=None, help="start (ISO 8601, UTC unless said)")
+    p.add_argument("--until", type=_utc_time, default=None, help="end (ISO 8601; default now)")
+    p.add_argument("--window", type=_window, default="1h", help="window length: 15min, 1h, 1D (default 1h)")
+    p.add_argument("--by", choices=("model_version", "served_entity"), default="model_version")
+    p.add_argument("--baseline", default="auto",
+                   help="auto (training data, else consecutive windows), training, consecutive, or a CSV/Parquet file")
+    p.add_argument("--max-traces", type=_positive_int, default=10_000, help="read at most this many latest traces")
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.add_argument("--registry-uri", default=None)
+    p.set_defaults(func=_cmd_monitor)
+
     return parser
+
+
+def _utc_time(text: str) -> Any:
+    from datetime import UTC, datetime
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (2026-12-01T10:00)") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _window(text: str) -> str:
+    import pandas as pd
+
+    try:
+        pd.tseries.frequencies.to_offset(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a window length such as 15min, 1h or 1D") from None
+    return text
+
+
+#: ``predictor monitor``'s exit status when the report breaks a rule (1 is a failure to report).
+RULE_BROKEN = 3
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    import os
+    from datetime import UTC, datetime, timedelta
+
+    from .._exceptions import ConfigurationError
+
+    if (missing := _missing_local_store(args.registry_uri)) is not None:
+        raise ConfigurationError(f"no MLflow store at {missing}: nothing traced yet")
+    for key, value in _SUMMARY_HTTP_LIMITS.items():
+        os.environ.setdefault(key, value)
+    from ..monitoring import format_report, monitor
+
+    until = args.until or datetime.now(UTC)
+    since = args.since or until - timedelta(days=args.days)
+    if since >= until:
+        raise ConfigurationError(f"--since {since:%Y-%m-%d %H:%M} is not before --until {until:%Y-%m-%d %H:%M}")
+    baseline = None if args.baseline == "consecutive" else args.baseline
+    report = monitor(args.model, endpoint=args.endpoint, experiments=args.experiment, since=since, until=until,
+                     window=args.window, baseline=baseline, by=args.by, max_traces=args.max_traces,
+                     registry_uri=args.registry_uri)
+    print(report.model_dump_json(indent=2) if args.json else format_report(report))
+    return 0 if report.ok else RULE_BROKEN
 
 
 #: MLflow's HTTP client retries a dead tracking server for minutes by default; a read-only

@@ -4,6 +4,7 @@ answering a class name and class probabilities, see ``_demo_iris``) and the demo
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from .._constants import DEMO_AGENT_NAME, DEMO_AGENT_URI, DEMO_MODEL_ALIAS, DEMO_MODEL_NAME, DEMO_MODEL_URI
 from .._exceptions import PredictorError
@@ -67,10 +68,11 @@ def register_demo_model(registry_uri: str | None = None) -> str:
 
 def _register_demo_model(uri: str) -> str:
     if alias_exists(DEMO_MODEL_NAME, DEMO_MODEL_ALIAS, uri):
-        if _answers_class_names():
+        if _answers_class_names() and _logged_training_data():
             logger.info("%s already registered", DEMO_MODEL_URI)
             return DEMO_MODEL_URI
-        logger.info("%s answers class indices (an older demo): registering a new version", DEMO_MODEL_URI)
+        logger.info("%s is an older demo (class indices, or no training data logged): registering a new version",
+                    DEMO_MODEL_URI)
 
     import sys
 
@@ -93,6 +95,7 @@ def _register_demo_model(uri: str) -> str:
     cloudpickle.register_pickle_by_value(sys.modules[_demo_iris.__name__])  # the logged model needs no `client`
     try:
         with mlflow.start_run(run_name="iris-demo"):
+            _log_training_data(X.assign(label=y, prediction=model.predict(None, X)["prediction"].to_numpy()))
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=model,
@@ -107,6 +110,43 @@ def _register_demo_model(uri: str) -> str:
     MlflowClient().set_registered_model_alias(DEMO_MODEL_NAME, DEMO_MODEL_ALIAS, str(version))
     logger.info("registered %s version %s", DEMO_MODEL_NAME, version)
     return DEMO_MODEL_URI
+
+
+#: Where the demo run keeps its training set (Parquet), logged as its ``training`` dataset input.
+TRAINING_ARTIFACT = "baseline/training.parquet"
+
+
+def _log_training_data(train: Any) -> None:
+    """Log the training set in the active run: as a Parquet artifact, and as an MLflow dataset
+    input (``context="training"``) whose source is that artifact, so monitoring can read it back
+    as the version's baseline (``client.monitoring``)."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+    import mlflow.data.pandas_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(TRAINING_ARTIFACT).name
+        train.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), str(Path(TRAINING_ARTIFACT).parent))
+    source = mlflow.get_artifact_uri(TRAINING_ARTIFACT)
+    dataset = mlflow.data.pandas_dataset.from_pandas(train, source=source, name="iris-training", targets="label",
+                                      predictions="prediction")
+    mlflow.log_input(dataset, context="training")
+
+
+def _logged_training_data() -> bool:
+    """Whether the champion's run logged its training set (demos registered before it did: no)."""
+    import mlflow
+
+    try:
+        client = mlflow.MlflowClient()
+        run = mlflow.get_run(str(client.get_model_version_by_alias(DEMO_MODEL_NAME, DEMO_MODEL_ALIAS).run_id))
+        inputs = run.inputs.dataset_inputs if run.inputs is not None else []
+        return any(t.key == "mlflow.data.context" and t.value == "training" for d in inputs for t in d.tags or [])
+    except Exception:
+        return False
 
 
 def register_demo_agent(registry_uri: str | None = None) -> str:

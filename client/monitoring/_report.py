@@ -234,8 +234,9 @@ def monitor(
     health_rule: HealthRule | None = None, quality_rule: DataQualityRule | None = None,
     max_traces: int = DEFAULT_MAX_TRACES, registry_uri: str | None = None,
 ) -> MonitorReport:
-    """Read the traces of ``model`` (a ``models:/`` URI or a registered name; all its versions) or
-    ``endpoint`` and report on them (see :func:`report`).
+    """Read the traces of ``model`` (a registered name or a ``models:/`` URI: all the model's
+    versions, or the one a ``models:/name/3`` URI names) or ``endpoint`` and report on them (see
+    :func:`report`).
 
     ``baseline``: ``"auto"`` (each version's training data when its run logged it, else
     CONSECUTIVE windows), ``"training"`` (required), a CSV/Parquet path, a frame, or ``None``
@@ -248,13 +249,13 @@ def monitor(
     """
     from .._mlflow import tracking_session
 
-    name = model
+    name, version = model, None
     if model and model.startswith("models:"):
         from .._schema.signatures import parse_model_uri
 
-        name = parse_model_uri(model)[0]
+        name, version, _alias = parse_model_uri(model)
     frame, meta = records_from_traces(name, endpoint=endpoint, experiments=experiments, since=since, until=until,
-                                      max_traces=max_traces, registry_uri=registry_uri)
+                                      max_traces=max_traces, registry_uri=registry_uri, version=version)
     versions = sorted({str(v) for v in frame["model_version"].dropna()}, key=lambda v: (len(v), v))
     signature: dict[str, str] = {}
     with tracking_session(registry_uri):

@@ -189,9 +189,10 @@ def _quote(text: str) -> str:
 def records_from_traces(
     model: str | None = None, *, endpoint: str | None = None, experiments: Sequence[str] | None = None,
     since: datetime | None = None, until: datetime | None = None, max_traces: int = DEFAULT_MAX_TRACES,
-    registry_uri: str | None = None,
+    registry_uri: str | None = None, version: str | None = None,
 ) -> tuple[pd.DataFrame, RecordsMeta]:
-    """The records frame of a model's (all its versions) or an endpoint's traced predictions in
+    """The records frame of a model's (all its versions, or ``version``; a ``models:/name/2`` URI
+    names one) or an endpoint's traced predictions in
     ``experiments`` (names or ids; default :func:`default_experiments`) from ``since`` to ``until``
     (default: the last 7 days), the latest ``max_traces`` traces at most, and what it is based on.
 
@@ -208,7 +209,8 @@ def records_from_traces(
     if model and model.startswith("models:"):
         from .._schema.signatures import parse_model_uri
 
-        model = parse_model_uri(model)[0]
+        model, uri_version, _alias = parse_model_uri(model)
+        version = version or uri_version
     start, end = time_range(since, until)
     filters = [f"trace.timestamp_ms >= {int(start.timestamp() * 1000)}",
                f"trace.timestamp_ms < {int(end.timestamp() * 1000)}"]
@@ -216,12 +218,14 @@ def records_from_traces(
         filters.append(f"tags.`{TAG_MODEL_NAME}` = '{_quote(model)}'")
     if endpoint:
         filters.append(f"tags.`{TAG_ENDPOINT}` = '{_quote(endpoint)}'")
+    if version:
+        filters.append(f"tags.`{TAG_MODEL_VERSION}` = '{_quote(str(version))}'")
     names = list(experiments) if experiments else default_experiments()
     with tracking_session(registry_uri):
         import mlflow
 
         ids = list(dict.fromkeys(experiment_ids(names)))
-        what = model or endpoint or "any model"
+        what = (model or endpoint or "any model") + (f" version {version}" if version else "")
         if not ids:
             raise NoTracesError(f"no experiment {' or '.join(names)} in the tracking store: {what} was never traced")
         client, token = mlflow.MlflowClient(), None

@@ -31,6 +31,7 @@ from frontends.core.session import (
     result_caption,
 )
 from frontends.gradio_ui.feedback import feedback_controls, feedback_tab
+from frontends.gradio_ui.monitoring import monitoring_tab
 from frontends.gradio_ui.runtime import Runtime, request_headers
 
 __all__ = ["Runtime", "build_app", "create_app", "main", "predict_form", "predict_values", "score_csv"]
@@ -167,6 +168,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                     score.click(on_score, inputs=[upload], outputs=[results, download, batch_status, distribution],
                                 api_name="score_csv")
                 feedback_tab(lambda: runtime.model_name, runtime.tracking_ready)
+                monitoring_tab(lambda: runtime.model_name, runtime.tracking_ready, runtime.config.registry_uri)
             with gr.Column(scale=2):
                 gr.Markdown("## Model")
                 card = gr.Markdown()

@@ -265,8 +265,8 @@ def main() -> None:
     # Opening a tab reruns the page, so the Feedback tab (MLflow, a store query, tables) is computed
     # only while it is open, never on a visitor's first page. The other two are always drawn:
     # a widget left out of a run loses its state (the form's values, an uploaded CSV).
-    single, batch, feedback = st.tabs(["Single prediction", "Batch (CSV)", "Feedback"], key="page-tab",
-                                      on_change="rerun")
+    single, batch, feedback, monitoring = st.tabs(["Single prediction", "Batch (CSV)", "Feedback", "Monitoring"],
+                                                  key="page-tab", on_change="rerun")
     with single:  # the form first, then the rest: its place on screen does not depend on this order
         _single_tab(headers, as_user, fields, user)
     form_drawn.set()  # the start-up warm-up may import MLflow now
@@ -277,6 +277,12 @@ def main() -> None:
     if feedback.open:
         with feedback:
             feedback_page(model_info(base, config).name, experiment_id(), feedback_access(headers))
+    if monitoring.open:
+        from frontends.streamlit_ui.monitoring import monitoring_page
+
+        with monitoring:
+            monitoring_page(model_info(base, config).name, experiment_id(), feedback_access(headers),
+                            config.registry_uri)
 
 
 main()

@@ -17,7 +17,7 @@ from typing import Any
 
 import streamlit as st
 
-__all__ = ["bar_chart", "bar_chart_spec"]
+__all__ = ["bar_chart", "bar_chart_spec", "line_chart_spec", "overlay_chart_spec"]
 
 
 def _plain(value: Any) -> Any:
@@ -39,3 +39,25 @@ def bar_chart_spec(rows: Sequence[Mapping[str, Any]], x: str, y: str) -> dict[st
 
 def bar_chart(rows: Sequence[Mapping[str, Any]], x: str, y: str, height: int = 220) -> None:
     st.vega_lite_chart(spec=bar_chart_spec(rows, x, y), height=height, width="stretch")
+
+
+def line_chart_spec(rows: Sequence[Mapping[str, Any]], x: str, y: str, color: str) -> dict[str, Any]:
+    """One line of ``y`` over ``x`` (a time) per ``color`` value, with points (pure)."""
+    return {
+        "data": {"values": [{k: _plain(row[k]) for k in (x, y, color)} for row in rows]},
+        "mark": {"type": "line", "point": True, "tooltip": True},
+        "encoding": {
+            "x": {"field": x, "type": "temporal", "title": x},
+            "y": {"field": y, "type": "quantitative", "title": y},
+            "color": {"field": color, "type": "nominal", "title": color},
+        },
+    }
+
+
+def overlay_chart_spec(rows: Sequence[Mapping[str, Any]], x: str, y: str, color: str) -> dict[str, Any]:
+    """Bars of ``y`` per ``x``, one beside the other per ``color`` value (baseline, current) (pure)."""
+    spec = bar_chart_spec(rows, x, y)
+    spec["data"] = {"values": [{k: _plain(row[k]) for k in (x, y, color)} for row in rows]}
+    spec["encoding"]["color"] = {"field": color, "type": "nominal", "title": color}
+    spec["encoding"]["xOffset"] = {"field": color}
+    return spec
