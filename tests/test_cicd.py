@@ -169,8 +169,8 @@ def test_a_missing_target_subcommand_option_or_script_is_caught() -> None:
     ]}}}
     assert workflow_problems(broken) == [
         "j: Makefile has no target 'lints'",
-        "j: predictor has no subcommand 'rolout' (has: batch, demo, endpoints, feedback, predict, rollout, schema, "
-        "serve)",
+        "j: predictor has no subcommand 'rolout' (has: batch, demo, endpoints, feedback, monitor, predict, rollout, "
+        "schema, serve)",
         "j: predictor rollout has no option --canary-steps",
         "j: databricks.yml has no target 'qa' (has: dev, prod, staging)",
         "j: databricks bundle run: no app or job 'predictor_dash' in databricks.yml",
