@@ -383,7 +383,14 @@ class Predictor:
         budget = retry.start()  # total_timeout counts from here: the signature's fetch included
         await budget.bound(refuse_chat(self._handle()))
         signature = await budget.bound(self.aget_signature()) if self.validate else None
-        validated = validate(signature, inputs, params)
+        try:
+            validated = validate(signature, inputs, params)
+        except Exception as err:  # refused before sending: traced too, so monitoring sees what callers send
+            if self._tracer is not None:
+                self._tracer.record_refused(err, inputs, started_ns, {
+                    "mode": self.mode, "model_name": self.model_name, "model_version": self.model_version,
+                    "endpoint": self.endpoint})
+            raise
         request_id = {} if client_request_id is None else {"client_request_id": _checked_request_id(client_request_id)}
         call = Call(validated, retry, http_timeout, budget, **request_id)
         try:

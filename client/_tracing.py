@@ -18,7 +18,8 @@ What a trace holds (root span ``Predictor.predict``):
 * trace tags (searchable, read by the feedback summary): ``predictor.model_name``,
   ``predictor.model_version``, ``predictor.served_model_name``, ``predictor.endpoint``,
   ``predictor.mode``, ``predictor.client_request_id``; and, read by ``client.monitoring``:
-  ``predictor.status_code`` (200, or the failed call's HTTP status, 500 when it had none),
+  ``predictor.status_code`` (200, or the failed call's HTTP status, 500 when it had none, 400
+  for input the SDK refused before sending: those calls are traced too, their inputs as given),
   ``predictor.error`` (the failed call's exception type), ``predictor.request_id`` (the server's),
   ``predictor.tracer`` and ``predictor.trace_seq`` (a per-Tracer id and sequence number: a gap in
   the sequence is a trace that never reached the store, counted as dropped by the monitoring report).
@@ -235,6 +236,26 @@ def result_tags(result: Any) -> dict[str, str]:
     return {k: str(v) for k, v in pairs.items() if v not in (None, "")}
 
 
+def refused_inputs(inputs: Any) -> dict[str, Any]:
+    """What the trace of a call refused by validation shows as its inputs (pure): the first rows
+    as records when the input is records, one record, columns or a DataFrame; else only its type."""
+    records: Any = None
+    if hasattr(inputs, "to_dict") and hasattr(inputs, "columns"):  # a DataFrame, without importing pandas
+        records = inputs.head(MAX_TRACED_ROWS).to_dict("records")
+        n = len(inputs)
+    elif isinstance(inputs, dict) and inputs and all(isinstance(v, list) for v in inputs.values()):
+        n = max(len(v) for v in inputs.values())
+        records = [{k: (v[i] if i < len(v) else None) for k, v in inputs.items()}
+                   for i in range(min(n, MAX_TRACED_ROWS))]
+    elif isinstance(inputs, dict):
+        records, n = [inputs], 1
+    elif isinstance(inputs, list) and all(isinstance(r, dict) for r in inputs):
+        records, n = inputs[:MAX_TRACED_ROWS], len(inputs)
+    if records is None:
+        return {"input_type": type(inputs).__name__}
+    return {"records": records, "n_rows": n}
+
+
 def error_tags(err: BaseException) -> dict[str, str]:
     """Trace tags of a failed call (pure): its HTTP status (500 when it had none: no answer, or the
     model raised in direct mode), its exception type, and, when the error answer said, the served
@@ -336,6 +357,28 @@ class Tracer:
                 attributes={f"predictor.{k}": v for k, v in attrs.items()}, tags=tags, start_time_ns=started_ns,
             )
             span.record_exception(err)  # the exception event, and status ERROR
+            span.end()
+        except Exception as trace_err:
+            self._warn(trace_err)
+
+
+    def record_refused(self, err: Exception, inputs: Any, started_ns: int, attributes: Mapping[str, Any]) -> None:
+        """Write the trace of a call refused before sending (bad input): status ERROR, status code
+        400, the inputs as given (first rows), so that monitoring counts what callers send."""
+        tags = self._sequence_tags()
+        try:
+            warm_up()
+            import mlflow
+
+            tags.update({TAG_STATUS_CODE: "400", TAG_ERROR: type(err).__name__})
+            tags[TAG_MODE] = str(attributes.get("mode") or "endpoint")
+            for key, tag in (("model_name", TAG_MODEL_NAME), ("model_version", TAG_MODEL_VERSION),
+                             ("endpoint", TAG_ENDPOINT)):
+                if attributes.get(key):
+                    tags[tag] = str(attributes[key])
+            span = mlflow.start_span_no_context(SPAN_NAME, inputs=refused_inputs(inputs), tags=tags,
+                                                start_time_ns=started_ns)
+            span.record_exception(err)
             span.end()
         except Exception as trace_err:
             self._warn(trace_err)

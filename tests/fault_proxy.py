@@ -9,6 +9,8 @@ requests with a fault instead of (or, for a truncated body, on top of) the real 
 ``truncated``        the real answer, cut in half under its full ``Content-Length``, then closed
 ``non_json``         ``200 OK`` with an HTML body
 
+``delay=`` holds every forwarded request that long first (a slower model behind the same server).
+
 Everything else is forwarded unchanged. The server is a plain asyncio stream server (no
 framework), so that resets, stalls and short bodies are real socket behaviour; it runs on a
 loop in its own thread. Every request is logged with the data rows of its
@@ -74,6 +76,7 @@ class FaultProxy:
         seed: int = 0,
         stall_seconds: float = 2.5,
         retry_after: str = "1",
+        delay: float = 0.0,
     ) -> None:
         unknown = set(faults) - set(FAULTS)
         if unknown:
@@ -83,6 +86,8 @@ class FaultProxy:
         self.faults = faults
         self.stall_seconds = stall_seconds
         self.retry_after = retry_after
+        #: Seconds every forwarded request is held before it goes upstream (a slower model).
+        self.delay = delay
         self._rng = random.Random(seed)
         #: What was injected, by fault name.
         self.injected: Counter[str] = Counter()
@@ -200,6 +205,8 @@ class FaultProxy:
             self.log.append(record)
         if outcome in ("ok", "truncated"):
             started = time.monotonic()
+            if self.delay:
+                await asyncio.sleep(self.delay)
             try:
                 status, content, ctype = await self._forward(method, target, headers, body)
             except httpx.TransportError:

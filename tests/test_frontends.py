@@ -184,8 +184,9 @@ def test_streamlit_computes_the_feedback_tab_only_while_it_is_open(app_env, expe
     feedback_header = "Feedback on main.default.iris"
     at = _apptest().run()
     assert not at.exception, at.exception
-    assert [t.label for t in at.tabs] == ["Single prediction", "Batch (CSV)", "Feedback"]
+    assert [t.label for t in at.tabs] == ["Single prediction", "Batch (CSV)", "Feedback", "Monitoring"]
     assert feedback_header not in [h.value for h in at.subheader]  # a first page reads no store
+    assert "Monitoring main.default.iris" not in [h.value for h in at.subheader]  # nor computes a report
     at.button[0].click().run()
     assert at.metric[0].value == expected
     at.session_state["page-tab"] = "Feedback"  # what opening the tab does (it reruns the page)
@@ -193,6 +194,11 @@ def test_streamlit_computes_the_feedback_tab_only_while_it_is_open(app_env, expe
     assert not at.exception, at.exception
     assert feedback_header in [h.value for h in at.subheader]
     assert at.metric[0].value == expected  # the form's tab is still drawn, its answer kept
+    at.session_state["page-tab"] = "Monitoring"
+    at.run()
+    assert not at.exception, at.exception
+    assert "Monitoring main.default.iris" in [h.value for h in at.subheader]
+    assert feedback_header not in [h.value for h in at.subheader]  # the closed tab is not computed
 
 
 @pytest.mark.slow

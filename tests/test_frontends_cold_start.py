@@ -178,7 +178,8 @@ def test_streamlit_by_name_draws_its_form_before_importing_pandas_or_mlflow(by_n
     # Both are imported by the page (the signature table, the Feedback tab), but only once every
     # field of the form has been drawn.
     assert out["first_import"] == {"pandas": list(ROW), "mlflow": list(ROW)}
-    assert out["tabs"] == ["Single prediction", "Batch (CSV)", "Feedback"] and out["sidebar"] == ["Model"]
+    assert out["tabs"] == ["Single prediction", "Batch (CSV)", "Feedback", "Monitoring"]
+    assert out["sidebar"] == ["Model"]
     assert out["prediction"] == "setosa"
     assert stored_in(out["trace_id"], by_name_env["MLFLOW_TRACKING_URI"]) == "/predictor-streamlit"
 

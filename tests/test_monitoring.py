@@ -152,7 +152,7 @@ def test_health_per_window_and_group():
     records.loc[slow, "execution_duration_ms"] *= 3
     fail = slow & (rng.random(400) < 0.2)
     records.loc[fail, "status_code"] = 500
-    by_entity = health(records, by="served_entity", window="1h")
+    by_entity = health(records, by="served_entity", windows="1h")
     assert sorted(by_entity) == ["challenger", "champion"]
     windows = by_entity["challenger"]
     assert [w.start for w in windows] == [T0, T0 + pd.Timedelta("1h")]
@@ -172,7 +172,7 @@ def test_windows_without_requests_count_zero():
     rng = np.random.default_rng(1)
     records = frame(50, rng)
     records["request_time"] = T0 + pd.to_timedelta(rng.uniform(0, 600, 50), unit="s")
-    windows = health(records, window="15min", since=T0, until=T0 + pd.Timedelta("1h"))["1"]
+    windows = health(records, windows="15min", since=T0, until=T0 + pd.Timedelta("1h"))["1"]
     assert [w.requests for w in windows] == [50, 0, 0, 0] and windows[1].error_rate is None
 
 
@@ -270,3 +270,26 @@ def test_error_traces_carry_status_and_served_entity():
     assert tags == {"predictor.status_code": "503", "predictor.error": "InternalServerError",
                     "predictor.served_model_name": "challenger", "predictor.request_id": "rq-1"}
     assert error_tags(ValueError("x"))["predictor.status_code"] == "500"
+
+
+# --- the apps' Monitoring tab content (frontends.core.monitoring) -----------------------------------
+
+
+def test_the_monitoring_tab_is_for_reviewers_and_shows_rows_of_the_report():
+    from frontends.core.feedback import FeedbackAccess
+    from frontends.core.monitoring import MONITOR_REVIEWERS_ONLY, monitoring_view, overlay_rows, view_of
+
+    # a visitor who is not a reviewer gets the note, and nothing is read (no experiment, no store)
+    assert monitoring_view("m", "1", FeedbackAccess(reviewer=False, user="bob")).note == MONITOR_REVIEWERS_ONLY
+    rng = np.random.default_rng(4)
+    base = pd.DataFrame({"a": rng.normal(5, 1, 150), "b": rng.normal(5, 1, 150)})
+    cur = frame(100, rng, a=rng.normal(7, 1, 100), b=base["b"].to_numpy()[:100])  # b: the baseline's own values
+    view = view_of(report(cur, base, signature={"a": "double", "b": "double"}, baseline_source="t"))
+    assert view.versions == ["v1 champion"]
+    rows = {r["feature"]: r["verdict"] for r in view.drift["v1 champion"]}
+    assert rows == {"a": "DRIFTED", "b": "ok"}
+    assert [p["feature"] for p in view.problems if p["kind"] == "drift"] == ["a"]
+    assert sum(r["requests"] for r in view.lines["requests"]) == 100
+    overlay = overlay_rows(view, "v1 champion", "a")
+    for sample in ("baseline", "current"):
+        assert sum(r["share"] for r in overlay if r["sample"] == sample) == pytest.approx(1.0)

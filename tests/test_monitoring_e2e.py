@@ -95,3 +95,29 @@ def test_the_cli_exits_3_on_a_broken_rule_and_1_on_bad_input(traffic, registry_u
     assert main(["monitor", "--model", "models:/main.default.mixed/1", "--experiment", traffic,
                  "--registry-uri", registry_uri]) == 1
     assert "NoTracesError" in capsys.readouterr().err
+
+
+def test_input_the_sdk_refuses_is_traced_and_monitored(registry_uri, traffic):
+    """A null in a required column never leaves the caller (SchemaValidationError), but its trace
+    does: status 400 and the row as given, so the report's data quality sees what callers send."""
+    from client import SchemaValidationError
+    from client.feedback import setup_tracking
+    from client.monitoring import records_from_traces
+
+    experiment = f"/monitoring-refused-{uuid.uuid4().hex[:6]}"
+    setup_tracking(experiment, registry_uri)
+    p = Predictor.from_endpoint(url="http://127.0.0.1:9/invocations", model_uri=f"models:/{MODEL}/1",
+                                registry_uri=registry_uri, tracing=True, max_retries=0)
+    row = {**iris_rows(1)[0], NULLED: None}
+    try:
+        with pytest.raises(SchemaValidationError):
+            p.predict([row])
+    finally:
+        p.close()
+    import mlflow
+
+    mlflow.flush_trace_async_logging()
+    frame, meta = records_from_traces(MODEL, experiments=[experiment], registry_uri=registry_uri)
+    assert meta.traces == 1 and frame["status_code"].tolist() == [400]
+    assert frame["error"].tolist() == ["SchemaValidationError"] and frame["model_version"].tolist() == ["1"]
+    assert frame[NULLED].isna().all() and frame[SHIFTED].tolist() == [row[SHIFTED]]

@@ -11,7 +11,8 @@ Routes (wire format as in /work/shared/reference/wire-formats.md and databricks-
   ``PUT .../{name}/config``, ``PATCH .../{name}/tags``, ``PUT .../{name}/ai-gateway`` (the whole AI
   Gateway config; an enabled inference table needs ``catalog_name`` and ``schema_name``, and must be
   disabled before its catalog, schema or prefix change; the legacy ``auto_capture_config`` is
-  refused, as it is since 2026-03-20). A create or
+  refused, as it is since 2026-03-20). An endpoint with an enabled inference table gets one row of
+  its documented payload columns per relayed invocation (``payload``, ``served_entities``). A create or
   config update leaves ``config_update`` at ``IN_PROGRESS`` (the new config under
   ``pending_config``) for ``update_polls`` GETs, then settles to ``NOT_UPDATING`` (pending becomes
   ``config``, ``ready`` READY) or, if a served version is in ``broken``, to ``UPDATE_FAILED`` with the
@@ -300,7 +301,9 @@ class WorkspaceStandin:
     def read_rows(self, full_name: str) -> list[dict[str, Any]]:
         """A table's rows as written (for tests; Spark reads the same files)."""
         path = self.table_path(full_name)
-        return [json.loads(line) for f in sorted(path.glob("*.json")) for line in f.read_text().splitlines() if line]
+        # a row being appended meanwhile has no newline yet: whole lines only
+        return [json.loads(line) for f in sorted(path.glob("*.json")) for line in f.read_text().split("\n")[:-1]
+                if line]
 
     def log_invocation(self, ep: Endpoint, entity: dict[str, Any], token: str, *, request_id: str, started: float,
                        duration: float, status: int, request: bytes, response: bytes) -> None:

@@ -1,9 +1,10 @@
 """The control plane: Model Serving endpoints as reviewed files (``serving_configs/*.yaml``).
 
 Read a config file, pin its aliases to versions, diff it against the workspace, apply it and
-wait, show an endpoint's status, promote a version (optionally through a canary), and generate
-the Asset Bundle's ``model_serving_endpoints``. The request path (``client.Predictor``) knows
-nothing of this package, and this package sends no predictions.
+wait, show an endpoint's status, promote a version (optionally through a canary), run a canary
+rollout judged on evidence (``rollout``: steps, checks, rollback or promotion; its state on the
+endpoint's tags), and generate the Asset Bundle's ``model_serving_endpoints``. The request path
+(``client.Predictor``) knows nothing of this package, and this package sends no predictions.
 
 Example::
 
@@ -24,21 +25,34 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._bundle import bundle_resources, check_bundle, monitor_resources
+    from ._canary import Evidence, Judgment, Policy, RolloutState, judge
     from ._config import (
         DesiredEndpoint,
         EntityState,
         InferenceTable,
         MonitorState,
+        RolloutSpec,
         ServingConfig,
         ServingConfigError,
+        duration_seconds,
         load_config,
         parse_config,
         registry_resolver,
         resolve,
     )
     from ._diff import Plan, diff, status_text
+    from ._evidence import evidence_from_report, monitoring_evidence, records_evidence
     from ._monitor import MonitorUnsupported
     from ._promote import promote, registry_alias_setter
+    from ._rollout import (
+        EvidenceSource,
+        RolloutError,
+        abort_rollout,
+        plan_rollout,
+        policy_of,
+        rollout,
+        rollout_status,
+    )
     from ._workspace import (
         ApplyResult,
         EndpointOperationError,
@@ -55,25 +69,42 @@ __all__ = [
     "EndpointOperationError",
     "EndpointUpdateFailed",
     "EntityState",
+    "Evidence",
+    "EvidenceSource",
     "InferenceTable",
+    "Judgment",
     "MonitorState",
     "MonitorUnsupported",
     "Plan",
+    "Policy",
+    "RolloutError",
+    "RolloutSpec",
+    "RolloutState",
     "ServingConfig",
     "ServingConfigError",
+    "abort_rollout",
     "apply",
     "bundle_resources",
     "check_bundle",
     "diff",
+    "duration_seconds",
+    "evidence_from_report",
     "get_endpoint",
+    "judge",
     "load_config",
     "monitor_resources",
+    "monitoring_evidence",
     "parse_config",
     "plan",
+    "plan_rollout",
+    "policy_of",
     "promote",
+    "records_evidence",
     "registry_alias_setter",
     "registry_resolver",
     "resolve",
+    "rollout",
+    "rollout_status",
     "status_text",
     "workspace_client",
 ]
@@ -81,14 +112,20 @@ __all__ = [
 #: The private module each public name lives in.
 _MODULE_OF = {
     **dict.fromkeys(("bundle_resources", "check_bundle", "monitor_resources"), "_bundle"),
-    "MonitorUnsupported": "_monitor",
+    **dict.fromkeys(("Evidence", "Judgment", "Policy", "RolloutState", "judge"), "_canary"),
     **dict.fromkeys(
-        ("DesiredEndpoint", "EntityState", "InferenceTable", "MonitorState", "ServingConfig", "ServingConfigError",
-         "load_config", "parse_config", "registry_resolver", "resolve"),
+        ("DesiredEndpoint", "EntityState", "InferenceTable", "MonitorState", "RolloutSpec", "ServingConfig",
+         "ServingConfigError", "duration_seconds", "load_config", "parse_config", "registry_resolver", "resolve"),
         "_config",
     ),
     **dict.fromkeys(("Plan", "diff", "status_text"), "_diff"),
+    **dict.fromkeys(("evidence_from_report", "monitoring_evidence", "records_evidence"), "_evidence"),
+    "MonitorUnsupported": "_monitor",
     **dict.fromkeys(("promote", "registry_alias_setter"), "_promote"),
+    **dict.fromkeys(
+        ("EvidenceSource", "RolloutError", "abort_rollout", "plan_rollout", "policy_of", "rollout", "rollout_status"),
+        "_rollout",
+    ),
     **dict.fromkeys(
         ("ApplyResult", "EndpointOperationError", "EndpointUpdateFailed", "apply", "get_endpoint", "plan",
          "workspace_client"),

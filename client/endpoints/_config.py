@@ -25,6 +25,10 @@ A file names one Model Serving endpoint and the Unity Catalog model versions it 
       granularities: [1 hour, 1 day]
     tags:
       project: uc-predictor
+    rollout:                       # canary rollouts (``predictor rollout FILE --challenger NAME``)
+      steps: [10, 25, 50, 100]     # challenger's percent of the champion+challenger traffic
+      interval: 5m                 # judge each step after this long (s, ms, m, h; or seconds)
+      max_p99_ratio: 1.5           # see RolloutSpec for every key
 
 The legacy ``auto_capture_config`` is refused: Databricks stopped supporting it on 2026-03-20.
 
@@ -45,6 +49,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,8 +64,10 @@ __all__ = [
     "EntityState",
     "InferenceTable",
     "MonitorState",
+    "RolloutSpec",
     "ServingConfig",
     "ServingConfigError",
+    "duration_seconds",
     "load_config",
     "registry_resolver",
     "resolve",
@@ -183,6 +190,73 @@ class MonitorSpec(_Strict):
         return value
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def duration_seconds(value: Any) -> float:
+    """``30`` / ``"30s"`` / ``"250ms"`` / ``"5m"`` / ``"1h"`` -> seconds (a YAML number is seconds)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if m is None:
+            raise ValueError(f"{value!r} is not a duration such as 30s, 250ms, 5m or 1h")
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"{value!r} must be a positive duration")
+    return seconds
+
+
+class RolloutSpec(_Strict):
+    """A canary rollout's plan and checks (``rollout:``); ``client.endpoints._canary`` explains each check."""
+
+    #: the served entity the challenger is compared with (default: the other one with traffic)
+    champion: str | None = Field(default=None, pattern=_NAME)
+    steps: list[int] = Field(default_factory=lambda: [10, 25, 50, 100], min_length=1, max_length=20)
+    interval: float = 300.0
+    #: per step: how long it may wait for enough samples before the rollout is rolled back
+    deadline: float = 3600.0
+    #: failed judgments that roll back (Flagger's ``threshold``)
+    threshold: int = Field(default=1, ge=1, le=100)
+    min_requests: int = Field(default=100, ge=1)
+    min_feedback: int = Field(default=30, ge=1)
+    min_labels: int = Field(default=30, ge=1)
+    #: challenger error rate <= champion's + this (a fraction: 0.01 = one percentage point)
+    max_error_rate_increase: float = Field(default=0.01, ge=0, le=1)
+    #: challenger p99 <= champion's p99 x this + p99_slack_ms
+    max_p99_ratio: float = Field(default=1.5, ge=1)
+    p99_slack_ms: float = Field(default=10.0, ge=0)
+    #: challenger thumbs-up rate >= champion's - this (a fraction)
+    max_thumbs_up_drop: float = Field(default=0.05, ge=0, le=1)
+    #: challenger accuracy (RMSE) no worse than the champion's by more than this fraction of it
+    max_label_metric_drop: float = Field(default=0.05, ge=0, le=1)
+    #: a drift or data-quality rule broken on the challenger alone fails the step
+    check_drift: bool = True
+    #: the registry alias moved to the challenger's version on promotion
+    alias: str = Field(default="champion", pattern=r"^[A-Za-z0-9_-]+$")
+    #: on promotion, the old champion entity is removed, or kept with 0 % (a quick way back)
+    old_entity: Literal["remove", "keep"] = "remove"
+
+    @field_validator("interval", "deadline", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return duration_seconds(value)
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing_to_100(cls, steps: list[int]) -> list[int]:
+        if any(not 1 <= s <= 100 for s in steps):
+            raise ValueError(f"steps {steps}: each is a percentage between 1 and 100")
+        if any(b <= a for a, b in pairwise(steps)):
+            raise ValueError(f"steps {steps} must increase")
+        if steps[-1] != 100:
+            raise ValueError(f"steps {steps} must end at 100 (the promotion)")
+        return steps
+
+
 class ServingConfig(_Strict):
     """The whole file."""
 
@@ -194,6 +268,7 @@ class ServingConfig(_Strict):
     usage_tracking: bool = False
     monitor: MonitorSpec | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    rollout: RolloutSpec | None = None
     #: Accepted only to be refused with a pointer to its replacement (see the validator).
     auto_capture_config: Any = None
 
@@ -301,6 +376,9 @@ def _cross_checks(cfg: ServingConfig) -> list[tuple[tuple[Any, ...], str]]:
     total = sum(cfg.traffic.values())
     if total != 100:
         issues.append((("traffic",), f"percentages sum to {total}, not 100"))
+    if cfg.rollout is not None and cfg.rollout.champion is not None and cfg.rollout.champion not in names:
+        issues.append((("rollout", "champion"),
+                       f"no served entity named {cfg.rollout.champion!r} (have: {', '.join(names)})"))
     return issues
 
 

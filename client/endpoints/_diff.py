@@ -11,7 +11,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from databricks.sdk.service.serving import (
@@ -126,6 +126,10 @@ class Plan:
         return "\n".join([head, *("  " + n for n in self.notes), *("  " + ln for ln in self.lines)])
 
 
+#: Tags with this prefix belong to a rollout (``_canary``): plan and apply leave them alone.
+ROLLOUT_TAG_PREFIX = "rollout_"
+
+
 def diff(current: DesiredEndpoint | None, desired: DesiredEndpoint) -> Plan:
     """Compare the workspace's ``current`` config (``None``: no endpoint) with ``desired``."""
     notes = [f"{m}@{a} resolves to version {v}" for m, a, v in desired.aliases.values()]
@@ -142,7 +146,8 @@ def diff(current: DesiredEndpoint | None, desired: DesiredEndpoint) -> Plan:
             lines.append("+ usage tracking: on")
         gateway = bool(desired.rate_limits or desired.inference_table or desired.usage_tracking)
         return Plan(desired.name, "create", lines, notes, True, bool(desired.tags), gateway)
-    cur = current
+    # The rollout's own tags (its state, kept on the endpoint by ``predictor rollout``) are not the file's.
+    cur = replace(current, tags={k: v for k, v in current.tags.items() if not k.startswith(ROLLOUT_TAG_PREFIX)})
     lines = []
     for name, want in desired.entities.items():
         have = cur.entities.get(name)

@@ -34,8 +34,10 @@ from databricks.sdk.service.serving import (
 )
 
 from .._exceptions import PredictorError
+from ._canary import state_from_tags
 from ._config import DesiredEndpoint
 from ._diff import (
+    ROLLOUT_TAG_PREFIX,
     Plan,
     config_update,
     current_of,
@@ -55,6 +57,7 @@ __all__ = [
     "get_endpoint",
     "plan",
     "update_config",
+    "update_tags",
     "wait_until_settled",
     "workspace_client",
 ]
@@ -204,6 +207,17 @@ def update_config(w: WorkspaceClient, desired: DesiredEndpoint) -> None:
     )
 
 
+def update_tags(w: WorkspaceClient, name: str, add: dict[str, str] | Any, delete: Any = ()) -> None:
+    """``PATCH .../tags``: add (or overwrite) ``add``, drop the keys in ``delete``."""
+    _call(
+        f"updating tags of {name}",
+        w.serving_endpoints.patch,
+        name,
+        add_tags=[EndpointTag(key=k, value=v) for k, v in add.items()] or None,
+        delete_tags=list(delete) or None,
+    )
+
+
 def apply(
     w: WorkspaceClient,
     desired: DesiredEndpoint,
@@ -218,6 +232,12 @@ def apply(
     ep = get_endpoint(w, name)
     if ep is not None and ep.state and ep.state.config_update == EndpointStateConfigUpdate.IN_PROGRESS:
         raise EndpointOperationError(f"endpoint {name}: an update is already in progress; try again when it ends")
+    rollout = state_from_tags({t.key: t.value or "" for t in ep.tags or []}) if ep is not None else None
+    if rollout is not None and rollout.active:
+        raise EndpointOperationError(
+            f"endpoint {name}: a rollout of {rollout.challenger} is {rollout.phase} and owns its traffic; "
+            f"wait for it, or 'predictor rollout abort {name}'"
+        )
     result = _with_monitor(w, desired, diff(current_of(ep) if ep else None, desired))
     if not result.changed:
         return ApplyResult(result, ep)
@@ -242,7 +262,8 @@ def apply(
                 w.serving_endpoints.patch,
                 name,
                 add_tags=[EndpointTag(key=k, value=v) for k, v in desired.tags.items()] or None,
-                delete_tags=[k for k in current.tags if k not in desired.tags] or None,
+                delete_tags=[k for k in current.tags if k not in desired.tags
+                             and not k.startswith(ROLLOUT_TAG_PREFIX)] or None,
             )
         if result.ai_gateway:
             old, new = current.inference_table, desired.inference_table

@@ -1,5 +1,6 @@
 """The ``predictor`` command line: demo model, local serving, schema, predictions, and
-``predictor endpoints validate|plan|apply|status|promote|bundle`` for serving_configs/.
+``predictor endpoints validate|plan|apply|status|promote|bundle`` for serving_configs/, and
+``predictor rollout`` (canary rollouts judged on monitoring evidence).
 
 Imports stay lazy so that ``predictor --help`` is instant.
 """
@@ -364,14 +365,18 @@ def _cmd_endpoints_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_problems(exc: _ConfigProblems) -> int:
+    for err in exc.errors:
+        for line in str(err).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+    return 1
+
+
 def _run_endpoints(args: argparse.Namespace) -> int:
     try:
         return int(args.endpoints_func(args))
     except _ConfigProblems as exc:
-        for err in exc.errors:
-            for line in str(err).splitlines():
-                print(f"error: {line}", file=sys.stderr)
-        return 1
+        return _config_problems(exc)
 
 
 def _add_endpoints_group(sub: Any) -> None:
@@ -429,6 +434,140 @@ def _add_endpoints_group(sub: Any) -> None:
     p.add_argument("--check", metavar="DATABRICKS_YML", default=None, help="exit 1 if the bundle is out of date")
     common(p, workspace=False)
     p.set_defaults(endpoints_func=_cmd_endpoints_bundle)
+
+
+# --- `predictor rollout ...` ---------------------------------------------------------------------
+
+
+def _steps(text: str) -> list[int]:
+    """``10,25,50,100``, checked by the ``rollout:`` block's own rules."""
+    from pydantic import ValidationError
+
+    from ..endpoints import RolloutSpec
+
+    try:
+        return RolloutSpec(steps=[int(x) for x in text.split(",")]).steps
+    except (ValueError, ValidationError) as exc:
+        errors = exc.errors(include_url=False) if isinstance(exc, ValidationError) else None
+        msg = str(errors[0]["msg"]).removeprefix("Value error, ") if errors else f"{text!r}: {exc}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _duration(text: str) -> float:
+    from ..endpoints import duration_seconds
+
+    try:
+        return duration_seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _rollout_policy(args: argparse.Namespace, spec: Any) -> Any:
+    from ..endpoints import policy_of
+
+    return policy_of(spec, steps=args.steps, interval=args.interval, deadline=args.deadline,
+                     threshold=args.threshold, min_requests=args.min_requests)
+
+
+def _cmd_rollout(args: argparse.Namespace) -> int:
+    import signal
+
+    from ..endpoints import (
+        abort_rollout,
+        get_endpoint,
+        plan_rollout,
+        registry_alias_setter,
+        resolve,
+        rollout,
+        rollout_status,
+        workspace_client,
+    )
+
+    what = args.what
+    if what[0] in ("status", "abort"):
+        if len(what) != 2:
+            _usage(f"rollout {what[0]} takes one endpoint name")
+        w = workspace_client(args.host, args.profile)
+        if what[0] == "status":
+            state = rollout_status(w, what[1])
+            print(state.text() if state is not None else f"endpoint {what[1]}: no rollout recorded")
+            return 0
+        abort_rollout(w, what[1], poll_interval=args.poll_interval, timeout=args.timeout)
+        return 0
+    if len(what) != 1:
+        _usage("rollout takes one config file (or: status ENDPOINT, abort ENDPOINT)")
+    if not args.challenger:
+        _usage("rollout CONFIG needs --challenger NAME (the served entity to roll out)")
+    try:
+        [cfg] = _load_configs(what)
+        desired = resolve(cfg, None) if args.offline else _resolve_all([cfg], args.registry_uri)[0]
+    except _ConfigProblems as exc:
+        return _config_problems(exc)
+    if args.endpoint:  # the same file, deployed under a target's name (e.g. iris-ab-staging)
+        from dataclasses import replace
+
+        desired = replace(desired, name=args.endpoint)
+    policy = _rollout_policy(args, cfg.rollout)
+    champion = cfg.rollout.champion if cfg.rollout else None
+    if args.dry_run:
+        active = None
+        if not args.offline:
+            w = workspace_client(args.host, args.profile)
+            active = rollout_status(w, desired.name) if get_endpoint(w, desired.name) else None
+        print("\n".join(plan_rollout(desired, args.challenger, policy, champion=champion, active=active)))
+        return 0
+    from ..endpoints import monitoring_evidence
+
+    challenger = desired.entities.get(args.challenger)
+    evidence = monitoring_evidence(model=challenger.entity_name if challenger else None,
+                                   experiments=args.experiment or None, registry_uri=args.registry_uri)
+    # CI cancels a job with SIGTERM: stop as on Ctrl-C (the state on the tags says where it stood).
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        state = rollout(workspace_client(args.host, args.profile), desired, args.challenger, policy, evidence,
+                        set_alias=registry_alias_setter(args.registry_uri), champion=champion, resume=args.resume,
+                        out=lambda line: print(line, flush=True), poll_interval=args.poll_interval,
+                        timeout=args.timeout, progress=_progress())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if state.phase != "promoted":
+        print(f"error: rollout of {state.challenger} {state.phase.replace('_', ' ')} ({state.reason})",
+              file=sys.stderr)
+        return RUNTIME
+    return 0
+
+
+def _usage(message: str) -> NoReturn:
+    raise SystemExit(_UsageError(message))
+
+
+class _UsageError(str):
+    pass
+
+
+def _add_rollout_group(sub: Any) -> None:
+    p = sub.add_parser("rollout", help="canary rollout of a served entity, judged on monitoring evidence",
+                       description="predictor rollout CONFIG.yaml --challenger NAME [--dry-run|--resume]; "
+                                   "predictor rollout status ENDPOINT; predictor rollout abort ENDPOINT")
+    p.add_argument("what", nargs="+", metavar="CONFIG | status ENDPOINT | abort ENDPOINT")
+    p.add_argument("--challenger", default=None, help="the served entity (in CONFIG) to roll out")
+    p.add_argument("--endpoint", default=None, help="endpoint name, when not the file's (a bundle target's name)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    p.add_argument("--offline", action="store_true", help="with --dry-run: do not read the endpoint")
+    p.add_argument("--resume", action="store_true", help="carry on the rollout in progress (after a crash or Ctrl-C)")
+    p.add_argument("--steps", type=_steps, default=None, help="challenger percentages, e.g. 10,25,50,100")
+    p.add_argument("--interval", type=_duration, default=None, help="judge each step after this long (30s, 5m)")
+    p.add_argument("--deadline", type=_duration, default=None, help="longest a step waits for enough samples")
+    p.add_argument("--threshold", type=_positive_int, default=None, help="failed judgments that roll back")
+    p.add_argument("--min-requests", type=_positive_int, default=None, help="requests each side needs per window")
+    p.add_argument("--experiment", action="append", default=[],
+                   help="MLflow experiment the traces are in (repeatable; default: the apps')")
+    p.add_argument("--registry-uri", default=None, help="MLflow registry (databricks-uc on a workspace)")
+    p.add_argument("--host", default=None, help="workspace URL (else DATABRICKS_HOST / profile)")
+    p.add_argument("--profile", default=None, help="~/.databrickscfg profile")
+    p.add_argument("--poll-interval", type=_positive_float, default=5.0, help="seconds between state polls")
+    p.add_argument("--timeout", type=_positive_float, default=1200.0, help="longest wait for one endpoint update")
+    p.set_defaults(func=_cmd_rollout)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -497,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_batch)
 
     _add_endpoints_group(sub)
+    _add_rollout_group(sub)
 
     fb = sub.add_parser("feedback", help="user feedback on traced predictions").add_subparsers(
         dest="feedback_command", required=True)
@@ -631,9 +771,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = any(a in DEBUG_FLAGS for a in argv)
-    args = build_parser().parse_args([a for a in argv if a not in DEBUG_FLAGS])
+    parser = build_parser()
+    args = parser.parse_args([a for a in argv if a not in DEBUG_FLAGS])
     try:
         return int(args.func(args) or 0)
+    except SystemExit as exc:
+        if isinstance(exc.code, _UsageError):  # a usage error found after parsing: one line, exit 2
+            parser.exit(USAGE, f"{parser.prog}: error: {exc.code} (see {parser.prog} --help)\n")
+        raise
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

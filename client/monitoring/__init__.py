@@ -22,7 +22,7 @@ Example::
         print(g.group, g.requests, g.error_rate, [d.column_name for d in g.drift if d.drifted])
 
     frame, meta = records_from_traces("main.default.iris", since=yesterday)
-    health(frame, by="served_entity", window="1h")              # per group, per window
+    health(frame, by="served_entity", windows="1h")             # per group, per window
     drift(frame, baseline_frame)                                # per feature, with verdicts
 """
 
@@ -93,10 +93,11 @@ __all__ = [
 ]
 
 
-def health(records: pd.DataFrame, by: str = "model_version", window: str = DEFAULT_WINDOW, *,
+def health(records: pd.DataFrame, by: str = "model_version", windows: str = DEFAULT_WINDOW, *,
            since: datetime | None = None, until: datetime | None = None) -> dict[str, list[HealthWindow]]:
     """Requests, error rate and latency p50/p95/p99 per ``by`` group (``"model_version"`` or
-    ``"served_entity"``) and ``window`` (a pandas offset: ``"1h"``, ``"15min"``, ``"1D"``).
+    ``"served_entity"``) and window, ``windows`` long (a pandas offset: ``"1h"``, ``"15min"``, ``"1D"``),
+    from ``since`` to ``until`` (default: the records' own span, in whole windows).
 
     Example::
 
@@ -108,8 +109,22 @@ def health(records: pd.DataFrame, by: str = "model_version", window: str = DEFAU
         >>> [(w.requests, w.error_rate) for w in health(frame)["3"]]
         [(2, 0.5)]
     """
-    r = report(records, None, by=by, window=window, since=since, until=until, signature={})  # type: ignore[arg-type]
-    return {g.group: g.windows for g in r.groups}
+    import pandas as pd
+
+    from ._stats import health_windows
+    from ._traces import time_range
+
+    if by not in ("model_version", "served_entity"):
+        raise ValueError(f"by={by!r}: expected 'model_version' or 'served_entity'")
+    if not len(records):
+        raise EmptyWindowError("no records")
+    if since is None and until is None:  # the records' own span, in whole windows
+        start = records["request_time"].min().floor(windows)
+        end = records["request_time"].max().floor(windows) + pd.tseries.frequencies.to_offset(windows)
+    else:
+        start, end = (pd.Timestamp(t) for t in time_range(since, until))
+    groups = records[by].fillna("?").astype(str)
+    return {str(key): health_windows(part, windows, start, end) for key, part in records.groupby(groups, sort=True)}
 
 
 def drift(records: pd.DataFrame, baseline: pd.DataFrame, rules: Mapping[str, DriftRule] | None = None, *,
