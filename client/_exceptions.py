@@ -22,6 +22,10 @@
             ├── RateLimitError                  429, after the retries the budget allowed
             └── InternalServerError             5xx, after the retries the budget allowed
 
+``client.monitoring`` adds, under ``PredictorError``: ``MonitoringError`` with ``BaselineError``
+(also a ``ConfigurationError``: a baseline unreadable or without the signature's columns) and
+``NoDataError`` (``NoTracesError``: nothing traced; ``EmptyWindowError``: no records in the range).
+
 Messages carry what is wrong and where, never a token, a client secret or whole rows of
 user data.
 """

@@ -213,7 +213,7 @@ def test_the_monitoring_tab_shows_the_drifted_feature(kind, apps, browser, regis
         p.close()
     mlflow.flush_trace_async_logging()
     with FrontDoor(server.url, User.named("alice", token=None)) as door:
-        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page = browser.new_page(viewport={"width": 1400, "height": 2300})  # Streamlit scrolls inside the page
         try:
             ui = Ui(page, kind).open(door.url)
             page.get_by_role("tab", name="Monitoring").click()

@@ -277,7 +277,13 @@ def test_error_traces_carry_status_and_served_entity():
 
 def test_the_monitoring_tab_is_for_reviewers_and_shows_rows_of_the_report():
     from frontends.core.feedback import FeedbackAccess
-    from frontends.core.monitoring import MONITOR_REVIEWERS_ONLY, monitoring_view, overlay_rows, view_of
+    from frontends.core.monitoring import (
+        MONITOR_REVIEWERS_ONLY,
+        default_feature,
+        monitoring_view,
+        overlay_rows,
+        view_of,
+    )
 
     # a visitor who is not a reviewer gets the note, and nothing is read (no experiment, no store)
     assert monitoring_view("m", "1", FeedbackAccess(reviewer=False, user="bob")).note == MONITOR_REVIEWERS_ONLY
@@ -288,6 +294,7 @@ def test_the_monitoring_tab_is_for_reviewers_and_shows_rows_of_the_report():
     assert view.versions == ["v1 champion"]
     rows = {r["feature"]: r["verdict"] for r in view.drift["v1 champion"]}
     assert rows == {"a": "DRIFTED", "b": "ok"}
+    assert default_feature(view.drift["v1 champion"][::-1]) == "a"  # the drifted one first, wherever it is
     assert [p["feature"] for p in view.problems if p["kind"] == "drift"] == ["a"]
     assert sum(r["requests"] for r in view.lines["requests"]) == 100
     overlay = overlay_rows(view, "v1 champion", "a")

@@ -29,6 +29,7 @@ __all__ = [
     "MONITOR_NO_EXPERIMENT",
     "MONITOR_REVIEWERS_ONLY",
     "MonitoringView",
+    "default_feature",
     "drift_rows",
     "line_rows",
     "monitoring_view",
@@ -93,6 +94,12 @@ def drift_rows(g: VersionReport) -> list[dict[str, Any]]:
             "data quality": "-" if q is None else ("; ".join(q.problems) or "ok"),
         })
     return rows
+
+
+def default_feature(rows: list[dict[str, Any]]) -> str | None:
+    """The feature whose distributions a tab shows first: the first drifted one, else the first."""
+    drifted = [r["feature"] for r in rows if r["verdict"] == "DRIFTED"]
+    return drifted[0] if drifted else (rows[0]["feature"] if rows else None)
 
 
 def view_of(report: MonitorReport) -> MonitoringView:

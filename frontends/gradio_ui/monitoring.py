@@ -12,7 +12,7 @@ import gradio as gr
 import pandas as pd
 
 from frontends.core.feedback import feedback_access
-from frontends.core.monitoring import LINE_METRICS, MonitoringView, monitoring_view, overlay_rows
+from frontends.core.monitoring import LINE_METRICS, MonitoringView, default_feature, monitoring_view, overlay_rows
 from frontends.gradio_ui.runtime import request_headers
 
 __all__ = ["monitoring_tab"]
@@ -31,7 +31,7 @@ def _drift(view: MonitoringView, version: str | None) -> tuple[Any, Any]:
     rows = view.drift.get(version or "", [])
     features = [r["feature"] for r in rows]
     return (gr.update(value=pd.DataFrame(rows), visible=bool(rows)),
-            gr.update(choices=features, value=features[0] if features else None, visible=bool(features)))
+            gr.update(choices=features, value=default_feature(rows), visible=bool(features)))
 
 
 def _overlay(view: MonitoringView, version: str | None, feature: str | None) -> Any:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from frontends.core.feedback import FeedbackAccess
-from frontends.core.monitoring import LINE_METRICS, MonitoringView, monitoring_view, overlay_rows
+from frontends.core.monitoring import LINE_METRICS, MonitoringView, default_feature, monitoring_view, overlay_rows
 from frontends.streamlit_ui.chart import line_chart_spec, overlay_chart_spec
 
 __all__ = ["monitoring_page"]
@@ -52,7 +52,8 @@ def monitoring_page(model_name: str | None, experiment_id: str | None, access: F
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     features = [r["feature"] for r in rows]
     if features:
-        feature = st.selectbox("Distribution of", features, key="monitoring-feature")
+        feature = st.selectbox("Distribution of", features, index=features.index(default_feature(rows) or features[0]),
+                               key="monitoring-feature")
         overlay = overlay_rows(view, version or "", feature or "")
         if overlay:
             st.vega_lite_chart(spec=overlay_chart_spec(overlay, "bin", "share", "sample"), height=240, width="stretch")
