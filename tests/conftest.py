@@ -154,6 +154,18 @@ def agent_server(agent_registry: str) -> Iterator[str]:
                              "--experiment", AGENT_TRACES)
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster (``tests/_postgres.py``; Debian's ``postgresql``, ``make postgres``)."""
+    from _postgres import PostgresCluster
+
+    cluster = PostgresCluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium driven by Playwright, one per test module (the browser tests share it)."""
