@@ -387,6 +387,18 @@ class HistoryStore:
                              row.created_at, thumbs_up, comment or None)
 
 
+    def vote_on_trace(self, user: str, trace_id: str, *, thumbs_up: bool, comment: str | None = None
+                      ) -> StoredMessage | None:
+        """:meth:`vote` on the user's answer with that trace id (a page that knows an answer by its
+        trace); ``None`` when the user has no such answer (a form prediction, another user's trace)."""
+        m, c = messages.c, conversations.c
+        with self._tx() as conn:
+            found = conn.execute(sa.select(sa.func.max(m.id))
+                                 .select_from(messages.join(conversations, c.id == m.conversation_id))
+                                 .where(m.trace_id == trace_id, c.user_id == user, m.role == "assistant")).scalar()
+        return None if found is None else self.vote(user, int(found), thumbs_up=thumbs_up, comment=comment)
+
+
 def lakebase_url(env: Mapping[str, str]) -> str:
     """The SQLAlchemy URL of the Lakebase database an App's resource describes (``PG*``), no password."""
     user = quote(env.get("PGUSER", ""), safe="")
