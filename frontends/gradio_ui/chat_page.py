@@ -35,7 +35,7 @@ from client.feedback import tag_answer_trace_later
 from frontends.core.chat import STOPPED, caption, chat_error_text, conversation, tool_lines
 from frontends.core.conversations import UserHistory
 from frontends.core.feedback import feedback_user, save_vote
-from frontends.core.history import NOT_SAVED, HistoryStore, store_from_env
+from frontends.core.history import NOT_SAVED, ConversationPage, HistoryStore, store_from_env
 from frontends.core.markup import html_text, image_hosts, safe_markdown
 from frontends.core.session import caller_identity, predictor_for
 from frontends.gradio_ui.feedback import feedback_controls, feedback_tab
@@ -144,6 +144,10 @@ def _keep(saved: UserHistory, session: dict[str, Any], prompt: str, outcome: dic
     session.setdefault("traces", []).append(trace_id if status == "ok" else None)
 
 
+def _choices(page: ConversationPage) -> list[tuple[str, str]]:
+    return [(c.title, c.id) for c in page.items]
+
+
 def _answer_index(messages: list[dict[str, Any]], index: int) -> int:
     """Which answer (0 for the first) the Chatbot's message ``index`` is (pure)."""
     return sum(1 for m in messages[:index] if isinstance(m, dict) and m.get("role") == "assistant")
@@ -161,7 +165,7 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
         out: tuple[Any, ...] | None = None
         try:
             async for out in answer(runtime, message, history, dict(originals or {}), headers, outcome):
-                yield (*out, session, gr.skip())
+                yield (*out, session, gr.skip(), gr.skip())
         except gr.Error:  # no answer at all: kept as failed; the error shows as before (no answer bubble)
             session["id"] = await asyncio.to_thread(saved.save, session.get("id"), message, outcome.get("text", ""),
                                                     status="failed")
@@ -171,7 +175,9 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
             raise
         if out is not None:
             await asyncio.to_thread(_keep, saved, session, message, outcome, out[2])
-            yield (*out, session, html_text(saved.note or ""))
+            page = await asyncio.to_thread(saved.page, int(session.get("page", 0)))
+            listed = gr.skip() if page is None else gr.update(choices=_choices(page), value=session.get("id"))
+            yield (*out, session, html_text(saved.note or ""), listed)
 
     with gr.Blocks(title=runtime.config.title) as demo:
         gr.Markdown(f"# {runtime.config.title}")
@@ -179,20 +185,10 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
         session = gr.State({})
         with gr.Tabs():
             with gr.Tab("Chat"), gr.Row():
-                with gr.Column(scale=1, min_width=220):
-                    gr.Markdown("## Conversations")
-                    note = gr.HTML()  # about the history: text, never markup
-                    new = gr.Button("New conversation", size="sm")
-                    listed = gr.Radio(choices=[], label="Your conversations")  # titles shown as text
-                    with gr.Row():
-                        newer = gr.Button("Newer", size="sm", visible=False)
-                        older = gr.Button("Older", size="sm", visible=False)
-                    with gr.Accordion("Rename or delete", open=False):
-                        title = gr.Textbox(label="Title", max_length=200)
-                        rename = gr.Button("Rename", size="sm")
-                        delete = gr.Button("Delete conversation", size="sm", variant="stop")
                 with gr.Column(scale=3):
                     details = gr.Markdown(render=False)
+                    note = gr.HTML(render=False)  # about the history: text, never markup
+                    listed = gr.Radio(choices=[], label="Your conversations", render=False)  # titles: text
                     trace_state = gr.State(None)  # the answer the thumbs below rate (the latest, or one clicked)
                     originals = gr.State({})  # answer as shown -> the model's own text (sent back next turn)
                     chatbot = gr.Chatbot(label="Conversation", height=460)
@@ -202,7 +198,7 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
                         textbox=gr.Textbox(placeholder="Ask the model", show_label=False, submit_btn=True,
                                            stop_btn=True),
                         additional_inputs=[originals, session],
-                        additional_outputs=[details, trace_state, originals, session, note],
+                        additional_outputs=[details, trace_state, originals, session, note, listed],
                         stop_btn=True,
                         api_name="chat",
                     )
@@ -220,6 +216,17 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
                     trace_state.change(lambda trace: ("", "") if trace is None else (gr.skip(), gr.skip()),
                                        inputs=trace_state, outputs=[comment, status], api_visibility="private")
                 with gr.Column(scale=2):
+                    gr.Markdown("## Conversations")
+                    note.render()
+                    new = gr.Button("New conversation", size="sm")
+                    listed.render()
+                    with gr.Row():
+                        newer = gr.Button("Newer", size="sm", visible=False)
+                        older = gr.Button("Older", size="sm", visible=False)
+                    with gr.Accordion("Rename or delete", open=False):
+                        title = gr.Textbox(label="Title", max_length=200)
+                        rename = gr.Button("Rename", size="sm")
+                        delete = gr.Button("Delete conversation", size="sm", variant="stop")
                     gr.Markdown("## Model")
                     card = gr.Markdown()
                     demo.load(runtime.model_card, outputs=card)
@@ -231,11 +238,11 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
             saved = await stores.user(request_headers(request))
             number = int((session or {}).get("page", 0))
             page = await asyncio.to_thread(saved.page, number)
+            said = html_text(saved.note) if saved.note else gr.skip()  # a note the step before left stays
             if page is None:
-                return (gr.update(choices=[], value=None), gr.update(visible=False), gr.update(visible=False),
-                        html_text(saved.note or ""))
-            return (gr.update(choices=[(c.title, c.id) for c in page.items], value=(session or {}).get("id")),
-                    gr.update(visible=page.has_more), gr.update(visible=number > 0), html_text(saved.note or ""))
+                return gr.update(choices=[], value=None), gr.update(visible=False), gr.update(visible=False), said
+            return (gr.update(choices=_choices(page), value=(session or {}).get("id")),
+                    gr.update(visible=page.has_more), gr.update(visible=number > 0), said)
 
         async def open_conversation(conversation_id: str | None, session: dict[str, Any] | None,
                                     request: gr.Request) -> tuple[Any, ...]:
@@ -267,8 +274,6 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
             show, inputs=[session], outputs=listing, **private)
         chatbot.clear(start_new, inputs=[session], outputs=opened, **private).then(
             show, inputs=[session], outputs=listing, **private)
-        # an answer ended (the ChatInterface synced its history): the list shows the conversation on top
-        chat.chatbot_state.change(show, inputs=[session], outputs=listing, **private)
 
         def older_page(session: dict[str, Any]) -> dict[str, Any]:
             return {**session, "page": int(session.get("page", 0)) + 1}

@@ -156,6 +156,8 @@ def render(title: str, card: str, predictor: Predictor, as_user: bool) -> None:
     answers); the app puts it in its "Chat" tab, beside the same Feedback tab as the tabular page."""
     user = _user()
     history_view = _user_history(user)
+    if _CONV not in st.session_state:  # a session's first run: ?conversation=<id> opens one of the user's
+        _open(history_view, st.query_params.get("conversation") or None)
     history: list[dict[str, Any]] = st.session_state.setdefault(_HISTORY, [])
     pending = st.session_state.pop(_PENDING, None)
     if pending is not None:  # the last run was interrupted mid-answer: keep what had arrived
