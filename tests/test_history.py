@@ -136,21 +136,17 @@ def test_a_restarted_app_finds_everything_and_a_newer_schema_is_refused(store: H
     [_, reply] = again.messages(user, conv)
     assert (reply.content, reply.thumbs_up, reply.comment) == ("kept", False, "meh")
 
-    table = again._engine.execution_options().connect  # the versioned schema table says where it stands
-    with table() as conn:
-        versions = conn.execute(sa.text("SELECT version FROM history_schema" if store.engine.dialect.name == "sqlite"
-                                        else "SELECT version FROM predictor_chat.history_schema")).scalars().all()
-        assert versions == [SCHEMA_VERSION]
-        conn.execute(sa.text("INSERT INTO " + ("history_schema" if store.engine.dialect.name == "sqlite"
-                                               else "predictor_chat.history_schema") + " VALUES (99)"))
+    schema_table = f"{store.schema}.history_schema" if store.schema else "history_schema"
+    with store.engine.connect() as conn:  # the versioned schema table says where it stands
+        assert conn.execute(sa.text(f"SELECT version FROM {schema_table}")).scalars().all() == [SCHEMA_VERSION]
+        conn.execute(sa.text(f"INSERT INTO {schema_table} VALUES (99)"))
         conn.commit()
     try:
         with pytest.raises(HistoryError, match="version 99, newer"):
             again.migrate()
     finally:
-        with table() as conn:
-            conn.execute(sa.text("DELETE FROM " + ("history_schema" if store.engine.dialect.name == "sqlite"
-                                                   else "predictor_chat.history_schema") + " WHERE version = 99"))
+        with store.engine.connect() as conn:
+            conn.execute(sa.text(f"DELETE FROM {schema_table} WHERE version = 99"))
             conn.commit()
 
 
@@ -221,7 +217,8 @@ def test_where_the_history_lives_from_the_environment(tmp_path: Path, postgres) 
     # an App with a Lakebase resource: PG* variables, no password; the token from the identity
     _app_role(postgres, "app_sp", "sp-token")
     env = {"PGHOST": "127.0.0.1", "PGPORT": str(postgres.port), "PGDATABASE": "app_sp_db", "PGUSER": "app_sp",
-           "PGSSLMODE": "disable", "PGAPPNAME": "predictor-chat-test", "DATABRICKS_APP_PORT": "8000"}
+           "PGSSLMODE": "disable", "PGAPPNAME": "predictor-chat-test", "DATABRICKS_APP_PORT": "8000",
+           "PREDICTOR_HISTORY_SCHEMA": "chat_streamlit"}
     lakebase = store_from_env(env, token=lambda: (lambda: "sp-token"))
     assert lakebase is not None
     try:
@@ -230,5 +227,27 @@ def test_where_the_history_lives_from_the_environment(tmp_path: Path, postgres) 
             assert conn.execute(sa.text("SELECT current_setting('application_name')")).scalar() == \
                 "predictor-chat-test"
         assert [c.id for c in lakebase.conversations("ann").items] == [conv]
+        assert postgres.sql("SELECT table_schema FROM information_schema.tables WHERE table_name = 'conversations'",
+                            "app_sp_db") == [("chat_streamlit",)]
     finally:
         lakebase.close()
+
+
+def test_both_apps_declare_a_lakebase_database_they_may_connect_to_and_create_in() -> None:
+    """databricks.yml: each app has a ``database`` resource (``CAN_CONNECT_AND_CREATE``) that
+    databricks-sdk's own ``AppResource`` reads back unchanged, and its own Postgres schema."""
+    import yaml
+    from databricks.sdk.service.apps import AppResource, AppResourceDatabaseDatabasePermission
+
+    bundle = yaml.safe_load((Path(__file__).resolve().parent.parent / "databricks.yml").read_text())
+    schemas = []
+    for app in bundle["resources"]["apps"].values():
+        [resource] = [r for r in app["resources"] if "database" in r]
+        parsed = AppResource.from_dict(resource)
+        assert parsed.as_dict() == resource
+        assert parsed.database is not None and parsed.database.permission is \
+            AppResourceDatabaseDatabasePermission.CAN_CONNECT_AND_CREATE
+        assert parsed.database.instance_name and parsed.database.database_name
+        env = {e["name"]: e.get("value") for e in app["config"]["env"]}
+        schemas.append(env["PREDICTOR_HISTORY_SCHEMA"])
+    assert len(set(schemas)) == len(schemas) == 2  # two apps, two roles: a schema each

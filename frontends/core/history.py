@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -52,6 +53,7 @@ __all__ = [
     "MAX_CONTENT_CHARS",
     "MAX_TITLE_CHARS",
     "NOT_SAVED",
+    "SCHEMA_ENV",
     "SCHEMA_VERSION",
     "Answer",
     "Conversation",
@@ -79,8 +81,11 @@ SCHEMA_VERSION = 1
 MAX_CONTENT_CHARS = 2_000_000
 MAX_TITLE_CHARS = 200
 _TITLE_FROM_MESSAGE = 80
-#: Postgres only: the tables live in a schema of their own (the app's role may create it).
+#: Postgres only: the tables live in a schema of their own (the app's role may create it);
+#: ``PREDICTOR_HISTORY_SCHEMA`` names another (two apps sharing a database each need their own).
 PG_SCHEMA = "predictor_chat"
+SCHEMA_ENV = "PREDICTOR_HISTORY_SCHEMA"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 #: Lakebase tokens last an hour at most; a pooled connection is replaced well before.
 TOKEN_RECYCLE_S = 900
 CONNECT_TIMEOUT_S = 5
@@ -205,17 +210,21 @@ class HistoryStore:
     Blocking calls: an event loop runs them in a thread (``asyncio.to_thread``).
     """
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, schema: str = PG_SCHEMA) -> None:
         self.engine = engine
-        if engine.dialect.name == "postgresql":
-            self._engine = engine.execution_options(schema_translate_map={None: PG_SCHEMA})
+        self.schema = schema if engine.dialect.name == "postgresql" else None
+        if self.schema:
+            if not _IDENTIFIER.fullmatch(self.schema):
+                raise HistoryError(f"{SCHEMA_ENV}={schema!r}: letters, digits and _ only")
+            self._engine = engine.execution_options(schema_translate_map={None: self.schema})
         else:
             self._engine = engine
 
     @classmethod
-    def connect(cls, url: str, *, password: Callable[[], str] | None = None,
-                recycle_s: float = TOKEN_RECYCLE_S, migrate: bool = True) -> HistoryStore:
-        """A store on ``url``; ``password``: called for each new connection (an OAuth token)."""
+    def connect(cls, url: str, *, password: Callable[[], str] | None = None, recycle_s: float = TOKEN_RECYCLE_S,
+                migrate: bool = True, schema: str = PG_SCHEMA) -> HistoryStore:
+        """A store on ``url``; ``password``: called for each new connection (an OAuth token);
+        ``schema``: the Postgres schema of the tables (one per app when apps share a database)."""
         parsed = sa.make_url(url)
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
@@ -235,7 +244,7 @@ class HistoryStore:
                 except Exception as err:
                     raise HistoryUnavailable(f"no database token could be minted ({type(err).__name__})") from None
 
-        store = cls(engine)
+        store = cls(engine, schema)
         if migrate:
             store.migrate()
         return store
@@ -265,10 +274,10 @@ class HistoryStore:
     def migrate(self) -> None:
         """Create the tables, or bring them to ``SCHEMA_VERSION`` (a versioned schema table)."""
         with self._tx() as conn:
-            if conn.dialect.name == "postgresql":
+            if self.schema:
                 # two app instances starting together: one creates, the other waits for it
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('predictor_chat.migrate'))"))
-                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{PG_SCHEMA}"'))
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": self.schema + ".migrate"})
+                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             meta.create_all(conn, checkfirst=True)
             found = conn.execute(sa.select(sa.func.max(_schema_table.c.version))).scalar()
             if found is None:
@@ -426,12 +435,13 @@ def store_from_env(env: Mapping[str, str] | None = None,
     wanted = (env.get(HISTORY_ENV) or "").strip()
     if wanted.lower() in ("off", "0", "false", "none"):
         return None
+    schema = (env.get(SCHEMA_ENV) or "").strip() or PG_SCHEMA
     if wanted:
-        return HistoryStore.connect(wanted)
+        return HistoryStore.connect(wanted, schema=schema)
     if env.get("PGHOST"):
         if env.get("PGPASSWORD"):  # a plain Postgres with a password: libpq reads it itself
-            return HistoryStore.connect(lakebase_url(env))
-        return HistoryStore.connect(lakebase_url(env), password=token())
+            return HistoryStore.connect(lakebase_url(env), schema=schema)
+        return HistoryStore.connect(lakebase_url(env), password=token(), schema=schema)
     if env.get("DATABRICKS_APP_PORT") or env.get("DATABRICKS_APP_NAME"):
         return None  # an App's disk is gone after a restart: no database resource, no history
     home = Path(env.get("PREDICTOR_HOME") or ".predictor").resolve()
