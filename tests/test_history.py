@@ -251,3 +251,48 @@ def test_both_apps_declare_a_lakebase_database_they_may_connect_to_and_create_in
         env = {e["name"]: e.get("value") for e in app["config"]["env"]}
         schemas.append(env["PREDICTOR_HISTORY_SCHEMA"])
     assert len(set(schemas)) == len(schemas) == 2  # two apps, two roles: a schema each
+
+
+def test_a_reopened_conversation_is_sent_back_in_the_chat_format_and_a_dead_database_never_stops_the_chat(
+        tmp_path: Path) -> None:
+    from frontends.core.chat import conversation
+    from frontends.core.conversations import GONE, UserHistory
+    from frontends.core.history import HISTORY_OFF, NOT_SAVED
+    from frontends.core.markup import safe_markdown
+    from frontends.gradio_ui.chat_page import shown_turns
+
+    store = HistoryStore.connect(f"sqlite:///{tmp_path / 'h.db'}")
+    ann = UserHistory(store, "ann@example.com")
+    answer = "See ![x](http://127.0.0.1:9/x.png) <b>this</b>"
+    conv = ann.save(None, "hi", answer, trace_id="t1", served_version="2")
+    assert ann.save(conv, "more", "It is *(stopped)*", status="stopped") == conv
+    assert ann.save(conv, "again", "fine", trace_id="t3") == conv
+    assert ann.vote("t1", thumbs_up=False, comment="no") and not ann.vote("t-unknown", thumbs_up=True)
+    turns = ann.open(conv)
+    assert turns is not None and ann.note is None
+    # the model gets user and assistant turns in order, its own words, without the stopped note
+    assert conversation(turns) == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": answer},
+                                   {"role": "user", "content": "more"}, {"role": "user", "content": "again"},
+                                   {"role": "assistant", "content": "fine"}]
+    assert (turns[1]["thumbs_up"], turns[1]["comment"], turns[1]["caption"]) == (False, "no", "version 2")
+    # Gradio: shown made safe, mapped back to the model's text; thumbs and traces per answer
+    messages, originals, thumbs, traces = shown_turns(turns)
+    assert messages[1]["content"] == safe_markdown(answer) != answer
+    # as on the live page, Gradio's Chatbot keeps a stopped answer as a turn of the model's: sent back too
+    sent = conversation(turns)
+    assert conversation(messages, originals) == [*sent[:3], {"role": "assistant", "content": "It is *(stopped)*"},
+                                                 *sent[3:]]
+    assert (thumbs, traces) == (["Dislike", None, None], ["t1", None, "t3"])
+
+    bob = UserHistory(store, "bob@example.com")
+    assert bob.open(conv) is None and bob.note == GONE  # not his: as if it never existed
+    assert not bob.delete(conv) and ann.open(conv) is not None
+
+    store.close()
+    (tmp_path / "h.db").unlink()
+    (tmp_path / "h.db").mkdir()  # the database is gone: no file can be opened there
+    down = UserHistory(HistoryStore.connect(f"sqlite:///{tmp_path / 'h.db'}", migrate=False), "ann@example.com")
+    assert down.save(conv, "still answered?", "yes") == conv and down.note == NOT_SAVED
+    assert down.page() is None and down.open(conv) is None and down.note == NOT_SAVED
+    off = UserHistory(None, "ann@example.com")
+    assert (off.save(None, "q", "a"), off.page(), off.note) == (None, None, HISTORY_OFF)
