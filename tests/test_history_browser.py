@@ -5,7 +5,8 @@ role, password over TCP), the Gradio app on SQLite: each app is started once, in
 the demo agent. In one test per app: alice asks, votes thumbs down on the answer; bob, signed in
 as himself, lists only his own conversations, and alice's conversation id in the page's URL
 (``?conversation=<id>``, the one id a client chooses) opens nothing of hers; then the app is
-restarted, and alice finds her conversation, its answer and her vote (the thumbs show it),
+restarted (a second process on the same database, booted beside the first, takes over once
+the first is stopped), and alice finds her conversation, its answer and her vote (the thumbs show it),
 continues it, and the database holds the four turns, in order, under her name only.
 """
 
@@ -113,9 +114,13 @@ def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
     logs = tmp_path_factory.mktemp(f"history-{kind}")
     store = HistoryStore.connect(history_urls[kind])
     alice, bob = User.named("alice", token=None), User.named("bob", token=None)
-    server = wait_ready(launch_app(kind, env, logs / "first.log"))
-    pages: list[Any] = []
+    # The process that takes over after the restart boots beside the first (a start is the
+    # costliest step); it serves nobody until the first one is stopped, and no state but the database's
+    # passes between them.
+    first, restarted = launch_app(kind, env, logs / "first.log"), launch_app(kind, env, logs / "restarted.log")
+    server, pages = first, []
     try:
+        wait_ready(first)
         with FrontDoor(server.url, alice) as door_a, FrontDoor(server.url, bob) as door_b:
             pages.append(browser.new_page(viewport={"width": 1400, "height": 1000}))
             chat_a = Chat(pages[-1], kind).open(door_a.url)
@@ -134,7 +139,7 @@ def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
             assert "setosa" not in pages[-1].content()
         server.stop()
 
-        server = wait_ready(launch_app(kind, env, logs / "restarted.log"))  # the app restarts
+        server = wait_ready(restarted)  # the app "restarts": a new process on the same database
         with FrontDoor(server.url, alice) as door_a:
             pages.append(browser.new_page(viewport={"width": 1400, "height": 1000}))
             chat_a = Chat(pages[-1], kind).open(door_a.url)
@@ -159,5 +164,7 @@ def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
     finally:
         for p in pages:
             p.close()
-        server.stop()
+        for proc in (first, restarted):
+            if proc.proc.poll() is None:
+                proc.stop()
         store.close()
