@@ -110,9 +110,9 @@ def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
 
     env = {"PREDICTOR_MODEL_URI": AGENT, "PREDICTOR_REGISTRY_URI": agent_registry,
            "MLFLOW_TRACKING_URI": agent_registry, "MLFLOW_REGISTRY_URI": agent_registry,
-           "PREDICTOR_HISTORY": history_urls[kind]}
+           "PREDICTOR_HISTORY": history_urls[kind], "PREDICTOR_HISTORY_SCHEMA": "browser_history"}
     logs = tmp_path_factory.mktemp(f"history-{kind}")
-    store = HistoryStore.connect(history_urls[kind])
+    store = HistoryStore.connect(history_urls[kind], schema="browser_history")  # what the test reads
     alice, bob = User.named("alice", token=None), User.named("bob", token=None)
     # The process that takes over after the restart boots beside the first (a start is the
     # costliest step); it serves nobody until the first one is stopped, and no state but the database's
