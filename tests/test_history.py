@@ -256,10 +256,9 @@ def test_both_apps_declare_a_lakebase_database_they_may_connect_to_and_create_in
 def test_a_reopened_conversation_is_sent_back_in_the_chat_format_and_a_dead_database_never_stops_the_chat(
         tmp_path: Path) -> None:
     from frontends.core.chat import conversation
-    from frontends.core.conversations import GONE, UserHistory
+    from frontends.core.conversations import GONE, UserHistory, chatbot_turns
     from frontends.core.history import HISTORY_OFF, NOT_SAVED
     from frontends.core.markup import safe_markdown
-    from frontends.gradio_ui.chat_page import shown_turns
 
     store = HistoryStore.connect(f"sqlite:///{tmp_path / 'h.db'}")
     ann = UserHistory(store, "ann@example.com")
@@ -276,7 +275,7 @@ def test_a_reopened_conversation_is_sent_back_in_the_chat_format_and_a_dead_data
                                    {"role": "assistant", "content": "fine"}]
     assert (turns[1]["thumbs_up"], turns[1]["comment"], turns[1]["caption"]) == (False, "no", "version 2")
     # Gradio: shown made safe, mapped back to the model's text; thumbs and traces per answer
-    messages, originals, thumbs, traces = shown_turns(turns)
+    messages, originals, thumbs, traces = chatbot_turns(turns)
     assert messages[1]["content"] == safe_markdown(answer) != answer
     # as on the live page, Gradio's Chatbot keeps a stopped answer as a turn of the model's: sent back too
     sent = conversation(turns)

@@ -33,8 +33,9 @@ from frontends.core.history import (
     MessageTooLarge,
     StoredMessage,
 )
+from frontends.core.markup import image_hosts, safe_markdown
 
-__all__ = ["GONE", "PAGE_SIZE", "UserHistory", "page_turn"]
+__all__ = ["GONE", "PAGE_SIZE", "UserHistory", "chatbot_turns", "page_turn"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,30 @@ def page_turn(message: StoredMessage) -> dict[str, Any]:
             turn["note"] = True
             turn["error"] = message.status == "failed"
     return turn
+
+
+def chatbot_turns(turns: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str], list[str | None],
+                                                      list[str | None]]:
+    """Stored turns as a Chatbot of role/content messages shows them (Gradio's; pure): (messages,
+    shown -> the model's own text, each answer's thumbs for its ``feedback_value``, each answer's
+    trace id, in order). An answer is shown made safe (``markup.safe_markdown``)."""
+    hosts = image_hosts()
+    messages: list[dict[str, Any]] = []
+    originals: dict[str, str] = {}
+    thumbs: list[str | None] = []
+    traces: list[str | None] = []
+    for turn in turns:
+        if turn["role"] == "user":
+            messages.append({"role": "user", "content": turn["content"]})
+            continue
+        shown = safe_markdown(turn["content"], hosts)
+        messages.append({"role": "assistant", "content": shown})
+        if not turn.get("note"):
+            originals[shown] = turn["content"]
+        up = turn.get("thumbs_up")
+        thumbs.append(None if up is None else ("Like" if up else "Dislike"))
+        traces.append(None if turn.get("note") else turn.get("trace_id"))
+    return messages, originals, thumbs, traces
 
 
 class UserHistory:

@@ -33,7 +33,7 @@ import gradio as gr
 from client import PredictorError
 from client.feedback import tag_answer_trace_later
 from frontends.core.chat import STOPPED, caption, chat_error_text, conversation, tool_lines
-from frontends.core.conversations import UserHistory
+from frontends.core.conversations import UserHistory, chatbot_turns
 from frontends.core.feedback import feedback_user, save_vote
 from frontends.core.history import NOT_SAVED, ConversationPage, HistoryStore, store_from_env
 from frontends.core.markup import html_text, image_hosts, safe_markdown
@@ -108,29 +108,6 @@ class _Store:
                     history.note = NOT_SAVED
                     return history
         return UserHistory(self._store, user)
-
-
-def shown_turns(turns: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str], list[str | None],
-                                                      list[str | None]]:
-    """Stored turns as the Chatbot shows them (pure): (messages, shown -> the model's own text,
-    each answer's thumbs for ``feedback_value``, each answer's trace id, in order)."""
-    hosts = image_hosts()
-    messages: list[dict[str, Any]] = []
-    originals: dict[str, str] = {}
-    thumbs: list[str | None] = []
-    traces: list[str | None] = []
-    for turn in turns:
-        if turn["role"] == "user":
-            messages.append({"role": "user", "content": turn["content"]})
-            continue
-        shown = safe_markdown(turn["content"], hosts)
-        messages.append({"role": "assistant", "content": shown})
-        if not turn.get("note"):
-            originals[shown] = turn["content"]
-        up = turn.get("thumbs_up")
-        thumbs.append(None if up is None else ("Like" if up else "Dislike"))
-        traces.append(None if turn.get("note") else turn.get("trace_id"))
-    return messages, originals, thumbs, traces
 
 
 def _keep(saved: UserHistory, session: dict[str, Any], prompt: str, outcome: dict[str, Any],
@@ -248,7 +225,7 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
                                     request: gr.Request) -> tuple[Any, ...]:
             saved = await stores.user(request_headers(request))
             turns = await asyncio.to_thread(saved.open, conversation_id) if conversation_id else []
-            messages, shown_originals, thumbs, traces = shown_turns(turns or [])
+            messages, shown_originals, thumbs, traces = chatbot_turns(turns or [])
             new_session = {"page": (session or {}).get("page", 0), "traces": traces,
                            "id": conversation_id if turns is not None else None}
             name = await asyncio.to_thread(saved.title, new_session["id"])
