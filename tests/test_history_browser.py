@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 AGENT = "models:/main.default.assistant@champion"
 FIRST = "Which iris is 5.1 3.5 1.4 0.2?"
 SECOND = "And 6.7 3.0 5.2 2.3?"
+HOSTILE_TITLE = "<b>hello</b> **there** [x](y)"
 TIMEOUT = 60_000
 KINDS = ["streamlit", "gradio"]
 
@@ -133,8 +134,8 @@ def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
             chat_b = Chat(pages[-1], kind).open(f"{door_b.url}/?conversation={conv.id}")  # alice's id, crafted
             expect(pages[-1].get_by_text(GONE)).to_be_visible()
             assert chat_b.answers().count() == 0 and chat_b.conversation(FIRST).count() == 0
-            chat_b.send("hello", "I answer questions")
-            expect(chat_b.conversation("hello")).to_be_visible()
+            chat_b.send(HOSTILE_TITLE, "I answer questions")
+            expect(chat_b.conversation(HOSTILE_TITLE)).to_be_visible()  # its title as typed: text, not markup
             assert chat_b.conversation(FIRST).count() == 0
             assert "setosa" not in pages[-1].content()
         server.stop()
@@ -154,7 +155,7 @@ def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
         assert "setosa" in turns[1].content and "virginica" in turns[3].content
         assert (turns[1].thumbs_up, turns[3].thumbs_up) == (False, None)
         assert [c.title for c in store.conversations(alice.email).items] == [FIRST]
-        assert [c.title for c in store.conversations(bob.email).items] == ["hello"]
+        assert [c.title for c in store.conversations(bob.email).items] == [HOSTILE_TITLE]
     except Exception:
         for i, p in enumerate(pages):
             with contextlib.suppress(Exception):

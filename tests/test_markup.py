@@ -164,3 +164,11 @@ def test_user_text_is_shown_as_text():
     out = html_text(comment)
     assert "<" not in out and "$" not in out and "{" not in out
     assert html.unescape(out) == comment
+
+
+def test_markdown_literal_shows_a_users_text_exactly() -> None:
+    from frontends.core.markup import markdown_literal
+
+    text = "<b>hi</b> **x** [a](b) `c` # d :red[e] $f$ \\"
+    rendered = MarkdownIt("commonmark").render(markdown_literal(text))
+    assert rendered == "<p>" + html.escape(text, quote=False).replace('"', "&quot;") + "</p>\n"
