@@ -4,7 +4,8 @@ The Streamlit app keeps its history on the session's throwaway PostgreSQL cluste
 role, password over TCP), the Gradio app on SQLite: each app is started once, in direct mode on
 the demo agent. In one test per app: alice asks, votes thumbs down on the answer; bob, signed in
 as himself, lists only his own conversations, and alice's conversation id in the page's URL
-(``?conversation=<id>``, the one id a client chooses) opens nothing of hers; then the app is
+(``?conversation=<id>``, the one id a client chooses) opens nothing of hers, and he renames and
+deletes a conversation of his own; then the app is
 restarted (a second process on the same database, booted beside the first, takes over once
 the first is stopped), and alice finds her conversation, its answer and her vote (the thumbs show it),
 continues it, and the database holds the four turns, in order, under her name only.
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from _browser import ARTIFACTS, launch_app, wait_ready
+from conftest import SERVER_STARTUP_TIMEOUT
 from front_door import FrontDoor, User
 
 from frontends.core.conversations import GONE
@@ -99,6 +101,20 @@ class Chat:
             return self.page.get_by_role("button", name=title, exact=True)
         return self.page.get_by_role("radio", name=title, exact=True)
 
+    def rename(self, title: str) -> None:
+        self.page.get_by_text("Rename or delete").click()
+        box = self.page.get_by_label("Title", exact=True)
+        box.fill(title)
+        if self.kind == "streamlit":
+            box.press("Enter")  # commit the text (a rerun) before the click
+            self.idle()
+        self.page.get_by_role("button", name="Rename", exact=True).click()
+        self.idle()
+
+    def delete(self) -> None:
+        self.page.get_by_role("button", name="Delete conversation").click()
+        self.idle()
+
     def shot(self, name: str) -> None:
         self.idle()
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -121,14 +137,14 @@ def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
     first, restarted = launch_app(kind, env, logs / "first.log"), launch_app(kind, env, logs / "restarted.log")
     server, pages = first, []
     try:
-        wait_ready(first)
+        wait_ready(first, timeout=SERVER_STARTUP_TIMEOUT)
         with FrontDoor(server.url, alice) as door_a, FrontDoor(server.url, bob) as door_b:
             pages.append(browser.new_page(viewport={"width": 1400, "height": 1000}))
             chat_a = Chat(pages[-1], kind).open(door_a.url)
             chat_a.send(FIRST, "setosa")
+            expect(chat_a.conversation(FIRST)).to_be_visible()  # listed once the turn is kept
             chat_a.thumbs_down_first_answer()
             [conv] = store.conversations(alice.email).items
-            expect(chat_a.conversation(FIRST)).to_be_visible()
 
             pages.append(browser.new_page(viewport={"width": 1400, "height": 1000}))
             chat_b = Chat(pages[-1], kind).open(f"{door_b.url}/?conversation={conv.id}")  # alice's id, crafted
@@ -138,9 +154,17 @@ def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
             expect(chat_b.conversation(HOSTILE_TITLE)).to_be_visible()  # its title as typed: text, not markup
             assert chat_b.conversation(FIRST).count() == 0
             assert "setosa" not in pages[-1].content()
+            chat_b.rename("bob's chat")  # his own: renamed, then deleted
+            expect(chat_b.conversation("bob's chat")).to_be_visible()
+            assert [c.title for c in store.conversations(bob.email).items] == ["bob's chat"]
+            chat_b.delete()
+            expect(chat_b.conversation("bob's chat")).to_have_count(0)
+            chat_b.send(HOSTILE_TITLE, "I answer questions")  # and a new one
+            expect(chat_b.conversation(HOSTILE_TITLE)).to_be_visible()
         server.stop()
 
-        server = wait_ready(restarted)  # the app "restarts": a new process on the same database
+        # the app "restarts": a new process on the same database
+        server = wait_ready(restarted, timeout=SERVER_STARTUP_TIMEOUT)
         with FrontDoor(server.url, alice) as door_a:
             pages.append(browser.new_page(viewport={"width": 1400, "height": 1000}))
             chat_a = Chat(pages[-1], kind).open(door_a.url)
