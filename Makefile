@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PYTHON ?= python3
 UV     := $(shell command -v uv 2>/dev/null || echo $(PYTHON) -m uv)
 
-.PHONY: setup demo test test-sdk-range lint bench chromium java uv
+.PHONY: setup demo test test-sdk-range lint bench chromium java postgres uv
 
 # The lowest databricks-sdk pyproject.toml allows; the main venv has the highest.
 SDK_MIN     := 0.58.0
@@ -39,6 +39,11 @@ chromium:
 java:
 	@command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
+# Debian's PostgreSQL for the chat-history tests (they start a throwaway cluster: tests/_postgres.py).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	    { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
+
 # Register the demo model in the local registry and open the Streamlit app on it.
 demo: $(VENV)/.apps
 	$(VENV)/bin/predictor demo
@@ -58,7 +63,7 @@ PYTEST_ARGS    := -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --
 # follows the main run's; either failing fails `make test`.
 SDK_RANGE_LOG := test-artifacts/sdk-range.log
 
-test: setup chromium java
+test: setup chromium java postgres
 	@mkdir -p $(dir $(SDK_RANGE_LOG))
 	@$(MAKE) --no-print-directory test-sdk-range PYTEST_WORKERS=0 SDK_RANGE_ARGS=--basetemp=test-artifacts/sdk-range-tmp \
 	    >$(SDK_RANGE_LOG) 2>&1 & range=$$!; \

@@ -218,6 +218,19 @@ def chat_servers(agent_registry: str, agent_server: str) -> Iterator[ChatServers
         servers.close()
 
 
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster (``tests/_postgres.py``; Debian's ``postgresql``, ``make postgres``)."""
+    from _postgres import PostgresCluster
+
+    cluster = PostgresCluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium driven by Playwright, one per test module (the browser tests share it)."""
@@ -239,7 +252,8 @@ def browser() -> Iterator[Any]:
 #: --no-loadscope-reorder, so in this order), and a long one left for the end
 #: keeps one core busy while the other idles.
 LONGEST_FIRST = ("test_browser_chat.py", "test_browser.py", "test_faults.py", "test_spark.py", "test_soak.py",
-                 "test_feedback_browser.py", "test_app_concurrency.py", "test_tracing.py", "test_secrets.py",
+                 "test_feedback_browser.py", "test_history_browser.py", "test_app_concurrency.py", "test_tracing.py",
+                 "test_secrets.py",
                  "test_cli.py", "test_frontends_cold_start.py", "test_demo_serve.py")
 
 

@@ -180,3 +180,12 @@ def test_what_fools_the_rewrite_is_shown_fully_escaped():
     out = safe_markdown(answer)
     assert out == f"# h `\n!\\[x]({EVIL}) &lt;b>`"
     assert not fetching_sources(rendered(out)) and "<h1>h `</h1>" in rendered(out)
+
+
+
+def test_markdown_literal_shows_a_users_text_exactly() -> None:
+    from frontends.core.markup import markdown_literal
+
+    text = "<b>hi</b> **x** [a](b) `c` # d :red[e] $f$ \\"
+    rendered = MarkdownIt("commonmark").render(markdown_literal(text))
+    assert rendered == "<p>" + html.escape(text, quote=False).replace('"', "&quot;") + "</p>\n"

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_HOSTS_ENV", "html_text", "image_hosts", "safe_markdown"]
+__all__ = ["IMAGE_HOSTS_ENV", "html_text", "image_hosts", "markdown_literal", "safe_markdown"]
 
 #: Comma-separated host names whose images an answer may show (none by default).
 IMAGE_HOSTS_ENV = "PREDICTOR_IMAGE_HOSTS"
@@ -84,6 +84,21 @@ def html_text(text: str) -> str:
         html_text('<img src=x> **b**')   # '&lt;img src=x&gt; **b**'
     """
     return html.escape(text, quote=True).replace("$", "&#36;").replace("{", "&#123;").replace("}", "&#125;")
+
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def markdown_literal(text: str) -> str:
+    """``text`` as Markdown that shows exactly those characters (every ASCII punctuation
+    backslash-escaped, as CommonMark allows), for a label that renders Markdown (a conversation's
+    title on a Streamlit button).
+
+    Example::
+
+        markdown_literal("<b>hi</b> **x**")   # '\\<b\\>hi\\</b\\> \\*\\*x\\*\\*'
+    """
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
 
 
 def safe_markdown(text: str, image_hosts: Collection[str] = ()) -> str:

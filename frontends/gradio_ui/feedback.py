@@ -35,9 +35,12 @@ async def vote(trace_id: str | None, thumbs_up: bool, comment: str | None, expec
                                    comment=comment, expected=expected)
 
 
-def feedback_controls(trace_state: gr.State, *, ask_expected: bool = False) -> list[gr.components.Component]:
+def feedback_controls(trace_state: gr.State, *, ask_expected: bool = False,
+                      remember: Callable[[str | None, bool, str | None, dict[str, str]], Awaitable[None]] | None = None
+                      ) -> list[gr.components.Component]:
     """Thumbs, comment (and the right value, for a tabular prediction) wired to ``trace_state``;
-    returns the components, so a caller can clear them when a new answer arrives."""
+    returns the components, so a caller can clear them when a new answer arrives. ``remember``:
+    called with each vote (trace id, thumbs up, comment, headers), to keep it in the chat history too."""
     gr.Markdown(ASK)
     comment = gr.Textbox(label="Comment (optional)", lines=1)
     expected = gr.Textbox(label="Correct value (optional)", visible=ask_expected)
@@ -46,11 +49,18 @@ def feedback_controls(trace_state: gr.State, *, ask_expected: bool = False) -> l
         down = gr.Button("Thumbs down", size="sm")
     status = gr.HTML()  # it quotes the user's comment: escaped, so it shows as typed (a Markdown would render it)
 
+    async def on_vote(trace_id: str | None, up: bool, text: str, right: str, request: gr.Request) -> str:
+        headers = request_headers(request)
+        line = await vote(trace_id, up, text, right, headers)
+        if remember is not None:
+            await remember(trace_id, up, text or None, headers)
+        return html_text(line)
+
     async def on_up(trace_id: str | None, text: str, right: str, request: gr.Request) -> str:
-        return html_text(await vote(trace_id, True, text, right, request_headers(request)))
+        return await on_vote(trace_id, True, text, right, request)
 
     async def on_down(trace_id: str | None, text: str, right: str, request: gr.Request) -> str:
-        return html_text(await vote(trace_id, False, text, right, request_headers(request)))
+        return await on_vote(trace_id, False, text, right, request)
 
     up.click(on_up, inputs=[trace_state, comment, expected], outputs=status, api_visibility="private")
     down.click(on_down, inputs=[trace_state, comment, expected], outputs=status, api_visibility="private")

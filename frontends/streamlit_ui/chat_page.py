@@ -11,6 +11,12 @@ the run without a rerun: the note then appears with the next message.)
 Under each answer: thumbs up/down and a comment (``frontends/streamlit_ui/feedback.feedback_controls``),
 stored as a ``user_feedback`` assessment on the answer's trace, wherever that trace was written
 (the agent server's or Model Serving's experiment in endpoint mode, the app's in direct mode).
+
+The sidebar lists the signed-in user's saved conversations (``frontends/core/conversations.py``;
+newest first, 20 a page): a click opens one (the next message continues it, its history sent to
+the model), and the open one can be renamed or deleted. Each turn is kept when its answer ends
+(ok, failed, or stopped), and each vote with it, so the thumbs show their state when reopened.
+Without a history store, or with its database down, a note says so and the chat goes on.
 """
 
 from __future__ import annotations
@@ -23,12 +29,18 @@ import streamlit as st
 from client import ChatStream, Predictor
 from client.feedback import tag_answer_trace_later
 from frontends.core.chat import STOPPED, caption, chat_error_text, conversation, tool_lines
+from frontends.core.conversations import UserHistory
 from frontends.core.feedback import feedback_user
-from frontends.core.markup import image_hosts, safe_markdown
+from frontends.core.history import NOT_SAVED
+from frontends.core.markup import image_hosts, markdown_literal, safe_markdown
 from frontends.streamlit_ui.feedback import feedback_controls
+from frontends.streamlit_ui.resources import history_store
 
 _HISTORY = "chat_history"
 _PENDING = "chat_pending"
+_CONV = "chat_conversation"  # the open saved conversation's id (None: a new one)
+_LIST_PAGE = "chat_list_page"
+_NOTE = "chat_history_note"
 
 
 def _pieces(stream: ChatStream, pending: dict[str, Any]) -> Iterator[str]:
@@ -51,7 +63,7 @@ def _shown(turn: dict[str, Any]) -> str:
     return turn["content"] if turn["role"] == "user" else safe_markdown(turn["content"], image_hosts())
 
 
-def _show(turn: dict[str, Any], user: str = "") -> None:
+def _show(turn: dict[str, Any], user: str = "", history: UserHistory | None = None) -> None:
     with st.chat_message(turn["role"]):
         if turn.get("error"):
             st.error(_shown(turn))
@@ -62,25 +74,103 @@ def _show(turn: dict[str, Any], user: str = "") -> None:
         if turn.get("caption"):
             st.caption(turn["caption"])
         if turn["role"] == "assistant" and not turn.get("note"):  # a whole answer, not an error or a stopped one
-            feedback_controls(turn.get("trace_id"), user, key="chat")
+            trace_id = turn.get("trace_id")
+
+            def remember(thumbs_up: bool, comment: str | None) -> None:
+                if history is not None and history.vote(trace_id, thumbs_up=thumbs_up, comment=comment):
+                    turn.update(thumbs_up=thumbs_up, comment=comment)
+
+            feedback_controls(trace_id, user, key="chat", remembered=(turn.get("thumbs_up"), turn.get("comment")),
+                              remember=remember)
+
+
+def _user_history(user: str) -> UserHistory:
+    try:
+        return UserHistory(history_store(), user)
+    except Exception:  # configured, but the database cannot be opened: chat on, history off
+        history = UserHistory(None, user)
+        history.note = NOT_SAVED
+        return history
+
+
+def _open(history: UserHistory, conversation_id: str | None) -> None:
+    turns = history.open(conversation_id) if conversation_id else []
+    st.session_state[_HISTORY] = turns or []
+    st.session_state[_CONV] = conversation_id if turns is not None else None
+    st.session_state.pop(_PENDING, None)
+    _keep_note(history)
+
+
+def _keep_note(history: UserHistory) -> None:
+    """A note from a button's callback or before a rerun: shown on the next run."""
+    if history.note and history.on:
+        st.session_state[_NOTE] = history.note
+
+
+def _sidebar(history: UserHistory, card: str) -> None:
+    """The model card, then the user's conversations: new, open, older/newer, rename, delete."""
+    current = st.session_state.get(_CONV)
+    st.header("Model")
+    st.markdown(card)
+    st.header("Conversations")
+    st.button("New conversation", key="chat-new", on_click=_open, args=(history, None),
+              disabled=not st.session_state.get(_HISTORY))
+    number = st.session_state.get(_LIST_PAGE, 0)
+    page = history.page(number)
+    note = history.note or st.session_state.pop(_NOTE, None)
+    if note:
+        st.caption(note)
+    if page is None:
+        return
+    for item in page.items:  # a title is the user's text: shown as text, never as Markdown
+        st.button(markdown_literal(item.title), key=f"chat-open:{item.id}", on_click=_open, args=(history, item.id),
+                  type="primary" if item.id == current else "secondary", width="stretch")
+    older, newer = st.columns(2)
+    if page.has_more:
+        older.button("Older", key="chat-older", on_click=lambda: st.session_state.update({_LIST_PAGE: number + 1}))
+    if number > 0:
+        newer.button("Newer", key="chat-newer", on_click=lambda: st.session_state.update({_LIST_PAGE: number - 1}))
+    title = history.title(current)
+    if title is None:
+        return
+
+    title_key = f"chat-title:{current}"
+
+    def rename() -> None:
+        history.rename(current, st.session_state.get(title_key) or "")
+        _keep_note(history)
+
+    def delete() -> None:
+        if history.delete(current):
+            _open(history, None)
+        _keep_note(history)
+
+    with st.expander("Rename or delete"):
+        st.text_input("Title", value=title, key=title_key, max_chars=200)
+        st.button("Rename", key="chat-rename", on_click=rename)
+        st.button("Delete conversation", key="chat-delete", on_click=delete)
 
 
 def render(title: str, card: str, predictor: Predictor, as_user: bool) -> None:
-    """The conversation (model card in the sidebar, the input below the answers); the app puts
-    it in its "Chat" tab, beside the same Feedback tab as the tabular page."""
+    """The conversation (model card and saved conversations in the sidebar, the input below the
+    answers); the app puts it in its "Chat" tab, beside the same Feedback tab as the tabular page."""
+    user = _user()
+    history_view = _user_history(user)
+    if _CONV not in st.session_state:  # a session's first run: ?conversation=<id> opens one of the user's
+        _open(history_view, st.query_params.get("conversation") or None)
     history: list[dict[str, Any]] = st.session_state.setdefault(_HISTORY, [])
-    with st.sidebar:
-        st.header("Model")
-        st.markdown(card)
-        if st.button("New conversation", key="chat-new", disabled=not history):
-            history.clear()
-            st.session_state.pop(_PENDING, None)
     pending = st.session_state.pop(_PENDING, None)
     if pending is not None:  # the last run was interrupted mid-answer: keep what had arrived
-        history.append({"role": "assistant", "content": (pending["text"] + "\n\n" + STOPPED).strip(), "note": True})
-    user = _user()
+        text = (pending["text"] + "\n\n" + STOPPED).strip()
+        history.append({"role": "assistant", "content": text, "note": True})
+        st.session_state[_CONV] = history_view.save(st.session_state.get(_CONV), pending["prompt"], text,
+                                                    status="stopped")
+        _keep_note(history_view)
+    with st.sidebar:
+        _sidebar(history_view, card)
+        history = st.session_state[_HISTORY]  # a conversation opened, or a new one started
     for turn in history:
-        _show(turn, user)
+        _show(turn, user, history_view)
 
     prompt = st.chat_input("Ask the model")
     if not prompt:
@@ -90,7 +180,7 @@ def render(title: str, card: str, predictor: Predictor, as_user: bool) -> None:
     with st.chat_message("assistant"):
         answer_area = st.container()  # the answer above, the Stop button below it
         st.button("Stop", key="chat-stop", icon=":material/stop_circle:")
-        pending = st.session_state[_PENDING] = {"text": ""}
+        pending = st.session_state[_PENDING] = {"text": "", "prompt": prompt}
         try:
             stream = predictor.stream(conversation(history))
             shown, hosts = answer_area.empty(), image_hosts()
@@ -103,10 +193,16 @@ def render(title: str, card: str, predictor: Predictor, as_user: bool) -> None:
             if pending["text"]:
                 message = pending["text"] + "\n\n---\n\n" + message
             history.append({"role": "assistant", "content": message, "error": True, "note": True})
+            st.session_state[_CONV] = history_view.save(st.session_state.get(_CONV), prompt, message,
+                                                        status="failed")
+            _keep_note(history_view)
             st.rerun()
             return
         st.session_state.pop(_PENDING, None)
         tag_answer_trace_later(result)  # so the Feedback page counts the answer (model, version, ...)
         history.append({"role": "assistant", "content": result.text, "caption": caption(result),
                         "tools": tool_lines(result), "trace_id": result.trace_id})
+        st.session_state[_CONV] = history_view.save(st.session_state.get(_CONV), prompt, result.text,
+                                                    trace_id=result.trace_id, served_version=result.model_version)
+        _keep_note(history_view)
         st.rerun()  # redraw the answer as a history turn (with its caption), the Stop button gone

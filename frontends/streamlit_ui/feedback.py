@@ -7,6 +7,8 @@ compares model versions by what users said, for reviewers; anyone else sees thei
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from frontends.core.feedback import (
@@ -21,22 +23,32 @@ from frontends.core.feedback import (
 from frontends.streamlit_ui.chart import bar_chart
 
 
-def feedback_controls(trace_id: str | None, user: str, *, key: str, ask_expected: bool = False) -> None:
+def feedback_controls(trace_id: str | None, user: str, *, key: str, ask_expected: bool = False,
+                      remembered: tuple[bool | None, str | None] = (None, None),
+                      remember: Callable[[bool, str | None], None] | None = None) -> None:
     """Thumbs up/down (accessible names "Thumbs up"/"Thumbs down") and an optional comment for
-    one traced answer; each change is stored at once (a repeat vote updates the user's own)."""
+    one traced answer; each change is stored at once (a repeat vote updates the user's own).
+
+    ``remembered``: the vote the chat history kept (the thumbs start in that state);
+    ``remember``: called with each vote stored, to keep it there too."""
     if not trace_id:
         st.caption(NOT_TRACED)
         return
     thumbs_key, comment_key = f"{key}:thumbs:{trace_id}", f"{key}:comment:{trace_id}"
     expected_key, status_key = f"{key}:expected:{trace_id}", f"{key}:status:{trace_id}"
+    if remembered[0] is not None and thumbs_key not in st.session_state:  # a reopened conversation
+        st.session_state[thumbs_key] = 1 if remembered[0] else 0
+        st.session_state.setdefault(comment_key, remembered[1] or "")
 
     def save() -> None:
         value = st.session_state.get(thumbs_key)
         if value is None:  # 0 is thumbs down: only None means "no vote (yet)"
             return
-        st.session_state[status_key] = save_vote(trace_id, user, thumbs_up=value == 1,
-                                                 comment=st.session_state.get(comment_key),
+        comment = st.session_state.get(comment_key)
+        st.session_state[status_key] = save_vote(trace_id, user, thumbs_up=value == 1, comment=comment,
                                                  expected=st.session_state.get(expected_key))
+        if remember is not None:
+            remember(value == 1, comment)
         cached_summary.clear()
 
     st.caption(ASK)

@@ -18,9 +18,10 @@ from frontends.core import example as _example
 from frontends.core import session as _session
 from frontends.core.feedback import set_up_tracking
 from frontends.core.form import Field
+from frontends.core.history import HistoryStore, store_from_env
 from frontends.core.session import AppConfig
 
-__all__ = ["experiment_id", "form_drawn", "resources"]
+__all__ = ["experiment_id", "form_drawn", "history_store", "resources"]
 
 #: Set by the page once a visitor's form is on screen: the start-up warm-up waits for it (or for
 #: FIRST_PAGE_GRACE_S) before importing MLflow, so that import does not slow the first form down.
@@ -54,3 +55,10 @@ def experiment_id() -> str | None:
     the Feedback tab."""
     config = resources()[0]
     return set_up_tracking("streamlit", config.tracing, config.registry_uri)
+
+
+@st.cache_resource(show_spinner="Opening the conversation history...")
+def history_store() -> HistoryStore | None:
+    """The app's conversation history (``frontends/core/history.py``), opened once per process;
+    ``None``: history off. A database that cannot be opened raises (not cached: the next run tries again)."""
+    return store_from_env()
