@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
-from .._constants import DEFAULT_CHUNK_CONCURRENCY, DEFAULT_CHUNK_ROWS
+from .._constants import DEFAULT_CHUNK_CONCURRENCY, DEFAULT_CHUNK_ROWS, SYNC_COMPANY_WINDOW
 from .auth import Auth
 from .batching import (
     Batcher,
@@ -88,6 +89,7 @@ class Sender:
         self._batchers: PerLoop[Batcher[Call, Share]] = PerLoop()
         self._sync_calls = 0  # sync calls in flight, on either path
         self._sync_lock = threading.Lock()
+        self._company_until = 0.0  # monotonic time until which sync calls count as not alone
 
     def with_auth(self, auth: Auth) -> Sender:
         """The same target and pool with other credentials, and batchers of its own: a batch is
@@ -118,9 +120,15 @@ class Sender:
 
     @contextlib.contextmanager
     def sync_call(self) -> Iterator[bool]:
-        """Count a sync call while it runs; says whether it is the only one (nobody to batch with)."""
+        """Count a sync call while it runs; says whether it is alone: no other sync call in flight, and
+        none overlapped another for ``SYNC_COMPANY_WINDOW`` s. Why the window: threads that shared
+        a batch come back one by one, and the first back would find nobody in flight and go alone,
+        beside the batch the others make, on an endpoint that would rather take one request."""
+        now = time.monotonic()
         with self._sync_lock:
-            alone = self._sync_calls == 0
+            if self._sync_calls:
+                self._company_until = now + SYNC_COMPANY_WINDOW
+            alone = self._sync_calls == 0 and now >= self._company_until
             self._sync_calls += 1
         try:
             yield alone
