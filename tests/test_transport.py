@@ -419,3 +419,26 @@ def test_sync_calls_from_many_threads_are_still_batched():
     assert sum(rows_sent) == 16 and len(rows_sent) < 16  # the others shared requests
     assert max(r.batch_size for r in results) > 1
     p.close()
+
+
+def test_sync_calls_count_as_alone_only_after_a_quiet_spell_without_overlap():
+    """Threads back from a shared batch find nobody in flight, yet are not alone: they stay on the
+    event loop (to be batched) until no two sync calls have overlapped for SYNC_COMPANY_WINDOW."""
+    from client._constants import SYNC_COMPANY_WINDOW
+    from client._http.auth import NoAuth
+    from client._http.sending import Sender
+
+    sender = Sender(url=URL, auth=NoAuth(), transport=Transport(timeout=httpx.Timeout(5.0)), direct=None,
+                    batching=None)
+    clock = FakeClock()
+    sender.clock = clock
+    with sender.sync_call() as first, sender.sync_call() as second:
+        assert first and not second
+    with sender.sync_call() as back:
+        assert not back  # nobody in flight, but two overlapped just now
+    clock.now += SYNC_COMPANY_WINDOW
+    with sender.sync_call() as later, sender.sync_call() as beside:
+        assert later and not beside
+    clock.now += SYNC_COMPANY_WINDOW
+    with sender.sync_call() as lone:
+        assert lone

@@ -90,6 +90,7 @@ class Sender:
         self._sync_calls = 0  # sync calls in flight, on either path
         self._sync_lock = threading.Lock()
         self._company_until = 0.0  # monotonic time until which sync calls count as not alone
+        self.clock: Callable[[], float] = time.monotonic
 
     def with_auth(self, auth: Auth) -> Sender:
         """The same target and pool with other credentials, and batchers of its own: a batch is
@@ -124,7 +125,7 @@ class Sender:
         none overlapped another for ``SYNC_COMPANY_WINDOW`` s. Why the window: threads that shared
         a batch come back one by one, and the first back would find nobody in flight and go alone,
         beside the batch the others make, on an endpoint that would rather take one request."""
-        now = time.monotonic()
+        now = self.clock()
         with self._sync_lock:
             if self._sync_calls:
                 self._company_until = now + SYNC_COMPANY_WINDOW
