@@ -184,7 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=400, help="calls per sequential measurement")
     parser.add_argument("--quick", action="store_true", help="fewer calls, for a smoke run")
-    parser.add_argument("--only", choices=["tracing", "feedback"], default=None, help="run one part alone")
+    parser.add_argument("--only", choices=["path", "tracing", "feedback"], default=None, help="run one part alone")
     parser.add_argument("--feedback-store", default=None,
                         help="sqlite:/// store to read (and top up to 10,000 traces): writing them takes long")
     args = parser.parse_args()
@@ -202,7 +202,7 @@ def main() -> None:
     # The SDK and mlflow.deployments find the "workspace" through the usual variables.
     os.environ.update(DATABRICKS_HOST=host, DATABRICKS_TOKEN="bench-not-a-secret")
     try:
-        if args.only is None:
+        if args.only in (None, "path"):
             run(url, n)
         if args.only in (None, "tracing"):
             tracing(url, n, f"sqlite:///{home}/mlflow.db")
@@ -211,6 +211,45 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def lone_sync_vs_peers(url: str, n: int, raw_post: Callable[[], object], predict: Callable[[], object],
+                       rounds: int = 8) -> None:
+    """A lone sync call beside the plain SDKs, in interleaved rounds (raw httpx, Predictor.predict,
+    databricks-sdk ``serving_endpoints.query``, ``mlflow.deployments`` predict, each n/rounds calls per
+    round, the order rotated every round); ratios are medians of the per-round ratios."""
+    import logging
+
+    from databricks.sdk import WorkspaceClient
+    from mlflow.deployments import get_deploy_client
+
+    logging.getLogger("databricks.sdk").setLevel(logging.ERROR)  # "no host metadata" on every call
+    w = WorkspaceClient()
+    deploy = get_deploy_client("databricks")
+    peers: dict[str, Callable[[], object]] = {
+        "raw httpx.Client": raw_post,
+        "Predictor.predict": predict,
+        "databricks-sdk serving_endpoints.query": lambda: w.serving_endpoints.query("iris", dataframe_records=[ROW]),
+        "mlflow.deployments predict": lambda: deploy.predict(endpoint="iris", inputs={"dataframe_records": [ROW]}),
+    }
+    for fn in peers.values():
+        sequential(fn, 10)
+    walls: dict[str, list[float]] = {k: [] for k in peers}
+    lats: dict[str, list[float]] = {k: [] for k in peers}
+    names = list(peers)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            wall, lat = sequential(peers[name], max(n // rounds, 5))
+            walls[name].append(wall)
+            lats[name] += lat
+    print(f"lone sync call, {rounds} interleaved rounds of {max(n // rounds, 5)} calls each "
+          f"(load average at the end: {os.getloadavg()[0]:.1f}):")
+    sdk = walls["databricks-sdk serving_endpoints.query"]
+    for name in names:
+        vs_raw = statistics.median(a / b for a, b in zip(walls[name], walls["raw httpx.Client"], strict=True))
+        vs_sdk = statistics.median(a / b for a, b in zip(walls[name], sdk, strict=True))
+        print(f"  {name:<40} p50 {pct(lats[name], .5):6.2f} ms | {vs_raw:.3f}x raw httpx | {vs_sdk:.3f}x databricks-sdk"
+              + (" (target <= 1.05x)" if name == "Predictor.predict" else ""))
 
 
 def run(url: str, n: int) -> None:
@@ -227,7 +266,8 @@ def run(url: str, n: int) -> None:
     print("\n-- lone request, sequential (interleaved rounds; ratio = time per call / raw httpx) --")
     ratio, lat_raw, lat_pred = interleaved_ratio(raw_post, lambda: ep.predict([ROW]), n)
     print(f"raw httpx.Client p50 {pct(lat_raw, .5):.2f} ms | Predictor.predict p50 {pct(lat_pred, .5):.2f} ms "
-          f"| time ratio {ratio:.3f}x (target <= 1.05x)")
+          f"| time ratio {ratio:.3f}x")
+    lone_sync_vs_peers(url, n, raw_post, lambda: ep.predict([ROW]))
 
     async def async_ratio() -> tuple[list[float], list[float]]:
         """apredict against raw httpx.AsyncClient on the same loop (the same HTTP stack), and
@@ -290,6 +330,10 @@ def run(url: str, n: int) -> None:
 
     wall, lat = threaded(lambda: ep.predict([ROW]), n, 16)
     table.row("Predictor.predict, 16 threads (batching)", n, 1, wall, lat)
+    wall, lat = threaded(sdk_query, n, 32)
+    table.row("databricks-sdk query, 32 threads", n, 1, wall, lat)
+    wall, lat = threaded(lambda: ep.predict([ROW]), max(n, 1280), 32)
+    table.row("Predictor.predict, 32 threads (batching)", max(n, 1280), 1, wall, lat)
 
     async def concurrency_rows() -> None:
         async with httpx.AsyncClient(limits=httpx.Limits(max_connections=200)) as http:

@@ -40,6 +40,9 @@ DEFAULT_BATCH_MAX_CONCURRENCY = 4
 #: Large inputs: rows per request and requests in flight when one call is split into chunks.
 DEFAULT_CHUNK_ROWS = 5_000
 DEFAULT_CHUNK_CONCURRENCY = 4
+#: Seconds after two sync calls overlapped during which sync calls go through the event loop (to
+#: be batched) even when none is in flight; a lone caller's calls go from its own thread.
+SYNC_COMPANY_WINDOW = 0.1
 
 #: Connection pool of the one ``httpx.AsyncClient`` each Predictor owns.
 DEFAULT_CONNECTION_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)

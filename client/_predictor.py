@@ -15,8 +15,8 @@ from ._exceptions import ConfigurationError
 from ._http import sync as _sync
 from ._http.auth import Auth, NoAuth, TokenAuth, check_secure_url
 from ._http.batching import Batching
-from ._http.sending import Call, ProgressCallback, Sender
-from ._http.transport import Transport, WorkspaceApi
+from ._http.sending import Call, ProgressCallback, Sender, Share
+from ._http.transport import Budget, RetryConfig, Transport, WorkspaceApi
 from ._settings import NOT_GIVEN, Identity, Learned, ModelHandle, Settings, as_batching, as_timeout
 from ._tracing import make_tracer
 
@@ -374,33 +374,45 @@ class Predictor:
             result = await p.apredict(df, params={"threshold": 0.7})
         """
         from ._chat._api import refuse_chat
-        from ._schema.validate import validate
 
         self._transport.check_open()  # a closed Predictor never opens a new pool
-        started = time.perf_counter()
-        started_ns = time.time_ns()
+        clock = _Clock()
         retry, http_timeout = self._settings.for_call(timeout, max_retries)
         budget = retry.start()  # total_timeout counts from here: the signature's fetch included
         await budget.bound(refuse_chat(self._handle()))
         signature = await budget.bound(self.aget_signature()) if self.validate else None
+        call = self._call(signature, inputs, params, retry, http_timeout, budget, client_request_id, clock)
+        try:
+            share = await self._sender.send(call, on_progress)
+        except Exception as err:
+            self._trace_error(err, call, clock)
+            raise
+        return self._result(call, share, clock)
+
+    def _call(self, signature: Signature | None, inputs: Any, params: dict[str, Any] | None, retry: RetryConfig,
+              timeout: httpx.Timeout, budget: Budget, client_request_id: str | None, clock: _Clock) -> Call:
+        """One validated call, ready to send (``SchemaValidationError``: nothing will be)."""
+        from ._schema.validate import validate
+
         try:
             validated = validate(signature, inputs, params)
         except Exception as err:  # refused before sending: traced too, so monitoring sees what callers send
             if self._tracer is not None:
-                self._tracer.record_refused(err, inputs, started_ns, {
+                self._tracer.record_refused(err, inputs, clock.started_ns, {
                     "mode": self.mode, "model_name": self.model_name, "model_version": self.model_version,
                     "endpoint": self.endpoint})
             raise
         request_id = {} if client_request_id is None else {"client_request_id": _checked_request_id(client_request_id)}
-        call = Call(validated, retry, http_timeout, budget, **request_id)
-        try:
-            share = await self._sender.send(call, on_progress)
-        except Exception as err:
-            if self._tracer is not None:
-                self._tracer.record_error(err, validated, started_ns, {
-                    "mode": self.mode, "model_name": self.model_name, "model_version": self.model_version,
-                    "endpoint": self.endpoint, "client_request_id": call.client_request_id})
-            raise
+        return Call(validated, retry, timeout, budget, **request_id)
+
+    def _trace_error(self, err: Exception, call: Call, clock: _Clock) -> None:
+        if self._tracer is not None:
+            self._tracer.record_error(err, call.validated, clock.started_ns, {
+                "mode": self.mode, "model_name": self.model_name, "model_version": self.model_version,
+                "endpoint": self.endpoint, "client_request_id": call.client_request_id})
+
+    def _result(self, call: Call, share: Share, clock: _Clock) -> PredictionResult:
+        """The answer as a ``PredictionResult``, traced when tracing is on."""
         from ._types import PredictionResult
 
         result = PredictionResult(
@@ -411,14 +423,46 @@ class Predictor:
             served_model_name=share.served_model_name,
             endpoint=self.endpoint,
             request_id=share.request_id,
-            elapsed_ms=(time.perf_counter() - started) * 1000,
+            elapsed_ms=(time.perf_counter() - clock.started) * 1000,
             retries=share.retries,
             batch_size=share.batch_size,
             client_request_id=share.client_request_id,
         )
-        if self._tracer is not None and (trace_id := self._tracer.record(result, validated, started_ns)):
+        if self._tracer is not None and (trace_id := self._tracer.record(result, call.validated, clock.started_ns)):
             result = result.model_copy(update={"trace_id": trace_id})
         return result
+
+    def _predict_alone(
+        self, inputs: Any, params: dict[str, Any] | None, timeout: Any, max_retries: Any,
+        on_progress: ProgressCallback | None, client_request_id: str | None,
+    ) -> PredictionResult | None:
+        """A sync call with nobody to batch with, answered in the caller's thread when nothing
+        needs the event loop (the signature and kind known, a transport with a sync side);
+        ``None``: hand it to the async core. The steps are :meth:`apredict`'s, sync."""
+        from ._chat._api import refuse_known_chat
+
+        identity = self._identity
+        if self.validate and (identity is None or self._learned.chat_kind is None):
+            return None  # a lookup to make first: the async core makes it, once
+        if not self._sender.transport.sends_sync or self._direct is not None:
+            return None
+        self._transport.check_open()
+        clock = _Clock()
+        retry, http_timeout = self._settings.for_call(timeout, max_retries)
+        budget = retry.start()
+        refuse_known_chat(self._handle())
+        signature = identity.signature if self.validate and identity is not None else None
+        call = self._call(signature, inputs, params, retry, http_timeout, budget, client_request_id, clock)
+        try:
+            share = self._sender.send_alone_sync(call)
+        except Exception as err:
+            self._trace_error(err, call, clock)
+            raise
+        if share is None:
+            return None
+        if on_progress is not None:
+            on_progress(call.validated.n_rows, call.validated.n_rows)
+        return self._result(call, share, clock)
 
     def predict(
         self,
@@ -432,12 +476,17 @@ class Predictor:
     ) -> PredictionResult:
         """Sync :meth:`apredict`; works where an event loop is already running too.
 
-        Calls from many threads share the client's loop, so they are micro-batched too.
+        Calls from many threads share the client's loop, so they are micro-batched too; a call
+        with none beside it is sent from the caller's thread, over a sync connection pool.
         """
-        return _sync.run(
-            self.apredict(inputs, params, timeout=timeout, max_retries=max_retries, on_progress=on_progress,
-                          client_request_id=client_request_id)
-        )
+        with self._sender.sync_call() as alone:
+            if alone and (result := self._predict_alone(inputs, params, timeout, max_retries, on_progress,
+                                                         client_request_id)) is not None:
+                return result
+            return _sync.run(
+                self.apredict(inputs, params, timeout=timeout, max_retries=max_retries, on_progress=on_progress,
+                              client_request_id=client_request_id)
+            )
 
     # -- chat and agent models (client/_chat) ---------------------------------------------
 
@@ -555,6 +604,16 @@ class Predictor:
     def __repr__(self) -> str:
         target = self.model_uri if self._direct is not None else (self.endpoint or self.url)
         return f"Predictor(mode={self.mode!r}, target={target!r})"
+
+
+class _Clock:
+    """When a call started: for its ``elapsed_ms`` (monotonic) and its trace's start (wall, ns)."""
+
+    __slots__ = ("started", "started_ns")
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.started_ns = time.time_ns()
 
 
 def _checked_request_id(value: object) -> str:

@@ -26,6 +26,15 @@ What a trace holds (root span ``Predictor.predict``):
 
 A result that already carries a ``trace_id`` (a chat answer the server traced) is not traced twice.
 
+Export off the request's path (:func:`defer_export`, or ``PREDICTOR_TRACE_EXPORT_DELAY`` seconds): the
+span is started in the call, which gives its trace id, and ended (handed to MLflow's exporter, which
+writes it) by one background thread once no call has been traced for that long (at most
+``MAX_EXPORT_DELAY`` s after the oldest), in a batch. Why: writing a trace into a local store is tens
+of milliseconds of Python, and exported at once it competes for the GIL and the cores with the page
+that shows the answer. The apps turn it on; :func:`flush` writes what waits now (feedback does, and
+so should anything that reads the traces back at once). A trace that cannot be written is counted
+(:func:`export_failures`) and logged, never dropped in silence.
+
 At exit, MLflow flushes its exporter and would wait for every pending trace, for minutes when the
 tracking store is down (its HTTP client retries each request with backoff). A process that traced
 gives that flush ``PREDICTOR_TRACE_EXIT_TIMEOUT`` seconds (default 5), then exits and says in a
@@ -69,6 +78,14 @@ TAG_TRACE_SEQ = "predictor.trace_seq"
 _TRUTHY = {"1", "true", "yes", "on"}
 #: What MLflow's no-op span (tracing disabled, or the trace sampled out) gives as its trace id.
 _NO_OP_TRACE_ID = "MLFLOW_NO_OP_SPAN_TRACE_ID"
+EXPORT_DELAY_ENV = "PREDICTOR_TRACE_EXPORT_DELAY"
+#: The longest a trace waits for a quiet moment: then it is written even while calls keep coming.
+MAX_EXPORT_DELAY = 5.0
+#: Traces waiting at once; beyond, the oldest is dropped (counted).
+MAX_PENDING_EXPORTS = 1_000
+#: MLflow's exporter reports a trace it could not write in a log record starting so (then drops it).
+_MLFLOW_EXPORT_LOGGERS = ("mlflow.tracing.export.mlflow_v3", "mlflow.tracing.export.async_export_queue")
+_MLFLOW_FAILURE_PREFIXES = ("Failed to send trace", "Trace export queue is full", "Failed to log trace")
 _warm_lock = threading.Lock()
 _warm = False
 
@@ -95,8 +112,13 @@ def warm_up() -> None:
     with _warm_lock:  # callers arriving meanwhile wait for the one import, then find it done
         if _warm:
             return
+        if _writer_delay() > 0:
+            # Our writer is the background: MLflow's own queue would only add a second hop, and its
+            # failures would land in threads whose traces we cannot count. An explicit setting wins.
+            os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
         import mlflow  # noqa: F401 - what tracing needs: seconds of CPU, paid here once
 
+        _count_mlflow_failures()
         try:  # build MLflow's tracer provider now (~0.1 s) rather than inside a call
             from mlflow.tracing.provider import _get_tracer
 
@@ -117,15 +139,183 @@ def exit_timeout(env: Mapping[str, str] | None = None) -> float:
     return value if value >= 0 else DEFAULT_TRACE_EXIT_TIMEOUT
 
 
+# -- export off the request's path, and what could not be written ---------------------------
+
+
+def export_delay(env: Mapping[str, str] | None = None) -> float:
+    """``PREDICTOR_TRACE_EXPORT_DELAY`` in seconds; 0 (export at once) when unset or unreadable (pure)."""
+    env = os.environ if env is None else env
+    try:
+        value = float(env.get(EXPORT_DELAY_ENV, "0"))
+    except ValueError:
+        return 0.0
+    return min(value, MAX_EXPORT_DELAY) if value > 0 else 0.0
+
+
+class _FailureCounter(logging.Filter):
+    """Counts the traces MLflow's exporter reports it could not write (it logs them, then drops them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self.count += n
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING and str(record.msg).startswith(_MLFLOW_FAILURE_PREFIXES):
+            self.add()
+        return True  # counted, and still logged as MLflow logs it
+
+
+_failures = _FailureCounter()
+
+
+def _count_mlflow_failures() -> None:
+    for name in _MLFLOW_EXPORT_LOGGERS:
+        logger = logging.getLogger(name)
+        if _failures not in logger.filters:
+            logger.addFilter(_failures)
+
+
+def export_failures() -> int:
+    """Traces this process could not write to the tracking store (MLflow's exporter failed, a queue
+    was full, or the process exited first). An app shows it; the CLI warns with it.
+
+    Example::
+
+        if (lost := export_failures()):
+            st.caption(f"{lost} trace(s) could not be written")
+    """
+    return _failures.count
+
+
+class _Writer:
+    """Ends finished calls' spans (so MLflow writes them) in one background thread, once no call
+    has been traced for ``delay`` s or the oldest has waited ``MAX_EXPORT_DELAY`` s."""
+
+    def __init__(self, delay: float, clock: Any = time.monotonic) -> None:
+        self.delay = delay
+        self._clock = clock
+        self._pending: list[tuple[Any, float, Any]] = []  # (span, queued at, how to end it)
+        self._last = 0.0
+        self._cond = threading.Condition()
+        self._ending = threading.Lock()  # held while a batch is ended: flush() waits for it
+        self._left_in_batch = 0  # spans of the batch being ended, not ended yet
+        self._thread: threading.Thread | None = None
+
+    def put(self, span: Any, end: Any) -> None:
+        with self._cond:
+            now = self._clock()
+            self._pending.append((span, now, end))
+            self._last = now
+            if len(self._pending) > MAX_PENDING_EXPORTS:
+                self._pending.pop(0)
+                _failures.add()
+                log.warning("trace export queue full (%d); the oldest trace was dropped", MAX_PENDING_EXPORTS)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="predictor-trace-writer", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def pending(self) -> int:
+        """Traces not handed to MLflow yet: waiting, or in the batch being ended."""
+        with self._cond:
+            return len(self._pending) + self._left_in_batch
+
+    def _due_in(self) -> float:
+        """Seconds until the pending batch is due (<= 0: now). Call with the condition held."""
+        now = self._clock()
+        oldest = self._pending[0][1]
+        return min(self._last + self.delay, oldest + MAX_EXPORT_DELAY) - now
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                while self._pending and (wait := self._due_in()) > 0:
+                    self._cond.wait(wait)
+            self.flush()  # locks in one order everywhere: _ending, then _cond
+
+    def flush(self) -> None:
+        """End every waiting span now, in this thread (and wait for a batch being ended)."""
+        with self._ending:
+            with self._cond:
+                batch, self._pending = self._pending, []
+            self._end_all(batch)
+
+    def _end_all(self, batch: list[tuple[Any, float, Any]]) -> None:
+        """End (and so export) each span; call with ``_ending`` held."""
+        self._left_in_batch = len(batch)
+        for span, _, end in batch:
+            try:
+                end(span)
+            except Exception as err:  # MLflow catches its own; this is a span that could not be ended
+                _failures.add()
+                log.warning("a trace could not be written (%s: %s)", type(err).__name__, err)
+            finally:
+                self._left_in_batch -= 1
+
+
+_writer_lock = threading.Lock()
+_writer: _Writer | None = None
+_delay_override: float | None = None
+
+
+def _writer_delay() -> float:
+    return export_delay() if _delay_override is None else _delay_override
+
+
+def defer_export(delay: float) -> None:
+    """Write traces ``delay`` seconds after the last traced call, off the calls' path (0: at once).
+    Call it before the first traced call (MLflow's exporter is set up then).
+
+    Example (an app, at start-up)::
+
+        defer_export(1.0)   # the answer is on screen long before its trace is written
+    """
+    global _delay_override
+    _delay_override = max(0.0, min(float(delay), MAX_EXPORT_DELAY))
+
+
+def _the_writer() -> _Writer | None:
+    global _writer
+    delay = _writer_delay()
+    if delay <= 0:
+        return None
+    with _writer_lock:
+        if _writer is None:
+            _writer = _Writer(delay)
+        _writer.delay = delay
+        return _writer
+
+
+def flush(timeout: float | None = None) -> None:
+    """Write every trace waiting for export now (and those in MLflow's queue): before reading
+    traces back (a vote on the answer just shown), or before a process says it is done."""
+    writer = _writer
+    if writer is not None:
+        writer.flush()
+    if _warm:
+        import mlflow
+
+        mlflow.flush_trace_async_logging()
+
+
 def _pending_exports() -> int | None:
-    """Traces queued or in flight in MLflow's exporter, when its queue can be seen (else ``None``)."""
+    """Traces waiting in our writer, queued or in flight in MLflow's exporter when its queue can be
+    seen (else ``None``)."""
+    ours = _writer.pending() if _writer is not None else 0
     try:
         from mlflow.tracing.provider import _get_trace_exporter
 
         queue = getattr(getattr(_get_trace_exporter(), "_async_queue", None), "_queue", None)
-        return None if queue is None else int(queue.unfinished_tasks)
+        return ours + (0 if queue is None else int(queue.unfinished_tasks))
     except Exception:  # MLflow internals moved: the warning says "some" instead of a number
-        return None
+        return ours or None
 
 
 def _flush_at_exit() -> None:
@@ -143,6 +333,8 @@ def _flush_at_exit() -> None:
 
     def flush() -> None:
         try:
+            if _writer is not None:
+                _writer.flush()
             mlflow.flush_trace_async_logging(terminate=True)
         except Exception as err:
             log.debug("flushing traces at exit failed: %s", err)
@@ -155,6 +347,7 @@ def _flush_at_exit() -> None:
         return
     left = _pending_exports()
     count = left if left is not None else pending
+    _failures.add(count or 1)
     log.warning("%s trace(s) not written to the tracking store within %.0f s of exit (is it reachable?); "
                 "exiting without them (%s sets the wait)", count if count else "some", timeout, EXIT_TIMEOUT_ENV)
     _release_export_threads()
@@ -302,6 +495,7 @@ class Tracer:
 
     def _warn(self, err: BaseException) -> None:
         # Once per Tracer at warning level: a broken store must not flood the log per call.
+        _failures.add()  # a trace not recorded is one not written: counted like the exporter's
         level = logging.DEBUG if self._warned else logging.WARNING
         self._warned = True
         log.log(level, "prediction not traced (%s: %s); the prediction itself is unaffected",
@@ -329,8 +523,7 @@ class Tracer:
                 SPAN_NAME, inputs=trace_inputs(validated), attributes=attrs, tags=tags,
                 start_time_ns=started_ns,
             )
-            span.set_outputs(trace_outputs(result.predictions))
-            span.end()
+            _end(span, outputs=trace_outputs(result.predictions))
             trace_id = str(span.trace_id or "")
             return None if not trace_id or trace_id == _NO_OP_TRACE_ID else trace_id
         except Exception as err:
@@ -357,10 +550,9 @@ class Tracer:
                 attributes={f"predictor.{k}": v for k, v in attrs.items()}, tags=tags, start_time_ns=started_ns,
             )
             span.record_exception(err)  # the exception event, and status ERROR
-            span.end()
+            _end(span)
         except Exception as trace_err:
             self._warn(trace_err)
-
 
     def record_refused(self, err: Exception, inputs: Any, started_ns: int, attributes: Mapping[str, Any]) -> None:
         """Write the trace of a call refused before sending (bad input): status ERROR, status code
@@ -379,9 +571,20 @@ class Tracer:
             span = mlflow.start_span_no_context(SPAN_NAME, inputs=refused_inputs(inputs), tags=tags,
                                                 start_time_ns=started_ns)
             span.record_exception(err)
-            span.end()
+            _end(span)
         except Exception as trace_err:
             self._warn(trace_err)
+
+
+def _end(span: Any, outputs: Any = None) -> None:
+    """End ``span`` now (MLflow exports it), or, with a deferred export, hand it to the writer
+    with its end time taken now."""
+    writer = _the_writer()
+    if writer is None:
+        span.end(outputs=outputs)
+        return
+    end_ns = time.time_ns()
+    writer.put(span, lambda s: s.end(outputs=outputs, end_time_ns=end_ns))
 
 
 def wall_ns() -> int:

@@ -33,6 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._tracing import TAG_MODEL_NAME, TAG_MODEL_VERSION, TAG_SERVED_MODEL, result_tags
+from ._tracing import defer_export as defer_trace_export
+from ._tracing import export_failures as trace_export_failures
+from ._tracing import flush as flush_traces
 from ._tracing import warm_up as warm_up_tracing
 
 __all__ = [
@@ -47,7 +50,9 @@ __all__ = [
     "Vote",
     "comment_rows",
     "current_vote",
+    "defer_trace_export",
     "experiment_ids",
+    "flush_traces",
     "format_summary",
     "record_feedback",
     "setup_tracking",
@@ -57,6 +62,7 @@ __all__ = [
     "summary_text",
     "tag_answer_trace",
     "tag_answer_trace_later",
+    "trace_export_failures",
     "warm_up_tracing",
 ]
 
@@ -206,9 +212,9 @@ def _stored_trace(trace_id: str, wait_s: float) -> Any | None:
     from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
     trace = mlflow.get_trace(trace_id, silent=True)
-    if trace is None:  # just written here: still in the exporter's queue. Flush only then: a flush
+    if trace is None:  # just written here: still waiting for export. Flush only then: a flush
         # costs up to a second and makes concurrent predictions export synchronously meanwhile.
-        mlflow.flush_trace_async_logging()
+        flush_traces()
         trace = mlflow.get_trace(trace_id, silent=True)
     if trace is None and wait_s > 0:  # written by the agent server / Model Serving, after its answer
         fetch = Retrying(retry=retry_if_result(lambda t: t is None), stop=stop_after_delay(wait_s),

@@ -113,8 +113,8 @@ demo, runtime = create_app(config)
 after_build = heavy()  # gradio imports pandas itself; MLflow is ours to keep out
 runtime.start_tracking_setup()  # what main() does once the server is up
 out = asyncio.run(predict_form(runtime, dict(ROW), {}, []))  # clicked while the set-up runs: it waits
-import mlflow
-mlflow.flush_trace_async_logging()  # written before this process says it is done
+from client.feedback import flush_traces
+flush_traces()  # written before this process says it is done
 print(json.dumps({"after_load": after_load, "after_build": after_build, "tracing": config.tracing,
                   "text": out[0], "status": out[1], "trace_id": out[4], "experiment_id": runtime.experiment_id}))
 """
@@ -163,8 +163,8 @@ for name, value in ROW.items():
     at.number_input(key="field:" + name).set_value(value)
 at.button[0].click().run()
 assert not at.exception, at.exception
-import mlflow
-mlflow.flush_trace_async_logging()  # written before this process says it is done
+from client.feedback import flush_traces
+flush_traces()  # written before this process says it is done
 print(json.dumps({"first_import": first_import, "fields": [n.label for n in at.number_input],
                   "prediction": at.metric[0].value, "trace_id": at.session_state["last"]["trace_id"],
                   "tabs": [t.label for t in at.tabs], "sidebar": [h.value for h in at.sidebar.header]}))

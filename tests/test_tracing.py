@@ -76,7 +76,9 @@ def experiment(registry_uri):
 def traces(experiment_id: str) -> list:
     import mlflow
 
-    mlflow.flush_trace_async_logging()
+    from client.feedback import flush_traces
+
+    flush_traces()
     return mlflow.search_traces(locations=[experiment_id], return_type="list")
 
 
@@ -198,7 +200,11 @@ from client import BadRequestError, Predictor
 p = Predictor.from_endpoint(url=sys.argv[1], validate=False)
 out = [p.predict([{"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4,
                    "petal width (cm)": 0.2}]) for _ in range(3)]
-print(json.dumps([[r.predictions, r.trace_id] for r in out]))
+from client.feedback import flush_traces, trace_export_failures
+from frontends.core.feedback import lost_traces_note
+flush_traces()
+print(json.dumps({"answers": [[r.predictions, r.trace_id] for r in out], "lost": trace_export_failures(),
+                  "note": lost_traces_note()}))
 """
 
 
@@ -208,14 +214,56 @@ def test_a_dead_tracking_store_does_not_fail_predictions(scoring_server, tmp_pat
     # from the environment (PREDICTOR_TRACING=1), as in the apps.
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}", "PREDICTOR_TRACING": "1",
-           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+           "PREDICTOR_TRACE_EXPORT_DELAY": "1"}  # exported off the calls' path, as the apps do
     run = subprocess.run([sys.executable, "-c", _DEAD_STORE_SCRIPT, f"{scoring_server}/invocations"], env=env,
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
-    answers = json.loads(run.stdout.strip().splitlines()[-1])
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    answers = out["answers"]
     assert [iris_labels(a[0]) for a in answers] == [["setosa"]] * 3
     assert all(a[1] for a in answers)  # the trace ids are made locally; exporting them is what failed
     assert "Failed to send trace" in run.stderr, run.stderr[-2000:]  # MLflow's exporter warned, in the background
+    # ...and each trace it could not write is counted, for the apps to show: none dropped in silence.
+    assert out["lost"] == 3 and out["note"].startswith("3 trace(s) could not be written"), out
+
+
+@pytest.mark.slow
+def test_a_deferred_export_writes_nothing_while_calls_come_and_everything_after(experiment, scoring_server,
+                                                                               monkeypatch):
+    """The apps' setting: a trace is written once calls have paused, never between a call and its
+    answer. A tracking store that blocks each write (0.3 s) does not delay the answers; the traces
+    are all written afterwards, each after the last answer."""
+    import mlflow
+    from mlflow.tracing.client import TracingClient
+
+    from client import _tracing
+    from client.feedback import defer_trace_export, flush_traces
+
+    writes: list[float] = []
+    real_start_trace = TracingClient.start_trace
+
+    def blocking_store(self, *args, **kwargs):
+        writes.append(time.monotonic())
+        time.sleep(0.1)
+        return real_start_trace(self, *args, **kwargs)
+
+    monkeypatch.setattr(_tracing, "_delay_override", _tracing._delay_override)  # restored after the test
+    p = Predictor.from_endpoint(url=f"{scoring_server}/invocations", model_uri=IRIS, tracing=True)
+    p.predict([ROW])  # the signature is loaded, MLflow warm
+    flush_traces()
+    monkeypatch.setattr(TracingClient, "start_trace", blocking_store)
+    defer_trace_export(3.0)
+    answered, ids = [], []
+    for _ in range(4):
+        ids.append(p.predict([ROW]).trace_id)
+        answered.append(time.monotonic())
+    assert writes == [], "a trace was written while calls were coming"
+    flush_traces()
+    assert len(writes) == 4 and min(writes) >= answered[-1]
+    stored = mlflow.search_traces(locations=[experiment], return_type="list")
+    assert set(ids) <= {t.info.trace_id for t in stored}
+    p.close()
 
 
 _LAZY_SCRIPT = """

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -321,3 +324,121 @@ async def test_an_endpoint_lookup_is_retried_like_a_prediction_and_refreshes_on_
         ("GET", "/api/2.0/serving-endpoints/iris", "Bearer tok-2"),
     ]
     await p.aclose()
+
+
+# -- the lone sync call: sent from the caller's thread, with the same policy ----------------
+
+
+def sync_predictor(mock: httpx.MockTransport, *, auth=None, retries: int = 3) -> tuple[Predictor, list[float]]:
+    """A Predictor over ``mock`` whose sync path records its waits instead of sleeping."""
+    waits: list[float] = []
+    transport = Transport(timeout=httpx.Timeout(5.0), transport=mock, sleep=Sleeps(), sync_sleep=waits.append)
+    p = Predictor(url=URL, auth=auth, transport=transport, validate=False, max_retries=retries, total_timeout=None)
+    return p, waits
+
+
+def test_a_lone_sync_call_is_sent_from_the_callers_thread_with_the_same_retries():
+    threads: list[str] = []
+    answers = [httpx.Response(429, headers={"Retry-After": "2"}, json={"message": "slow down"}),
+               httpx.Response(503, headers={"Retry-After": "1"}, text="busy"), httpx.Response(200, content=OK)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        threads.append(threading.current_thread().name)
+        return answers.pop(0)
+
+    p, waits = sync_predictor(httpx.MockTransport(handler))
+    result = p.predict([{"x": 1.0}])
+    assert result.predictions == [1] and result.retries == 2
+    assert waits == [2.0, 1.0]  # Retry-After honoured, through the sync sleep
+    assert threads == [threading.current_thread().name] * 3  # no hand-off to the event loop's thread
+    p.close()
+
+
+def test_a_lone_sync_call_gets_the_typed_errors():
+    reset = httpx.ReadError("connection reset by peer")
+    p, waits = sync_predictor(scripted(reset, reset, reset)[0], retries=2)
+    with pytest.raises(APIConnectionError) as info:
+        p.predict([{"x": 1.0}])
+    assert isinstance(info.value.__cause__, httpx.ReadError) and len(waits) == 2
+    mock, seen = scripted(httpx.Response(400, json={"error_code": "BAD_REQUEST", "message": "bad column"}))
+    p, _ = sync_predictor(mock)
+    with pytest.raises(BadRequestError, match="bad column"):
+        p.predict([{"x": 1.0}])
+    assert len(seen) == 1  # never retried
+
+
+def test_a_lone_sync_call_refreshes_credentials_once_after_a_401():
+    auth = CountingAuth()
+    mock, seen = scripted(httpx.Response(401, json={"message": "expired"}), httpx.Response(200, content=OK))
+    p, _ = sync_predictor(mock, auth=auth)
+    assert p.predict([{"x": 1.0}]).predictions == [1]
+    assert auth.refreshes == 1
+    assert [r.headers["Authorization"] for r in seen] == ["Bearer tok-1", "Bearer tok-2"]
+    mock, seen = scripted(httpx.Response(401, json={"message": "no"}))
+    p, _ = sync_predictor(mock, auth=CountingAuth(refreshes_allowed=False))
+    with pytest.raises(AuthenticationError):
+        p.predict([{"x": 1.0}])
+    assert len(seen) == 1
+
+
+def test_a_lone_sync_call_keeps_to_its_total_timeout_against_a_server_that_never_answers():
+    """A listening socket that never answers; ``total_timeout=0.5``, ``timeout=10``: a timeout near 0.5 s."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/invocations"
+        p = Predictor.from_endpoint(url=url, validate=False, total_timeout=0.5, timeout=10.0)
+        started = time.monotonic()
+        with pytest.raises(APITimeoutError, match=r"total_timeout=0\.5s"):
+            p.predict([{"x": 1.0}])
+        assert 0.4 <= time.monotonic() - started < 1.5
+        p.close()
+
+
+def test_sync_calls_from_many_threads_are_still_batched():
+    """The first call goes alone from its thread and is held until a second request arrives: that
+    one came through the event loop (the first was in flight), and the loop was held by it while
+    the other calls arrived, so they leave together."""
+    arrived = threading.Condition()
+    requests: list[httpx.Request] = []
+    rows_sent: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        with arrived:
+            requests.append(request)
+            arrived.notify_all()
+            arrived.wait_for(lambda: len(requests) >= 2, timeout=5)  # the first waits for the second
+        n = len(json.loads(request.content)["dataframe_split"]["data"])
+        rows_sent.append(n)
+        return httpx.Response(200, json={"predictions": [1] * n})
+
+    p, _ = sync_predictor(httpx.MockTransport(handler))
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda i: p.predict([{"x": float(i)}]), range(16)))
+    assert all(r.predictions == [1] for r in results)
+    assert sum(rows_sent) == 16 and len(rows_sent) < 16  # the others shared requests
+    assert max(r.batch_size for r in results) > 1
+    p.close()
+
+
+def test_sync_calls_count_as_alone_only_after_a_quiet_spell_without_overlap():
+    """Threads back from a shared batch find nobody in flight, yet are not alone: they stay on the
+    event loop (to be batched) until no two sync calls have overlapped for SYNC_COMPANY_WINDOW."""
+    from client._constants import SYNC_COMPANY_WINDOW
+    from client._http.auth import NoAuth
+    from client._http.sending import Sender
+
+    sender = Sender(url=URL, auth=NoAuth(), transport=Transport(timeout=httpx.Timeout(5.0)), direct=None,
+                    batching=None)
+    clock = FakeClock()
+    sender.clock = clock
+    with sender.sync_call() as first, sender.sync_call() as second:
+        assert first and not second
+    with sender.sync_call() as back:
+        assert not back  # nobody in flight, but two overlapped just now
+    clock.now += SYNC_COMPANY_WINDOW
+    with sender.sync_call() as later, sender.sync_call() as beside:
+        assert later and not beside
+    clock.now += SYNC_COMPANY_WINDOW
+    with sender.sync_call() as lone:
+        assert lone

@@ -108,8 +108,13 @@ async def refuse_chat(h: ModelHandle) -> None:
     caller asked for no lookups, so only an already-known kind is checked."""
     if not h.settings.validate and h.learned.chat_kind is None:
         return
-    kind, _ = await resolve(h)
-    if kind == "chat":
+    await resolve(h)
+    refuse_known_chat(h)
+
+
+def refuse_known_chat(h: ModelHandle) -> None:
+    """:func:`refuse_chat` once the kind is known (or left unchecked): no lookup, no await."""
+    if h.learned.chat_kind is not None and h.learned.chat_kind[0] == "chat":
         raise ConfigurationError(
             f"{h.settings.target} is a chat model: use chat()/achat() or stream()/astream(), not predict()")
 

@@ -58,20 +58,37 @@ class AuthFlow(httpx.Auth):
     async def refresh(self) -> bool:
         raise NotImplementedError
 
+    def headers_sync(self) -> dict[str, str]:
+        """:meth:`headers` from sync code (the lone sync call's path): through the client's event
+        loop, unless a subclass has them at hand."""
+        return run(self.headers())
+
+    def refresh_sync(self) -> bool:
+        """:meth:`refresh` from sync code, through the client's event loop."""
+        return run(self.refresh())
+
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         request.headers.update(await self.headers())
         response = yield request
         if response.status_code == 401 and await self.refresh():
-            log.debug("401 from %s; credentials refreshed, sending once more", request.url)
-            # A request of its own, not the first one changed: that one was sent as it was.
-            resend = httpx.Request(request.method, request.url, headers=request.headers, content=request.content,
-                                   extensions=request.extensions)
-            resend.headers.update(await self.headers())
-            yield resend
+            yield _resend(request, await self.headers())
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        # headers() and refresh() are coroutines: a sync client would send no credentials at all.
-        raise RuntimeError(f"{type(self).__name__} works with httpx.AsyncClient only")
+        # The same flow as async_auth_flow, for httpx.Client (the lone sync call's pool).
+        request.headers.update(self.headers_sync())
+        response = yield request
+        if response.status_code == 401 and self.refresh_sync():
+            yield _resend(request, self.headers_sync())
+
+
+def _resend(request: httpx.Request, headers: dict[str, str]) -> httpx.Request:
+    """After a 401 and a refresh: the request again, with the new credentials."""
+    log.debug("401 from %s; credentials refreshed, sending once more", request.url)
+    # A request of its own, not the first one changed: that one was sent as it was.
+    resend = httpx.Request(request.method, request.url, headers=request.headers, content=request.content,
+                           extensions=request.extensions)
+    resend.headers.update(headers)
+    return resend
 
 
 class _Wrapped(AuthFlow):
@@ -96,7 +113,13 @@ class NoAuth(AuthFlow):
     async def headers(self) -> dict[str, str]:
         return {}
 
+    def headers_sync(self) -> dict[str, str]:
+        return {}
+
     async def refresh(self) -> bool:
+        return False
+
+    def refresh_sync(self) -> bool:
         return False
 
     def __repr__(self) -> str:
@@ -112,9 +135,15 @@ class TokenAuth(AuthFlow):
         self._token = token
 
     async def headers(self) -> dict[str, str]:
+        return self.headers_sync()
+
+    def headers_sync(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"}
 
     async def refresh(self) -> bool:
+        return False
+
+    def refresh_sync(self) -> bool:
         return False
 
     def __repr__(self) -> str:
@@ -162,6 +191,10 @@ class WorkspaceAuth(AuthFlow):
             return headers
         # Single-flight: callers that find the cache stale together share one fetch.
         return dict(await self._fetching.run(self._fetch))
+
+    def headers_sync(self) -> dict[str, str]:
+        # The cached token at hand; a fetch goes through the event loop, single-flight as above.
+        return self._fresh() or run(self.headers())
 
     async def _fetch(self) -> dict[str, str]:
         if (cached := self._fresh()) is not None:

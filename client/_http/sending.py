@@ -8,16 +8,19 @@ and wraps the answer in a ``PredictionResult``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import threading
+import time
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
-from .._constants import DEFAULT_CHUNK_CONCURRENCY, DEFAULT_CHUNK_ROWS
+from .._constants import DEFAULT_CHUNK_CONCURRENCY, DEFAULT_CHUNK_ROWS, SYNC_COMPANY_WINDOW
 from .auth import Auth
 from .batching import (
     Batcher,
@@ -32,7 +35,7 @@ from .batching import (
 )
 from .sync import PerLoop
 from .transport import Budget, RetryConfig, Transport
-from .wire import PayloadTooLarge, decode_answer, encode_body
+from .wire import Answer, PayloadTooLarge, decode_answer, encode_body
 
 if TYPE_CHECKING:
     from .._schema.validate import ValidatedInput
@@ -84,6 +87,10 @@ class Sender:
         self.direct = direct
         self.batching = batching
         self._batchers: PerLoop[Batcher[Call, Share]] = PerLoop()
+        self._sync_calls = 0  # sync calls in flight, on either path
+        self._sync_lock = threading.Lock()
+        self._company_until = 0.0  # monotonic time until which sync calls count as not alone
+        self.clock: Callable[[], float] = time.monotonic
 
     def with_auth(self, auth: Auth) -> Sender:
         """The same target and pool with other credentials, and batchers of its own: a batch is
@@ -110,6 +117,41 @@ class Sender:
             return await self._answer_in_chunks(call, on_progress)
         if on_progress is not None:
             on_progress(v.n_rows, v.n_rows)
+        return share
+
+    @contextlib.contextmanager
+    def sync_call(self) -> Iterator[bool]:
+        """Count a sync call while it runs; says whether it is alone: no other sync call in flight, and
+        none overlapped another for ``SYNC_COMPANY_WINDOW`` s. Why the window: threads that shared
+        a batch come back one by one, and the first back would find nobody in flight and go alone,
+        beside the batch the others make, on an endpoint that would rather take one request."""
+        now = self.clock()
+        with self._sync_lock:
+            if self._sync_calls:
+                self._company_until = now + SYNC_COMPANY_WINDOW
+            alone = self._sync_calls == 0 and now >= self._company_until
+            self._sync_calls += 1
+        try:
+            yield alone
+        finally:
+            with self._sync_lock:
+                self._sync_calls -= 1
+
+    def send_alone_sync(self, call: Call) -> Share | None:
+        """Answer a call with nobody to batch with in the caller's thread, over the transport's sync
+        path; ``None`` when it needs the async core (direct mode, a transport without a sync side,
+        a call to send in chunks)."""
+        v = call.validated
+        if self.direct is not None or not self.transport.sends_sync or v.n_rows > DEFAULT_CHUNK_ROWS:
+            return None
+        assert self.url is not None
+        try:
+            body = _body(v, call.client_request_id)
+        except PayloadTooLarge:
+            return None  # the async core splits it by size, or refuses it
+        response, retries = self.transport.post_json_sync(self.url, body, auth=self.auth, budget=call.budget,
+                                                          timeout=call.timeout)
+        (share,) = _shares(decode_answer(response), [v.n_rows], retries, 1, call.client_request_id)
         return share
 
     def _batch_key(self, call: Call) -> Hashable | None:
@@ -144,7 +186,7 @@ class Sender:
                         for p in split_rows(predictions, sizes)]
             assert self.url is not None
             budget = calls[0].budget if len(calls) == 1 else Budget.shared([c.budget for c in calls])
-            body = encode_body({**merged.to_wire(), "client_request_id": request_id})
+            body = _body(merged, request_id)
             try:
                 response, retries = await self.transport.post_json(
                     self.url, body, auth=self.auth, budget=budget, timeout=calls[0].timeout
@@ -153,11 +195,7 @@ class Sender:
                 if len(calls) > 1:  # every caller in the batch spent these retries
                     for c in calls:
                         c.budget.spend(budget.retries_used)
-            answer = decode_answer(response)
-            return [
-                Share(p, answer.served_model_name, answer.request_id, retries, len(calls), request_id)
-                for p in split_rows(answer.predictions, sizes)
-            ]
+            return _shares(decode_answer(response), sizes, retries, len(calls), request_id)
         except NotRowAligned:
             # This model's answers cannot be cut by row: stop batching its calls.
             log.warning("the model's answers do not line up with rows; micro-batching turned off")
@@ -198,3 +236,14 @@ class Sender:
             retries=sum(s.retries for s in shares),
             client_request_id=call.client_request_id,
         )
+
+
+def _body(validated: ValidatedInput, request_id: str) -> bytes:
+    """The request body of one call, or of a batch's calls merged (``PayloadTooLarge`` if over)."""
+    return encode_body({**validated.to_wire(), "client_request_id": request_id})
+
+
+def _shares(answer: Answer, sizes: list[int], retries: int, batch_size: int, request_id: str) -> list[Share]:
+    """One answer cut into each call's share (``sizes``: the calls' rows, in order)."""
+    return [Share(p, answer.served_model_name, answer.request_id, retries, batch_size, request_id)
+            for p in split_rows(answer.predictions, sizes)]

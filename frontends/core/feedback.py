@@ -26,11 +26,13 @@ from client.feedback import (
     TRACE_EXPERIMENT_ENV,
     VersionSummary,
     comment_rows,
+    defer_trace_export,
     experiment_ids,
     record_feedback,
     setup_tracking,
     summarize,
     summary_rows,
+    trace_export_failures,
     warm_up_tracing,
 )
 
@@ -54,6 +56,7 @@ __all__ = [
     "default_experiment_name",
     "feedback_access",
     "feedback_user",
+    "lost_traces_note",
     "parse_expected",
     "rate_rows",
     "save_vote",
@@ -77,6 +80,16 @@ REVIEWERS_ENV = "PREDICTOR_REVIEWERS"
 ASK = "Was this right?"
 PREDICT_FIRST = "Predict first: feedback goes with a traced prediction."
 NOT_TRACED = "Feedback is unavailable: this prediction was not traced."
+#: Seconds after the last click that the apps write its trace (``PREDICTOR_TRACE_EXPORT_DELAY`` overrides):
+#: writing one into a local store is tens of ms of CPU that would otherwise race the page's answer.
+APP_TRACE_EXPORT_DELAY = 1.0
+TRACE_EXPORT_DELAY_ENV = "PREDICTOR_TRACE_EXPORT_DELAY"
+
+
+def lost_traces_note() -> str | None:
+    """The line an app shows when traces could not be written (``None`` while every one was)."""
+    lost = trace_export_failures()
+    return f"{lost} trace(s) could not be written to the tracking store; see the app's log." if lost else None
 NOT_SAVED = "Feedback could not be saved (the tracking store is unavailable)."
 NO_EXPERIMENT = "No MLflow experiment is available: predictions are not traced, so there is no feedback."
 UNREADABLE = "The feedback summary could not be read from the tracking store."
@@ -148,6 +161,8 @@ def set_up_tracking(app: str, tracing: bool, registry_uri: str | None = None) ->
     loaded (registering the demo switches experiments). Never raises: tracing is a bonus."""
     if not tracing:
         return None
+    if not os.environ.get(TRACE_EXPORT_DELAY_ENV):
+        defer_trace_export(APP_TRACE_EXPORT_DELAY)  # the answer on screen first, its trace written after
     experiment_id = setup_tracking(app_experiment(app), registry_uri)  # a warning and None when unreachable
     try:
         warm_up_tracing()

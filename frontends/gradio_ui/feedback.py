@@ -20,6 +20,7 @@ from frontends.core.feedback import (
     FeedbackAccess,
     feedback_access,
     feedback_user,
+    lost_traces_note,
     save_vote,
     summary_tables,
     visible_tables,
@@ -94,6 +95,8 @@ def feedback_tab(model_name: Callable[[], str | None], experiment_id: Callable[[
             access = feedback_access(request_headers(request))  # per visitor: the tab is built once for all
             frame, chart, latest, text = await asyncio.to_thread(summary_frames, model_name(), await experiment_id(),
                                                                  access)
+            if lost := lost_traces_note():  # our own text, no user input: safe as markdown
+                text = f"{text}\n\n{lost}" if text else lost
             return frame, chart, latest, text
 
         tab.select(load, outputs=[table, plot, comments, note], api_visibility="private")

@@ -16,6 +16,7 @@ from frontends.core.feedback import (
     NOT_TRACED,
     FeedbackAccess,
     SummaryTables,
+    lost_traces_note,
     save_vote,
     summary_tables,
     visible_tables,
@@ -70,6 +71,8 @@ def feedback_page(model_name: str | None, experiment_id: str | None, access: Fee
     """Per model version and served entity: predictions, share with feedback, thumbs-up rate, comments
     (a reviewer); anyone else: their own comments only (``access``, from ``feedback_access``)."""
     st.subheader(f"Feedback on {model_name or 'the model'}")
+    if lost := lost_traces_note():
+        st.caption(lost)
     if st.button("Refresh", key="feedback-refresh"):  # the summary is cached for 30 s: this reads the store now
         cached_summary.clear()
     # cached for everyone, filtered per visitor: what one may not see never reaches their page
