@@ -174,11 +174,21 @@ class Driver:
 
     def score_csv(self, path: Path) -> list[dict[str, str]]:
         """Upload a CSV on the batch tab; the results table's rows as read from the page."""
+        from playwright.sync_api import expect
+
         page = self.page
         page.get_by_role("tab", name="Batch (CSV)").click()
         page.locator("input[type=file]").first.set_input_files(str(path))
         if self.kind == "gradio":
             page.get_by_role("button", name="Score CSV").click()
+        else:
+            # Streamlit lists the file once it has taken it; an input replaced by a rerun that was still
+            # drawing the tab drops it (seen once under `make test`'s load): choose the file again.
+            listed = page.get_by_test_id("stFileUploader").get_by_text(path.name)
+            try:
+                expect(listed).to_be_visible(timeout=10_000)
+            except AssertionError:
+                page.locator("input[type=file]").first.set_input_files(str(path))
         self.expect_text(r"Scored \d+ rows")
         # Both render an ARIA grid (Streamlit's is a hidden accessibility copy of its canvas).
         hidden = self.kind == "streamlit"

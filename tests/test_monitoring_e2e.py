@@ -121,3 +121,26 @@ def test_input_the_sdk_refuses_is_traced_and_monitored(registry_uri, traffic):
     assert meta.traces == 1 and frame["status_code"].tolist() == [400]
     assert frame["error"].tolist() == ["SchemaValidationError"] and frame["model_version"].tolist() == ["1"]
     assert frame[NULLED].isna().all() and frame[SHIFTED].tolist() == [row[SHIFTED]]
+
+
+def test_a_report_in_the_process_that_traced_sees_its_deferred_traces(registry_uri, traffic, monkeypatch):
+    """The apps defer trace export (written once calls pause): their own Monitoring tab, reading right
+    after a call, still counts it. (In `make test`, an app module that ran earlier in the same worker
+    had turned deferral on, and the report found no traces.)"""
+    from client import SchemaValidationError, _tracing
+    from client.feedback import defer_trace_export, setup_tracking
+    from client.monitoring import records_from_traces
+
+    monkeypatch.setattr(_tracing, "_delay_override", _tracing._delay_override)  # restored after the test
+    defer_trace_export(60.0)
+    experiment = f"/monitoring-deferred-{uuid.uuid4().hex[:6]}"
+    setup_tracking(experiment, registry_uri)
+    p = Predictor.from_endpoint(url="http://127.0.0.1:9/invocations", model_uri=f"models:/{MODEL}/1",
+                                registry_uri=registry_uri, tracing=True, max_retries=0)
+    try:
+        with pytest.raises(SchemaValidationError):
+            p.predict([{**iris_rows(1)[0], NULLED: None}])
+    finally:
+        p.close()
+    frame, meta = records_from_traces(MODEL, experiments=[experiment], registry_uri=registry_uri)
+    assert meta.traces == 1 and frame["status_code"].tolist() == [400]

@@ -204,8 +204,10 @@ def records_from_traces(
         meta.predictions, meta.dropped_traces
     """
     from .._mlflow import tracking_session
+    from .._tracing import flush
     from ..feedback import experiment_ids
 
+    flush()  # this process's traces still waiting for export (the apps defer it) count too
     if model and model.startswith("models:"):
         from .._schema.signatures import parse_model_uri
 
