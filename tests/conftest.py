@@ -231,6 +231,19 @@ def postgres() -> Iterator[Any]:
         cluster.stop()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _trace_export_back_to_the_sdk_default() -> Iterator[None]:
+    """An app built in this process (set_up_tracking) defers trace export process-wide, as the apps
+    should; the next module in the same worker reads its traces back at once and must not inherit
+    that (it did: the CLI summary and the vote tests found no traces after test_app_sessions)."""
+    yield
+    if "client.feedback" in sys.modules:
+        from client.feedback import defer_trace_export, flush_traces
+
+        flush_traces()
+        defer_trace_export(0.0)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium driven by Playwright, one per test module (the browser tests share it)."""
