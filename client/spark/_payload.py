@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -108,6 +108,16 @@ def _error_of(status: int, response: str | None) -> str:
     return f"HTTP {status}: {message}" if message else f"HTTP {status}"
 
 
+def _parsed(text: str, what: str, read: Callable[[Any], list[Any]]) -> list[Any]:
+    """``read`` of the JSON ``text``; ``UnreadablePayload`` when it is not JSON (or ``read`` refuses it)."""
+    try:
+        return read(json.loads(text))
+    except UnreadablePayload:
+        raise
+    except ValueError as exc:
+        raise UnreadablePayload(f"{what} is not JSON") from exc
+
+
 def parse_payload_row(request: str | None, response: str | None, status_code: int,
                       logging_error_codes: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], list[Any],
                                                                                    str | None]:
@@ -123,18 +133,12 @@ def parse_payload_row(request: str | None, response: str | None, status_code: in
     codes = ", ".join(logging_error_codes or ()) or "no logging error code"
     if request is None:
         raise UnreadablePayload(f"request not logged ({codes})")
-    try:
-        records = _records(json.loads(request))
-    except ValueError as exc:
-        raise exc if isinstance(exc, UnreadablePayload) else UnreadablePayload("request is not JSON") from exc
+    records = _parsed(request, "request", _records)
     if not 200 <= status_code < 300:
         return records, [None] * len(records), _error_of(status_code, response)
     if response is None:
         raise UnreadablePayload(f"response not logged ({codes})")
-    try:
-        predictions = _predictions(json.loads(response))
-    except ValueError as exc:
-        raise exc if isinstance(exc, UnreadablePayload) else UnreadablePayload("response is not JSON") from exc
+    predictions = _parsed(response, "response", _predictions)
     if len(predictions) != len(records):
         raise UnreadablePayload(f"{len(records)} records but {len(predictions)} predictions")
     return records, predictions, None
