@@ -181,15 +181,19 @@ def direct_predictions(registry_uri: str) -> dict[tuple[float, ...], Any]:
 async def test_each_fault_gives_its_typed_error_after_the_budget(fault, scoring_server, registry_uri,
                                                                   direct_predictions):
     rows = make_rows(6)
+    # The stall (0.8 s) must outlast the per-attempt timeout; every other fault gets 5 s, so that a
+    # loaded machine cannot turn it into a timeout (with 0.5 s, a truncated body did, once, on the
+    # fresh clone with three workers).
+    timeout = 0.5 if fault == "stall" else 5.0
     with FaultProxy(scoring_server, fault_rate=1.0, faults=(fault,), stall_seconds=0.8, retry_after="0") as proxy:
-        p = predictor(proxy.url, registry_uri, timeout=0.5, max_retries=2, batching=False)
+        p = predictor(proxy.url, registry_uri, timeout=timeout, max_retries=2, batching=False)
         await p.aget_signature()
         outcomes, lost = await run_calls(p, rows, concurrency=3, hang_guard=60)
         await p.aclose()
     assert lost == 0
     for row, outcome in zip(rows, outcomes, strict=True):
         assert isinstance(outcome, EXPECTED_ERROR[fault]) and type(outcome) is EXPECTED_ERROR[fault], outcome
-        assert judge(row, outcome, direct_predictions[key(row)], proxy, 2, 0.5) is None
+        assert judge(row, outcome, direct_predictions[key(row)], proxy, 2, timeout) is None
     per_call = 3 if fault in RETRYABLE else 1
     assert proxy.injected[fault] == per_call * len(rows) == proxy.requests
     assert proxy.forwarded == 0
