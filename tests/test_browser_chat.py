@@ -49,32 +49,51 @@ NEW_FORMAT_APPS = ["gradio-endpoint-chat_agent", "streamlit-direct-completions"]
 
 
 class ChatApps:
-    """The chat apps, each started when a test first asks for it (a test run with ``-k`` starts
-    only the apps it uses), then shared by the module's tests."""
+    """The chat apps the selected tests use (a run with ``-k`` starts only those), all launched
+    together when the first is asked for, so that their start-ups overlap instead of adding up;
+    then shared by the module's tests."""
 
-    def __init__(self, registry: str, chat_servers: ChatServers, logs: Path) -> None:
-        self.registry, self.chat_servers, self.logs = registry, chat_servers, logs
+    def __init__(self, registry: str, chat_servers: ChatServers, logs: Path, wanted: list[str]) -> None:
+        self.registry, self.chat_servers, self.logs, self.wanted = registry, chat_servers, logs, wanted
         self.servers: dict[str, Any] = {}
+        self.ready: set[str] = set()
 
     def __getitem__(self, name: str) -> Any:
         if name not in self.servers:
-            kind, mode, fmt = [*name.split("-"), "responses"][:3]
-            # alice, who checks the Feedback tab's counts, is a reviewer (only reviewers see them)
-            env = {"PREDICTOR_MODEL_URI": f"models:/{CHAT_FORMATS[fmt][0]}@champion",
-                   "PREDICTOR_REGISTRY_URI": self.registry,
-                   "MLFLOW_TRACKING_URI": self.registry, "MLFLOW_REGISTRY_URI": self.registry,
-                   "PREDICTOR_REVIEWERS": "alice@example.com"}
-            if mode == "endpoint":
-                env["PREDICTOR_ENDPOINT_URL"] = self.chat_servers.invocations(fmt)
-                env["PREDICTOR_TRACE_EXPERIMENT"] = AGENT_TRACES  # where the agent server traces
-            self.servers[name] = launch_app(kind, env, self.logs / f"{name}.log")
+            self.chat_servers.start(*{self._parts(n)[2] for n in [name, *self.wanted]
+                                      if self._parts(n)[1] == "endpoint"})  # side by side
+            for n in dict.fromkeys([name, *self.wanted]):
+                if n not in self.servers:
+                    self.servers[n] = self._launch(n)
+        if name not in self.ready:
             wait_ready(self.servers[name])
+            self.ready.add(name)
         return self.servers[name]
+
+    @staticmethod
+    def _parts(name: str) -> list[str]:
+        return [*name.split("-"), "responses"][:3]
+
+    def _launch(self, name: str) -> Any:
+        kind, mode, fmt = self._parts(name)
+        # alice, who checks the Feedback tab's counts, is a reviewer (only reviewers see them)
+        env = {"PREDICTOR_MODEL_URI": f"models:/{CHAT_FORMATS[fmt][0]}@champion",
+               "PREDICTOR_REGISTRY_URI": self.registry,
+               "MLFLOW_TRACKING_URI": self.registry, "MLFLOW_REGISTRY_URI": self.registry,
+               "PREDICTOR_REVIEWERS": "alice@example.com"}
+        if mode == "endpoint":
+            env["PREDICTOR_ENDPOINT_URL"] = self.chat_servers.invocations(fmt)
+            env["PREDICTOR_TRACE_EXPERIMENT"] = AGENT_TRACES  # where the agent server traces
+        return launch_app(kind, env, self.logs / f"{name}.log")
 
 
 @pytest.fixture(scope="module")
-def chat_apps(agent_registry: str, chat_servers: ChatServers, tmp_path_factory: pytest.TempPathFactory):
-    apps = ChatApps(agent_registry, chat_servers, tmp_path_factory.mktemp("chat_apps"))
+def chat_apps(request: pytest.FixtureRequest, agent_registry: str, chat_servers: ChatServers,
+              tmp_path_factory: pytest.TempPathFactory):
+    here = request.node.path
+    wanted = [item.callspec.params["name"] for item in request.session.items
+              if item.path == here and "name" in getattr(getattr(item, "callspec", None), "params", {})]
+    apps = ChatApps(agent_registry, chat_servers, tmp_path_factory.mktemp("chat_apps"), wanted)
     try:
         yield apps
     finally:
