@@ -51,11 +51,12 @@ demo: $(VENV)/.apps
 
 SDK_RANGE_ARGS ?=
 
-# Three pytest-xdist workers on the 2 cores: with two, a third of the CPU stayed idle (browsers
-# rendering, paced answers, servers starting). A module stays on one worker (--dist loadfile), so its
-# module-scoped apps and browser start once. Modules go out in collection order (tests/conftest.py puts
-# the longest first), not xdist's default of most tests first. PYTEST_WORKERS=0: one process.
-PYTEST_WORKERS ?= 3
+# Two pytest-xdist workers on the 2 cores. Three were tried: 9 min 42 s once, 12-13 min on busier runs,
+# and on 2026-12-03's fresh machine 18 min 26 s, with three timing-bound tests red from the contention. A module
+# stays on one worker (--dist loadfile), so its module-scoped apps and browser start once. Modules go
+# out in collection order (tests/conftest.py puts the longest first), not xdist's default of most
+# tests first. PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 2
 PYTEST_ARGS    := -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # --durations=20: where the time goes (README, "Where the suite's time goes").

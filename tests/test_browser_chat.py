@@ -49,22 +49,31 @@ NEW_FORMAT_APPS = ["gradio-endpoint-chat_agent", "streamlit-direct-completions"]
 
 
 class ChatApps:
-    """The chat apps the selected tests use (a run with ``-k`` starts only those), all launched
-    together when the first is asked for, so that their start-ups overlap instead of adding up;
-    then shared by the module's tests."""
+    """The chat apps the selected tests use (a run with ``-k`` starts only those), shared by the
+    module's tests. Asking for one also launches the next one the tests will ask for, so that each
+    start-up overlaps the test before it. One ahead, not all: with every app booting at once, the
+    first test bore all their start-ups on 2 loaded cores and outlasted pytest's 300 s timeout."""
+
+    AHEAD = 1
 
     def __init__(self, registry: str, chat_servers: ChatServers, logs: Path, wanted: list[str]) -> None:
-        self.registry, self.chat_servers, self.logs, self.wanted = registry, chat_servers, logs, wanted
+        self.registry, self.chat_servers, self.logs = registry, chat_servers, logs
+        self.wanted = list(dict.fromkeys(wanted))  # in the order the tests ask
         self.servers: dict[str, Any] = {}
         self.ready: set[str] = set()
 
     def __getitem__(self, name: str) -> Any:
         if name not in self.servers:
-            self.chat_servers.start(*{self._parts(n)[2] for n in [name, *self.wanted]
-                                      if self._parts(n)[1] == "endpoint"})  # side by side
-            for n in dict.fromkeys([name, *self.wanted]):
-                if n not in self.servers:
-                    self.servers[n] = self._launch(n)
+            _, mode, fmt = self._parts(name)
+            if mode == "endpoint":
+                self.chat_servers.start(fmt)
+            self.servers[name] = self._launch(name)
+        later = self.wanted[self.wanted.index(name) + 1:] if name in self.wanted else []
+        for n in later[:self.AHEAD]:
+            _, mode, fmt = self._parts(n)
+            # not if its model server must start first: the asked app's test would wait for it
+            if n not in self.servers and (mode == "direct" or fmt in self.chat_servers.running):
+                self.servers[n] = self._launch(n)
         if name not in self.ready:
             wait_ready(self.servers[name])
             self.ready.add(name)

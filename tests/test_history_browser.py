@@ -14,6 +14,7 @@ continues it, and the database holds the four turns, in order, under her name on
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 import pytest
@@ -120,6 +121,16 @@ class Chat:
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def _messages_once_saved(store: HistoryStore, user: str, conversation_id: str, count: int) -> list[Any]:
+    """The conversation's messages once ``count`` are saved. The page saves a turn after drawing its
+    answer, so the answer is visible a moment before its row exists (seconds on a loaded machine: the
+    second turn was once read too early, 2 rows of 4)."""
+    deadline = time.monotonic() + TIMEOUT / 1000
+    while len(turns := store.messages(user, conversation_id)) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return turns
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
         kind: str, history_urls: dict[str, str], agent_registry: str, browser: Any, tmp_path_factory) -> None:
@@ -173,7 +184,7 @@ def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
             chat_a.expect_first_answer_thumbs_down()
             chat_a.send(SECOND, "virginica")  # continues it
             chat_a.shot(f"history-{kind}")
-        turns = store.messages(alice.email, conv.id)
+        turns = _messages_once_saved(store, alice.email, conv.id, count=4)
         assert [(m.role, m.status) for m in turns] == [("user", "ok"), ("assistant", "ok")] * 2
         assert [turns[0].content, turns[2].content] == [FIRST, SECOND]
         assert "setosa" in turns[1].content and "virginica" in turns[3].content
