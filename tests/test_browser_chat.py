@@ -190,8 +190,8 @@ def test_answers_stream_into_the_page_and_end_as_the_whole_answer(
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     try:
         chat = ChatDriver(page, kind).open(chat_apps[name].url)
-        chat.send(f"/pace 300 {QUESTION}")
-        # Part of the answer is on the page while the model still has ~5 s of chunks to produce.
+        chat.send(f"/pace 200 {QUESTION}")
+        # Part of the answer is on the page while the model still has ~3 s of chunks to produce.
         partial = chat.wait_for_answer(lambda t: FIRST_WORDS in t)
         assert LAST_WORD not in partial, partial
         final = chat.wait_for_answer(lambda t: LAST_WORD in t)
@@ -208,7 +208,7 @@ def test_answers_stream_into_the_page_and_end_as_the_whole_answer(
         chat.send("/pace 400 hello")
         chat.wait_for_answer(lambda t: t.startswith("I answer"))
         chat.stop()
-        time.sleep(3)  # ~30 chunks were still to come, 0.4 s apart
+        time.sleep(2)  # ~30 chunks were still to come, 0.4 s apart: 5 would have shown
         stopped = chat.last_answer()
         assert stopped.startswith("I answer") and "which iris it is." not in stopped
         if kind == "streamlit":
