@@ -97,6 +97,9 @@ class FaultProxy:
         self.upstream_failures = 0
         #: Every POST, in arrival order.
         self.log: list[Request] = []
+        #: Connections that ended (reset, or mid-request) before a whole request was read: attempts a
+        #: client gave up on before the proxy got to them (a loaded machine). The log cannot name them.
+        self.unread = 0
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
@@ -172,8 +175,10 @@ class FaultProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections.add(writer)
+        reading = True  # a failure while reading a request, not while answering one, is "unread"
         try:
             while True:
+                reading = True
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 method, target, _ = lines[0].split(" ", 2)
@@ -184,12 +189,15 @@ class FaultProxy:
                         headers[key.strip().lower()] = value.strip()
                 length = int(headers.get("content-length", "0"))
                 body = await reader.readexactly(length) if length else b""
+                reading = False
                 if not await self._respond(method, target, headers, body, writer):
                     return
                 if headers.get("connection", "").lower() == "close":
                     return
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            return
+        except asyncio.IncompleteReadError as err:
+            self.unread += bool(err.partial)  # nothing read: an idle keep-alive connection closed
+        except (asyncio.LimitOverrunError, ConnectionError):
+            self.unread += reading
         finally:
             self._connections.discard(writer)
             if not writer.transport.is_closing():
