@@ -44,10 +44,14 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
 	    { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
 
-# Register the demo model in the local registry and open the Streamlit app on it.
+# Register the demo model and the demo agent in the local registry and open the Streamlit app: the iris
+# form, and a Chat tab on the agent whose conversations are kept in .predictor/history.db (SQLite, the
+# history's laptop default: frontends/core/history.py).
+DEMO_CHAT_MODEL := models:/main.default.assistant@champion
+
 demo: $(VENV)/.apps
 	$(VENV)/bin/predictor demo
-	$(VENV)/bin/streamlit run frontends/streamlit_ui/server.py
+	PREDICTOR_CHAT_MODEL_URI=$(DEMO_CHAT_MODEL) $(VENV)/bin/streamlit run frontends/streamlit_ui/server.py
 
 SDK_RANGE_ARGS ?=
 

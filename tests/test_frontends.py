@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -113,6 +114,128 @@ def test_gradio_handler_with_a_fake_predictor(fake, monkeypatch):
     assert fake.calls == 1  # the second, identical call came from the cache
     text, status, _, _ = asyncio.run(predict_values(runtime, {**IRIS_ROW, "sepal width (cm)": "abc"}, headers, []))
     assert text == "" and "sepal width (cm)" in status
+
+
+class FakeChat:
+    """Stands in for the demo agent in the fast tests: answers "You said: <the question>", word by word."""
+
+    mode = "direct"
+    kind = "chat"
+    model_name = "main.default.assistant"
+    model_version = "1"
+    model_run_id = None
+    endpoint = None
+
+    def __init__(self) -> None:
+        self.asked: list[list[dict]] = []
+
+    def with_user_token(self, token):
+        return self
+
+    def stream(self, messages, **_):
+        from client import ChatDelta, ChatResult
+
+        self.asked.append(list(messages))
+        text = f"You said: {messages[-1]['content']}"
+
+        class Stream:
+            def __iter__(self):
+                return iter(ChatDelta(type="text", text=piece) for piece in re.findall(r"\S+\s*", text))
+
+            def get_final_result(self):
+                return ChatResult(text=text, messages=[], mode="direct", model_name=FakeChat.model_name,
+                                  model_version=FakeChat.model_version)
+
+        return Stream()
+
+
+def _make_demo_app_env() -> dict[str, str]:
+    """The variables ``make demo`` starts the Streamlit app with (``make -n``: its commands, printed, not run)."""
+    import shlex
+    import subprocess
+
+    out = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), "demo"], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    [app] = [i for i, line in enumerate(out) if "streamlit run" in line]
+    assert out[app - 1].endswith("bin/predictor demo")  # the models registered first
+    words = shlex.split(out[app])
+    env = dict(w.split("=", 1) for w in words[:words.index(next(w for w in words if "=" not in w))])
+    assert words[len(env):][-2:] == ["run", "frontends/streamlit_ui/server.py"]
+    return env
+
+
+def test_make_demo_opens_the_form_and_a_chat_on_the_demo_agent_with_history_in_sqlite(tmp_path, monkeypatch,
+                                                                                       capsys):
+    """What ``make demo`` runs: ``predictor demo`` registers the iris model and the demo agent; the app
+    then gets the iris form (nothing configured: the demo model), the demo agent's Chat tab, and, with
+    no history set up, the SQLite store in ``.predictor/`` of the directory it runs in."""
+    import client.local.demo as demo
+    from client.local.cli import main as predictor
+    from frontends.core.history import HISTORY_ENV, store_from_env
+
+    registered: list[str] = []
+    monkeypatch.setattr(demo, "register_demo_model", lambda uri=None: registered.append("model") or demo.DEMO_MODEL_URI)
+    monkeypatch.setattr(demo, "register_demo_agent", lambda uri=None: registered.append("agent") or demo.DEMO_AGENT_URI)
+    assert predictor(["demo"]) == 0
+    assert registered == ["model", "agent"]
+    assert capsys.readouterr().out.split() == [demo.DEMO_MODEL_URI, demo.DEMO_AGENT_URI]
+
+    env = _make_demo_app_env()
+    config = AppConfig.from_env(env)
+    assert config.uses_demo and config.registry_model_uri == IRIS
+    assert config.chat_model_uri == demo.DEMO_AGENT_URI == "models:/main.default.assistant@champion"
+    assert HISTORY_ENV not in env
+    monkeypatch.chdir(tmp_path)
+    store = store_from_env(env)
+    assert store is not None and store.engine.url.get_backend_name() == "sqlite"
+    assert store.engine.url.database == str(tmp_path / ".predictor" / "history.db")
+    store.close()
+
+
+def test_streamlit_shows_a_chat_tab_beside_the_form_and_keeps_its_conversations(fake, monkeypatch, tmp_path):
+    """``PREDICTOR_CHAT_MODEL_URI``: a Chat tab beside the form (its model loaded when first opened),
+    its answers kept in the history store; the form and its model card unchanged."""
+    import frontends.core.session as session
+    from frontends.core.feedback import feedback_user
+    from frontends.core.history import HistoryStore
+
+    history = f"sqlite:///{tmp_path / 'history.db'}"
+    monkeypatch.setenv("PREDICTOR_CHAT_MODEL_URI", "models:/main.default.assistant@champion")
+    monkeypatch.setenv("PREDICTOR_HISTORY", history)
+    monkeypatch.setenv("PREDICTOR_TRACING", "0")
+    chat, loads = FakeChat(), []
+    monkeypatch.setattr(session, "load_chat_predictor", lambda config: loads.append(config.chat_model_uri) or chat)
+    at = _apptest().run()
+    assert not at.exception, at.exception
+    assert [t.label for t in at.tabs] == ["Single prediction", "Batch (CSV)", "Chat", "Feedback", "Monitoring"]
+    assert [n.label for n in at.number_input] == list(IRIS_ROW) and not at.chat_input
+    assert loads == []  # a first page loads no chat model
+    at.session_state["page-tab"] = "Chat"
+    at.run()
+    assert not at.exception, at.exception
+    assert loads == ["models:/main.default.assistant@champion"]
+    assert "Conversations" in [h.value for h in at.sidebar.header]
+    at.chat_input[0].set_value("which iris?").run()
+    assert not at.exception, at.exception
+    assert chat.asked == [[{"role": "user", "content": "which iris?"}]]
+    assert "You said: which iris?" in [m.value for m in at.markdown]
+    assert [n.label for n in at.number_input] == list(IRIS_ROW)  # the form's tab still drawn
+    store = HistoryStore.connect(history)
+    [conv] = store.conversations(feedback_user(None)).items
+    assert [m.content for m in store.messages(feedback_user(None), conv.id)] == ["which iris?",
+                                                                                "You said: which iris?"]
+    store.close()
+
+
+def test_a_chat_tab_on_a_model_that_is_no_chat_model_is_a_clear_error(monkeypatch):
+    import frontends.core.session as session
+    from client import ConfigurationError
+
+    monkeypatch.setattr(session.Predictor, "from_model", classmethod(lambda cls, uri, **_: FakePredictor()))
+    assert session.load_chat_predictor(AppConfig()) is None  # none configured: no Chat tab
+    with pytest.raises(ConfigurationError, match=r"PREDICTOR_CHAT_MODEL_URI='models:/main.default.iris@champion' "
+                                                  r"is not a chat model or agent \(it is tabular\)"):
+        session.load_chat_predictor(AppConfig(chat_model_uri=IRIS))
 
 
 @pytest.fixture(scope="module")

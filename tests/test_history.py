@@ -6,22 +6,27 @@ path with a token that rotates, and the configuration from the environment.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from frontends.core.history import (
+    COOL_DOWN_S,
     MAX_CONTENT_CHARS,
     SCHEMA_VERSION,
     Answer,
+    Breaker,
     ConversationNotFound,
     HistoryError,
     HistoryStore,
     HistoryUnavailable,
     MessageTooLarge,
+    breaker_for,
     store_from_env,
     title_from,
 )
@@ -150,14 +155,86 @@ def test_a_restarted_app_finds_everything_and_a_newer_schema_is_refused(store: H
             conn.commit()
 
 
+@contextmanager
+def _connects(engine: sa.Engine | type[sa.Engine]) -> Iterator[list[int]]:
+    """One item per connection ``engine`` (or any engine) tries to open, while in the block."""
+    attempts: list[int] = []
+
+    def attempt(*_: object) -> None:
+        attempts.append(1)
+
+    sa.event.listen(engine, "do_connect", attempt)
+    try:
+        yield attempts
+    finally:
+        sa.event.remove(engine, "do_connect", attempt)
+
+
 def test_a_database_that_is_down_is_history_unavailable_quickly(tmp_path: Path, postgres) -> None:
+    """Then, for ``COOL_DOWN_S``, unavailable at once, no connection tried (a page rerun does not wait
+    up to CONNECT_TIMEOUT_S again); then one call tries again. The clock is the breaker's, patched."""
     closed = postgres.url("nobody").replace(f":{postgres.port}/", ":1/")  # nothing listens on port 1
     for url in (closed, f"sqlite:///{tmp_path}"):  # a directory is no database file
-        store = HistoryStore.connect(url, migrate=False)
-        with pytest.raises(HistoryUnavailable, match="unavailable"):
-            store.add_turn("ann", None, "hi", Answer("hello"))
+        now = [1000.0]
+        store = HistoryStore.connect(url, migrate=False, breaker=Breaker(clock=lambda now=now: now[0]))
+        with _connects(store.engine) as attempts:
+            with pytest.raises(HistoryUnavailable, match="unavailable"):
+                store.add_turn("ann", None, "hi", Answer("hello"))
+            assert attempts and store.breaker.state == "open"
+            tried = len(attempts)
+            now[0] += COOL_DOWN_S - 1
+            started = time.perf_counter()
+            with pytest.raises(HistoryUnavailable, match=r"unavailable \(failed; tried again in 1 s\)"):
+                store.conversations("ann")
+            assert len(attempts) == tried and time.perf_counter() - started < 1.0  # nothing tried
+            now[0] += 1  # the cool-down over: one call tries (half-open); still down, open again
+            with pytest.raises(HistoryUnavailable):
+                store.conversations("ann")
+            assert len(attempts) > tried and store.breaker.state == "open"
+
+
+def test_the_breaker_opens_on_a_failure_lets_one_trial_through_after_the_cool_down_and_closes_on_success() -> None:
+    now = [0.0]
+    breaker = Breaker(cool_down_s=30, clock=lambda: now[0])
+    assert breaker.state == "closed" and breaker.allow() and breaker.allow() and breaker.retry_in() == 0
+    breaker.failed()
+    now[0] = 29.5
+    assert (breaker.state, breaker.allow(), breaker.retry_in()) == ("open", False, 0.5)
+    now[0] = 30.0
+    assert breaker.state == "half-open"
+    assert breaker.allow() and not breaker.allow()  # one trial at a time, the others still refused
+    breaker.failed()  # the trial failed: 30 s more from now
+    now[0] = 59.9
+    assert (breaker.state, breaker.allow()) == ("open", False)
+    now[0] = 60.0
+    assert breaker.allow()
+    breaker.succeeded()
+    assert breaker.state == "closed" and breaker.allow() and breaker.allow()
+    assert COOL_DOWN_S == Breaker().cool_down_s == 30
+
+
+def test_a_page_run_after_a_failed_open_does_not_try_the_database_until_the_cool_down_is_over(
+        tmp_path: Path) -> None:
+    """The pages open the store again on their next run when it could not be opened: the stores of one
+    database share its breaker, so that run does not try a database that is cooling down."""
+    dead = tmp_path / "history.db"
+    dead.mkdir()  # no database file can be opened there
+    env = {"PREDICTOR_HISTORY": f"sqlite:///{dead}"}
+    with _connects(sa.engine.Engine) as attempts:
         with pytest.raises(HistoryUnavailable):
-            store.conversations("ann")
+            store_from_env(env)  # a page's first run: tried, failed
+        tried = len(attempts)
+        assert tried
+        with pytest.raises(HistoryUnavailable, match="tried again in"):
+            store_from_env(env)  # the next run: nothing tried
+        assert len(attempts) == tried
+        dead.rmdir()  # the database is back
+        breaker = breaker_for(env["PREDICTOR_HISTORY"])
+        breaker.cool_down_s = 0  # the cool-down over (rather than waited for)
+        store = store_from_env(env)
+        assert store is not None and breaker.state == "closed" and len(attempts) > tried
+    assert store.add_turn("ann", None, "back?", Answer("yes"))[0]
+    store.close()
 
 
 def test_the_password_is_a_token_minted_per_new_connection_and_rotation_fails_no_request(postgres) -> None:

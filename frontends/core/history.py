@@ -22,6 +22,11 @@ Markdown or HTML), at most ``MAX_TITLE_CHARS``. A database that is down or refus
 :class:`HistoryUnavailable` (the pages keep answering and say history is not being saved); a
 turn is written in one transaction, so nothing is ever half-written.
 
+A database that failed to connect is not tried again for ``COOL_DOWN_S`` (a circuit breaker,
+:class:`Breaker`, one per database URL for the stores :func:`store_from_env` opens): until then
+every call raises :class:`HistoryUnavailable` at once, so a page rerun does not wait up to
+``CONNECT_TIMEOUT_S`` for a database that is still down; then one call tries again.
+
 Example::
 
     store = HistoryStore.connect("sqlite:///history.db")
@@ -36,6 +41,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -55,7 +62,9 @@ __all__ = [
     "NOT_SAVED",
     "SCHEMA_ENV",
     "SCHEMA_VERSION",
+    "COOL_DOWN_S",
     "Answer",
+    "Breaker",
     "Conversation",
     "ConversationNotFound",
     "ConversationPage",
@@ -64,6 +73,7 @@ __all__ = [
     "HistoryUnavailable",
     "MessageTooLarge",
     "StoredMessage",
+    "breaker_for",
     "lakebase_url",
     "store_from_env",
     "title_from",
@@ -89,6 +99,8 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 #: Lakebase tokens last an hour at most; a pooled connection is replaced well before.
 TOKEN_RECYCLE_S = 900
 CONNECT_TIMEOUT_S = 5
+#: After the history database failed to connect, how long no connection is tried (seconds).
+COOL_DOWN_S = 30.0
 STATUSES = ("ok", "failed", "stopped")
 
 
@@ -106,6 +118,80 @@ class ConversationNotFound(HistoryError, LookupError):
 
 class MessageTooLarge(HistoryError, ValueError):
     """A message longer than ``MAX_CONTENT_CHARS``: not stored (nothing of its turn is)."""
+
+
+class Breaker:
+    """A circuit breaker for one database. Closed: every call may connect. After a failure to
+    connect (:meth:`failed`), open for ``cool_down_s``: :meth:`allow` says no, nothing is tried.
+    Then half-open: one caller is allowed through; its success (:meth:`succeeded`) closes the
+    breaker, its failure opens it for another ``cool_down_s``. Thread-safe; pure (``clock``
+    is the time source, in seconds).
+
+    Example::
+
+        >>> now = [0.0]
+        >>> breaker = Breaker(cool_down_s=30, clock=lambda: now[0])
+        >>> breaker.failed(); breaker.allow()
+        False
+        >>> now[0] = 30.0; breaker.allow(), breaker.allow()   # one trial at a time
+        (True, False)
+        >>> breaker.succeeded(); breaker.allow()
+        True
+    """
+
+    def __init__(self, cool_down_s: float = COOL_DOWN_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cool_down_s, self._clock = cool_down_s, clock
+        self._opened_at: float | None = None
+        self._trial = False
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half-open"`` (a trial may go, or is under way)."""
+        with self._lock:
+            if self._opened_at is None:
+                return "closed"
+            return "half-open" if self._trial or self._clock() - self._opened_at >= self.cool_down_s else "open"
+
+    def retry_in(self) -> float:
+        """Seconds until a call may try the database again (0: now)."""
+        with self._lock:
+            if self._opened_at is None:
+                return 0.0
+            return max(0.0, self.cool_down_s - (self._clock() - self._opened_at))
+
+    def allow(self) -> bool:
+        """Whether this call may connect: closed, or the one trial once the cool-down is over."""
+        with self._lock:
+            if self._opened_at is None:
+                return True
+            if self._trial or self._clock() - self._opened_at < self.cool_down_s:
+                return False
+            self._trial = True
+            return True
+
+    def failed(self) -> None:
+        """A connection failed: open for ``cool_down_s`` from now."""
+        with self._lock:
+            self._opened_at, self._trial = self._clock(), False
+
+    def succeeded(self) -> None:
+        """The database answered: closed."""
+        with self._lock:
+            self._opened_at, self._trial = None, False
+
+
+_breakers: dict[str, Breaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def breaker_for(url: str) -> Breaker:
+    """The process's one breaker for the database at ``url`` (without its password): every store
+    :func:`store_from_env` opens on it shares it, so a store opened again after a failed open (the
+    next page run) does not try a database that is still cooling down."""
+    key = sa.make_url(url).render_as_string(hide_password=True)
+    with _breakers_lock:
+        return _breakers.setdefault(key, Breaker())
 
 
 meta = sa.MetaData()
@@ -210,8 +296,10 @@ class HistoryStore:
     Blocking calls: an event loop runs them in a thread (``asyncio.to_thread``).
     """
 
-    def __init__(self, engine: sa.Engine, schema: str = PG_SCHEMA) -> None:
+    def __init__(self, engine: sa.Engine, schema: str = PG_SCHEMA, breaker: Breaker | None = None) -> None:
         self.engine = engine
+        #: Whether a call may try the database now (see :class:`Breaker`); one of its own by default.
+        self.breaker = breaker if breaker is not None else Breaker()
         self.schema = schema if engine.dialect.name == "postgresql" else None
         if self.schema:
             if not _IDENTIFIER.fullmatch(self.schema):
@@ -222,9 +310,10 @@ class HistoryStore:
 
     @classmethod
     def connect(cls, url: str, *, password: Callable[[], str] | None = None, recycle_s: float = TOKEN_RECYCLE_S,
-                migrate: bool = True, schema: str = PG_SCHEMA) -> HistoryStore:
+                migrate: bool = True, schema: str = PG_SCHEMA, breaker: Breaker | None = None) -> HistoryStore:
         """A store on ``url``; ``password``: called for each new connection (an OAuth token);
-        ``schema``: the Postgres schema of the tables (one per app when apps share a database)."""
+        ``schema``: the Postgres schema of the tables (one per app when apps share a database);
+        ``breaker``: shared with other stores on the same database (:func:`breaker_for`), else its own."""
         parsed = sa.make_url(url)
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
@@ -244,7 +333,7 @@ class HistoryStore:
                 except Exception as err:
                     raise HistoryUnavailable(f"no database token could be minted ({type(err).__name__})") from None
 
-        store = cls(engine, schema)
+        store = cls(engine, schema, breaker)
         if migrate:
             store.migrate()
         return store
@@ -257,17 +346,32 @@ class HistoryStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
-        """One transaction; a database that is down or refuses us is :class:`HistoryUnavailable`."""
+        """One transaction; a database that is down or refuses us is :class:`HistoryUnavailable`,
+        and so is every call while the breaker cools down after that (no connection is tried)."""
+        if not self.breaker.allow():
+            raise HistoryUnavailable(f"the history database is unavailable (failed; tried again in "
+                                     f"{self.breaker.retry_in():.0f} s)")
+        failed = False
         try:
             with self._engine.begin() as conn:
                 yield conn
+        except HistoryUnavailable:  # no token could be minted for the connection
+            failed = True
+            raise
         except HistoryError:
             raise
         except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError,
                 sa.exc.DisconnectionError) as err:
+            failed = True
             first = str(getattr(err, "orig", err)).strip().splitlines()[:1]
-            log.warning("history database unavailable: %s: %s", type(err).__name__, first[0] if first else "")
+            log.warning("history database unavailable (not tried again for %g s): %s: %s", self.breaker.cool_down_s,
+                        type(err).__name__, first[0] if first else "")
             raise HistoryUnavailable(f"the history database is unavailable ({type(err).__name__})") from None
+        finally:  # any other outcome: the database answered (a half-open breaker closes)
+            if failed:
+                self.breaker.failed()
+            else:
+                self.breaker.succeeded()
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -437,12 +541,14 @@ def store_from_env(env: Mapping[str, str] | None = None,
         return None
     schema = (env.get(SCHEMA_ENV) or "").strip() or PG_SCHEMA
     if wanted:
-        return HistoryStore.connect(wanted, schema=schema)
+        return HistoryStore.connect(wanted, schema=schema, breaker=breaker_for(wanted))
     if env.get("PGHOST"):
+        url = lakebase_url(env)
         if env.get("PGPASSWORD"):  # a plain Postgres with a password: libpq reads it itself
-            return HistoryStore.connect(lakebase_url(env), schema=schema)
-        return HistoryStore.connect(lakebase_url(env), password=token(), schema=schema)
+            return HistoryStore.connect(url, schema=schema, breaker=breaker_for(url))
+        return HistoryStore.connect(url, password=token(), schema=schema, breaker=breaker_for(url))
     if env.get("DATABRICKS_APP_PORT") or env.get("DATABRICKS_APP_NAME"):
         return None  # an App's disk is gone after a restart: no database resource, no history
     home = Path(env.get("PREDICTOR_HOME") or ".predictor").resolve()
-    return HistoryStore.connect(f"sqlite:///{home / 'history.db'}")
+    url = f"sqlite:///{home / 'history.db'}"
+    return HistoryStore.connect(url, breaker=breaker_for(url))

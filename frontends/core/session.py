@@ -10,10 +10,13 @@ Environment (first match wins):
 * nothing: the local demo model, registered on first start if missing.
 
 ``PREDICTOR_MODEL_URI`` with an endpoint gives the signature's source; ``PREDICTOR_REGISTRY_URI``
-the registry. ``PREDICTOR_ON_BEHALF_OF_USER=1`` makes each call authenticate as the signed-in
-user (``X-Forwarded-Access-Token``) instead of the app's service principal; a request without
-that header is then refused (:class:`SignInRequired`), never served as the app. The apps trace
-every prediction into MLflow (see ``client/feedback.py``) unless ``PREDICTOR_TRACING=0``.
+the registry. ``PREDICTOR_CHAT_MODEL_URI`` (a registered chat model or agent, loaded in process)
+adds a Chat tab beside a tabular model's form in the Streamlit app; ``make demo`` sets it to the
+demo agent (``main.default.assistant@champion``), registered on first use if missing.
+``PREDICTOR_ON_BEHALF_OF_USER=1`` makes each call authenticate as the signed-in user
+(``X-Forwarded-Access-Token``) instead of the app's service principal; a request without that
+header is then refused (:class:`SignInRequired`), never served as the app. The apps trace every
+prediction into MLflow (see ``client/feedback.py``) unless ``PREDICTOR_TRACING=0``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 
 from client import (
     AuthenticationError,
+    ConfigurationError,
     PermissionDeniedError,
     PredictionResult,
     Predictor,
@@ -39,7 +43,7 @@ from client import (
     SchemaValidationError,
     Signature,
 )
-from client.local.demo import DEMO_MODEL_URI  # the apps register the demo model on a laptop
+from client.local.demo import DEMO_AGENT_URI, DEMO_MODEL_URI  # the apps register the demos on a laptop
 from client.registry import parse_model_uri
 from frontends.core.proba import prediction_label, single_prediction
 
@@ -50,8 +54,10 @@ __all__ = [
     "SignInRequired",
     "build_predictor",
     "caller_identity",
+    "chat_model_info",
     "describe_error",
     "format_prediction",
+    "load_chat_predictor",
     "load_predictor",
     "missing_scopes",
     "model_info",
@@ -93,6 +99,8 @@ class AppConfig:
     title: str = "Model predictions"
     #: One MLflow trace per prediction (on in the apps unless ``PREDICTOR_TRACING=0``).
     tracing: bool = True
+    #: A chat model shown in a Chat tab beside the form (``PREDICTOR_CHAT_MODEL_URI``; Streamlit).
+    chat_model_uri: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppConfig:
@@ -111,6 +119,7 @@ class AppConfig:
             on_behalf_of_user=(get("PREDICTOR_ON_BEHALF_OF_USER") or "").lower() in _TRUTHY,
             title=get("PREDICTOR_APP_TITLE") or "Model predictions",
             tracing=(get("PREDICTOR_TRACING") or "1").lower() in _TRUTHY,
+            chat_model_uri=get("PREDICTOR_CHAT_MODEL_URI"),
         )
 
     @property
@@ -214,6 +223,50 @@ def load_predictor(config: AppConfig | None = None) -> tuple[Predictor, Signatur
     _register_demo(config)
     predictor = build_predictor(config)
     return predictor, predictor.get_signature()
+
+
+def load_chat_predictor(config: AppConfig) -> Predictor | None:
+    """The chat model of the Chat tab beside the form (``PREDICTOR_CHAT_MODEL_URI``), loaded in
+    process, or ``None`` when none is configured. The demo agent is registered on the spot if missing.
+
+    Raises :class:`~client.ConfigurationError` when the model is not a chat model (the tab shows it).
+
+    Example::
+
+        chat = load_chat_predictor(AppConfig(chat_model_uri="models:/main.default.assistant@champion"))
+        chat.chat("which iris is 5.1 3.5 1.4 0.2?").text
+    """
+    if not config.chat_model_uri:
+        return None
+    uri: str = config.chat_model_uri
+
+    def build() -> Predictor:
+        return Predictor.from_model(uri, registry_uri=config.registry_uri, tracing=config.tracing)
+
+    predictor = build()
+    try:
+        kind = predictor.kind
+    except Exception:  # the demo agent not registered yet: MLflow's own errors may surface too
+        if uri != DEMO_AGENT_URI:
+            raise
+        from client.local.demo import register_demo_agent
+
+        log.info("registering the demo agent in the local registry")
+        register_demo_agent(config.registry_uri)
+        predictor = build()
+        kind = predictor.kind
+    if kind != "chat":
+        raise ConfigurationError(f"PREDICTOR_CHAT_MODEL_URI={uri!r} is not a chat model or agent (it is {kind}); "
+                                 "the Chat tab needs one")
+    return predictor
+
+
+def chat_model_info(predictor: Predictor, config: AppConfig) -> ModelInfo:
+    """The Chat tab's model card: the chat model's name, version and alias (not the form's model)."""
+    uri = config.chat_model_uri or ""
+    return ModelInfo(name=predictor.model_name, version=predictor.model_version, mode=str(predictor.mode),
+                     source=f"model {uri}", alias=parse_model_uri(uri)[2] if uri else None,
+                     run_id=predictor.model_run_id)
 
 
 async def aload_predictor(config: AppConfig | None = None) -> tuple[Predictor, Signature | None]:

@@ -1,4 +1,6 @@
-"""Streamlit page over a Predictor: a form from the model's signature, CSV batch scoring, a model card.
+"""Streamlit page over a Predictor: a form from the model's signature, CSV batch scoring, a model card;
+with ``PREDICTOR_CHAT_MODEL_URI`` (``make demo``: the demo agent) a Chat tab beside them, its
+conversations kept in the history store (``frontends/core/history.py``; SQLite on a laptop).
 
 Run: ``streamlit run frontends/streamlit_ui/app.py`` (configuration: see ``frontends/core/session.py``).
 """
@@ -34,6 +36,7 @@ from frontends.core.session import (
     PredictionCache,
     SignInRequired,
     caller_identity,
+    chat_model_info,
     format_prediction,
     model_info,
     prediction_distribution,
@@ -42,7 +45,7 @@ from frontends.core.session import (
 )
 from frontends.streamlit_ui.chart import bar_chart
 from frontends.streamlit_ui.feedback import feedback_controls, feedback_page
-from frontends.streamlit_ui.resources import experiment_id, form_drawn, resources
+from frontends.streamlit_ui.resources import chat_predictor, experiment_id, form_drawn, resources
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -229,6 +232,23 @@ def _batch_tab(headers: dict[str, str], as_user: bool, fields: list[Field], sign
             _show_error(e, as_user)
 
 
+def _chat_tab(config: AppConfig, headers: dict[str, str], as_user: bool) -> None:
+    """The chat model's page (``PREDICTOR_CHAT_MODEL_URI``) beside the form; its sidebar (the chat
+    model's card, the user's conversations) replaces the form's model card while the tab is open."""
+    from frontends.streamlit_ui.chat_page import render
+
+    try:
+        chat = chat_predictor()
+        if chat is None:
+            return
+        predictor = predictor_for(chat, headers, config)
+    except Exception as e:  # not loadable, or not a chat model: said in the tab, the form unaffected
+        _show_error(e, as_user)
+        return
+    experiment_id()  # before the first answer is traced: it lands in the app's experiment
+    render(config.title, chat_model_info(chat, config).card(), predictor, as_user)
+
+
 def main() -> None:
     st.set_page_config(page_title="Model predictions", layout="wide")
     try:
@@ -265,13 +285,23 @@ def main() -> None:
     # Opening a tab reruns the page, so the Feedback tab (MLflow, a store query, tables) is computed
     # only while it is open, never on a visitor's first page. The other two are always drawn:
     # a widget left out of a run loses its state (the form's values, an uploaded CSV).
-    single, batch, feedback, monitoring = st.tabs(["Single prediction", "Batch (CSV)", "Feedback", "Monitoring"],
-                                                  key="page-tab", on_change="rerun")
+    # The Chat tab (PREDICTOR_CHAT_MODEL_URI) is drawn only while open, like Feedback: its state is
+    # in the session, and a first page loads no chat model.
+    names = ["Single prediction", "Batch (CSV)", *(["Chat"] if config.chat_model_uri else []), "Feedback",
+             "Monitoring"]
+    tabs = dict(zip(names, st.tabs(names, key="page-tab", on_change="rerun"), strict=True))
+    single, batch, feedback, monitoring = (tabs[n] for n in ("Single prediction", "Batch (CSV)", "Feedback",
+                                                              "Monitoring"))
+    chat = tabs.get("Chat")
     with single:  # the form first, then the rest: its place on screen does not depend on this order
         _single_tab(headers, as_user, fields, user)
     form_drawn.set()  # the start-up warm-up may import MLflow now
-    with st.sidebar:
-        _model_card(config, base, signature)
+    if chat is not None and chat.open:
+        with chat:
+            _chat_tab(config, headers, as_user)
+    else:
+        with st.sidebar:
+            _model_card(config, base, signature)
     with batch:
         _batch_tab(headers, as_user, fields, signature)
     if feedback.open:

@@ -21,7 +21,7 @@ from frontends.core.form import Field
 from frontends.core.history import HistoryStore, store_from_env
 from frontends.core.session import AppConfig
 
-__all__ = ["experiment_id", "form_drawn", "history_store", "resources"]
+__all__ = ["chat_predictor", "experiment_id", "form_drawn", "history_store", "resources"]
 
 #: Set by the page once a visitor's form is on screen: the start-up warm-up waits for it (or for
 #: FIRST_PAGE_GRACE_S) before importing MLflow, so that import does not slow the first form down.
@@ -45,6 +45,13 @@ def resources() -> tuple[AppConfig, Predictor, Signature | None, list[Field]]:
     # later in endpoint mode: streamlit_server.py freezes again after them.
     gc.freeze()
     return config, predictor, signature, fields
+
+
+@st.cache_resource(show_spinner="Loading the chat model...")
+def chat_predictor() -> Predictor | None:
+    """The chat model of the Chat tab beside the form (``PREDICTOR_CHAT_MODEL_URI``), or ``None``;
+    loaded when the tab is first opened, once per process (a failure is not cached)."""
+    return _session.load_chat_predictor(resources()[0])
 
 
 @st.cache_resource(show_spinner=False)
