@@ -9,7 +9,9 @@ requests with a fault instead of (or, for a truncated body, on top of) the real 
 ``truncated``        the real answer, cut in half under its full ``Content-Length``, then closed
 ``non_json``         ``200 OK`` with an HTML body
 
-``delay=`` holds every forwarded request that long first (a slower model behind the same server).
+``delay=`` holds every forwarded request that long first (a slower model behind the same server);
+``slowdown=`` holds every forwarded answer until it has taken that many times as long as the
+upstream took for it (a model that much slower, whatever the machine's load makes the upstream take).
 
 Everything else is forwarded unchanged. The server is a plain asyncio stream server (no
 framework), so that resets, stalls and short bodies are real socket behaviour; it runs on a
@@ -77,6 +79,7 @@ class FaultProxy:
         stall_seconds: float = 2.5,
         retry_after: str = "1",
         delay: float = 0.0,
+        slowdown: float = 1.0,
     ) -> None:
         unknown = set(faults) - set(FAULTS)
         if unknown:
@@ -88,6 +91,8 @@ class FaultProxy:
         self.retry_after = retry_after
         #: Seconds every forwarded request is held before it goes upstream (a slower model).
         self.delay = delay
+        #: Every forwarded answer takes this many times as long as the upstream took for it.
+        self.slowdown = slowdown
         self._rng = random.Random(seed)
         #: What was injected, by fault name.
         self.injected: Counter[str] = Counter()
@@ -216,7 +221,10 @@ class FaultProxy:
             if self.delay:
                 await asyncio.sleep(self.delay)
             try:
+                upstream_started = time.monotonic()
                 status, content, ctype = await self._forward(method, target, headers, body)
+                if self.slowdown > 1:
+                    await asyncio.sleep((self.slowdown - 1) * (time.monotonic() - upstream_started))
             except httpx.TransportError:
                 # The proxy's own hop failed: the client sees a dropped connection, so that
                 # is what this request is judged as, not as the planned outcome.

@@ -7,12 +7,13 @@ The tests taking ``fmt`` run once per chat wire format: the demo agent as a ``Re
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import pytest
 from conftest import CHAT_FORMATS, ChatServers
-from workspace_standin import Endpoint, workspace  # noqa: F401  (fixture)
+from workspace_standin import PAYLOAD_COLUMNS, Endpoint, workspace  # noqa: F401  (fixture)
 
 from client import ChatDelta, Predictor, StreamEventError, StreamInterruptedError
 
@@ -106,7 +107,9 @@ def test_by_endpoint_name_the_task_says_chat_and_ids_come_back(
     ws = workspace()
     model, _, task = CHAT_FORMATS[fmt]
     ws.add_endpoint(Endpoint(name="support-agent", entity_name=model, entity_version="1",
-                             upstream=chat_servers[fmt], served_model_name="assistant-1", task=task))
+                             upstream=chat_servers[fmt], served_model_name="assistant-1", task=task,
+                             ai_gateway={"inference_table_config": {"catalog_name": "main", "schema_name": "logs",
+                                                                    "table_name_prefix": "agent", "enabled": True}}))
     ws.add_pat("pat-123")
     monkeypatch.setenv("DATABRICKS_HOST", ws.url)
     monkeypatch.setenv("DATABRICKS_TOKEN", "pat-123")
@@ -124,6 +127,28 @@ def test_by_endpoint_name_the_task_says_chat_and_ids_come_back(
         assert answer.request_id and answer.endpoint == "support-agent"
         assert answer.model_version == "1"
     assert reply.served_model_name == "assistant-1"
+
+    # The endpoint's inference table: one row per invocation, the documented columns, raw JSON.
+    deadline = time.monotonic() + 5  # a stream's row is written when the stand-in's relay of it ends
+    while len(rows := ws.read_rows("main.logs.agent_payload")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [tuple(r) for r in rows] == [PAYLOAD_COLUMNS] * 2
+    logged = {r["databricks_request_id"]: r for r in rows}
+    streamed, whole = logged[str(result.request_id)], logged[str(reply.request_id)]
+    [entity] = ws.read_rows("system.serving.served_entities")
+    assert (entity["endpoint_name"], entity["served_entity_name"], entity["entity_version"]) == (
+        "support-agent", "assistant-1", "1")
+    for row in (streamed, whole):
+        assert (row["status_code"], row["served_entity_id"], row["requester"], row["logging_error_codes"]) == (
+            200, entity["served_entity_id"], "user@example.com", [])
+        assert QUESTION in row["request"] and row["execution_duration_ms"] >= 0
+    assert json.loads(streamed["request"])["stream"] is True and "stream" not in json.loads(whole["request"])
+    ids = {"databricks_request_id": reply.request_id, "trace": {"info": {"trace_id": reply.trace_id}}}
+    assert json.loads(whole["response"])["databricks_output"] == ids  # the answer as the client got it
+    events = json.loads(streamed["response"])  # a stream: its events, aggregated in one JSON array
+    assert len(events) > 10 and all(isinstance(e, dict) for e in events)
+    assert {"databricks_output": {"databricks_request_id": result.request_id,
+                                  "trace": {"info": {"trace_id": result.trace_id}}}} in events
 
 
 def test_feedback_right_after_a_streamed_endpoint_answer_lands_on_the_servers_trace(agent_server: str) -> None:

@@ -168,6 +168,19 @@ def test_health_per_window_and_group():
     assert relaxed.ok
 
 
+def test_naive_request_times_are_read_as_utc():
+    """A records frame from Spark (``unpack_payload(...).records.toPandas()``) has naive times: the
+    report read them as UTC instead of failing on a naive-to-aware comparison."""
+    rng = np.random.default_rng(3)
+    aware = frame(60, rng)
+    naive = aware.assign(request_time=aware["request_time"].dt.tz_localize(None))
+    for records in (naive, aware):
+        r = report(records, None, signature={})
+        assert (r.since, r.until) == (T0, T0 + pd.Timedelta("2h"))
+        assert [w.requests for w in r.groups[0].windows] == [w.requests for w in health(aware)["1"]]
+    assert report(naive, None, signature={}) == report(aware, None, signature={})
+
+
 def test_windows_without_requests_count_zero():
     rng = np.random.default_rng(1)
     records = frame(50, rng)

@@ -574,3 +574,95 @@ def test_the_same_traffic_unpacked_from_the_inference_table_gives_the_trace_path
     for c in COLUMNS:
         assert by_payload[c].statistic == by_trace[c].statistic
         assert by_payload[c].value == pytest.approx(by_trace[c].value)
+
+
+def test_a_challenger_failing_20_percent_and_3x_slower_is_flagged_on_health_per_served_entity(
+    spark: Any, scoring_server: str, registry_uri: str, workspace: Any, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    tmp_path: Path,
+):
+    """Issue 22: the A/B endpoint of serving_configs/iris-ab.yaml (inference table on; traffic 50/50,
+    see below), applied to the stand-in with `predictor endpoints apply`; its challenger behind the
+    fault proxy answers 503 to 20 % of requests and takes 3x as long as the model for every other
+    answer. 200 calls of training rows; the inference table unpacked on Spark and reported per served
+    entity against the training data: the challenger's error rate and latency p95 break the health
+    rule, and nothing else is flagged (the champion: nothing)."""
+    import secrets
+
+    from _monitoring_traffic import iris_rows as training_rows
+    from mlflow import MlflowClient
+    from sklearn.datasets import load_iris
+
+    from client import PredictorError
+    from client.local.cli import main
+    from client.monitoring import HealthRule, format_report, report
+    from client.spark import PAYLOAD_SCHEMA, unpack_payload
+
+    # The versions the shipped config names (champion by alias -> 1, challenger pinned to 2), on a
+    # fresh copy of the demo model: the session's main.default.iris has one version only.
+    registry = MlflowClient(registry_uri=registry_uri)
+    demo = registry.get_model_version("main.default.iris", "1")
+    model = f"main.default.iris_ab_{secrets.token_hex(3)}"
+    registry.create_registered_model(model)
+    for _ in range(2):
+        registry.create_model_version(model, source=demo.source, run_id=demo.run_id)
+    registry.set_registered_model_alias(model, "champion", "1")
+    shipped = (Path(__file__).resolve().parent.parent / "serving_configs" / "iris-ab.yaml").read_text()
+    assert shipped.count("entity_name: main.default.iris\n") == 2 and "  champion: 90\n  challenger: 10\n" in shipped
+    # 50/50: at 90/10 the challenger's 20 requests of 200 make its p95 too noisy for "3x slower" against
+    # the rule's 2x (a bootstrap of this machine's latencies misses it in 16 % of runs; at 100 each, 0.2 %).
+    config = tmp_path / "iris-ab.yaml"
+    config.write_text(shipped.replace("entity_name: main.default.iris\n", f"entity_name: {model}\n")
+                      .replace("  champion: 90\n  challenger: 10\n", "  champion: 50\n  challenger: 50\n"))
+
+    ws = workspace()
+    ws.add_pat("dapi-ab", principal="ab@example.com")
+    ws.update_polls = 1
+    monkeypatch.setenv("DATABRICKS_HOST", ws.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-ab")
+    for var in ("CLIENT_ID", "CLIENT_SECRET", "CONFIG_PROFILE", "AUTH_TYPE"):
+        monkeypatch.delenv(f"DATABRICKS_{var}", raising=False)
+    assert main(["endpoints", "apply", str(config), "--registry-uri", registry_uri, "--poll-interval", "0.01",
+                 "--timeout", "30"]) == 0
+    ep = ws.endpoints["iris-ab"]
+    assert ep.ai_gateway["inference_table_config"]["enabled"] is True
+    assert [(e["name"], e["entity_version"]) for e in ep.config["served_entities"]] == [
+        ("champion", "1"), ("challenger", "2")]
+
+    rows = training_rows(200, seed=8)
+    failed = 0
+    with FaultProxy(scoring_server, fault_rate=0.2, faults=("503",), seed=4, slowdown=3.0) as proxy:
+        ws.upstreams[f"{model}/1"] = scoring_server
+        ws.upstreams[f"{model}/2"] = proxy.url
+        with Predictor.from_endpoint("iris-ab", registry_uri=registry_uri, max_retries=0, batching=False) as p:
+            for row in rows:
+                try:
+                    p.predict([row])
+                except PredictorError:
+                    failed += 1
+    assert proxy.requests == 100 and failed == proxy.injected["503"] >= 10  # 50/50 of 200 calls; ~20 % failed
+
+    payload = spark.read.schema(PAYLOAD_SCHEMA).json(str(ws.table_path("main.serving_logs.iris_ab_payload")))
+    served = spark.read.json(str(ws.table_path("system.serving.served_entities")))
+    unpacked = unpack_payload(payload, served)
+    assert unpacked.summary().text() == "200 records; every payload row unpacked"
+    records = unpacked.records.toPandas()
+    baseline = load_iris(as_frame=True).frame.drop(columns="target")
+    r = report(records, baseline, by="served_entity", baseline_source="iris training data")
+    groups = {g.group: g for g in r.groups}
+    assert sorted(groups) == ["challenger", "champion"]
+    champion, challenger = groups["champion"], groups["challenger"]
+    assert (champion.model_version, champion.requests, champion.errors) == ("1", 100, 0)
+    assert (challenger.model_version, challenger.requests, challenger.errors) == ("2", 100, failed)
+    assert champion.broken == []
+    rule = HealthRule()
+    messages = [b.message for b in challenger.broken]
+    assert [b.kind for b in challenger.broken] == ["health", "health"], format_report(r)
+    assert messages[0] == f"error rate {failed / 100:.1%} > {rule.max_error_rate:.1%}"
+    assert messages[1].startswith("latency p95 ") and messages[1].endswith(
+        f" > {rule.max_latency_ratio:g}x the fastest group's {champion.latency_p95_ms:.0f} ms"), format_report(r)
+    text = format_report(r)  # what `predictor monitor` prints: the two broken rules under the challenger
+    challenger_part, champion_part = text.split("version 1 (served entity champion)")
+    assert challenger_part.count("BROKEN health") == 2 and "BROKEN" not in champion_part
+    assert "version 2 (served entity challenger): 100 requests, error rate " in text
+    print(f"\nA/B health: champion p95 {champion.latency_p95_ms:.0f} ms, challenger p95 "
+          f"{challenger.latency_p95_ms:.0f} ms, error rate {challenger.error_rate:.0%}")

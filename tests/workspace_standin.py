@@ -28,9 +28,12 @@ Routes (wire format as in /work/shared/reference/wire-formats.md and databricks-
   ``databricks_options.return_trace``), translated from the agent server's ``metadata.trace_id``
   answer field and ``{"trace_id"}`` stream event.
 - AI Gateway inference tables: when an endpoint's ``ai_gateway.inference_table_config`` is
-  enabled, every classic invocation (chat ones are not logged here) appends one row to
+  enabled, every invocation, classic or chat, appends one row to
   ``<catalog>.<schema>.<prefix>_payload`` with the documented columns (:data:`PAYLOAD_COLUMNS`;
-  ``request``/``response`` the raw bodies, NULL with ``MAX_REQUEST_SIZE_EXCEEDED`` /
+  ``request``/``response`` the raw bodies: a chat answer as its client got it, ``databricks_output``
+  included; a streamed one, which the documentation says is logged as "the response of all of the
+  returned chunks" aggregated without giving the shape, as the JSON array of its ``data:`` events as
+  relayed (``[DONE]`` left out), logged when the stream ends; NULL with ``MAX_REQUEST_SIZE_EXCEEDED`` /
   ``MAX_RESPONSE_SIZE_EXCEEDED`` in ``logging_error_codes`` over ``payload_limit`` bytes), and a
   served entity seen for the first time gets its row in ``system.serving.served_entities``.
   Tables live under ``data_dir``: ``a.b.c`` is the directory ``data_dir/a/b/c/`` of JSON-lines
@@ -691,7 +694,7 @@ class WorkspaceStandin:
                 or ep.upstream
             )
             if upstream and ep.task:
-                return await relay_chat(request, upstream, headers)
+                return await relay_chat(request, ep, entity, upstream, headers)
             started, t0 = self.clock(), time.perf_counter()
             body = await request.body()
             if upstream:
@@ -710,11 +713,18 @@ class WorkspaceStandin:
                                 response=bytes(answer.body))
             return answer
 
-        async def relay_chat(request: Request, upstream: str, headers: dict[str, str]) -> Response:
+        async def relay_chat(request: Request, ep: Endpoint, entity: dict[str, Any], upstream: str,
+                             headers: dict[str, str]) -> Response:
+            started, t0 = self.clock(), time.perf_counter()
             body = await request.body()
             asked = json.loads(body or b"{}")
             want_trace = bool((asked.get("databricks_options") or {}).get("return_trace"))
             request_id = headers["x-request-id"]
+            token = bearer(request) or ""
+
+            def log(status: int, response: bytes) -> None:
+                self.log_invocation(ep, entity, token, request_id=request_id, started=started,
+                                    duration=time.perf_counter() - t0, status=status, request=body, response=response)
 
             def ids(trace_id: str | None) -> dict[str, Any]:
                 out: dict[str, Any] = {"databricks_request_id": request_id}
@@ -732,12 +742,16 @@ class WorkspaceStandin:
                 await up.aclose()
                 await client.aclose()
                 if up.status_code != 200:
+                    log(up.status_code, content)
                     return Response(content, status_code=up.status_code, media_type=up.headers.get("content-type"))
                 answer = json.loads(content)
                 answer["databricks_output"] = ids((answer.pop("metadata", None) or {}).get("trace_id"))
-                return JSONResponse(answer, headers=headers)
+                whole = JSONResponse(answer, headers=headers)
+                log(200, bytes(whole.body))
+                return whole
 
             async def relay() -> Any:
+                events: list[Any] = []  # what the inference table logs of a stream: its events, as relayed
                 try:
                     async for line in up.aiter_lines():
                         data = line.removeprefix("data: ")
@@ -745,8 +759,14 @@ class WorkspaceStandin:
                             event = json.loads(data)
                             if set(event) == {"trace_id"}:  # the agent server's, in Model Serving's shape
                                 line = "data: " + json.dumps({"databricks_output": ids(event["trace_id"])})
+                        if line.startswith("data: ") and line != "data: [DONE]":
+                            try:
+                                events.append(json.loads(line.removeprefix("data: ")))
+                            except ValueError:
+                                events.append(line.removeprefix("data: "))
                         yield line + "\n"
                 finally:
+                    log(200, json.dumps(events).encode())  # first: the awaits below may be cancelled
                     await up.aclose()
                     await client.aclose()
 

@@ -169,7 +169,15 @@ class LabelQuality(_Model):
 class HealthRule(_Model):
     """When a group's service health is a problem: error rate above ``max_error_rate``; latency
     p95 above ``max_latency_p95_ms`` (when set); latency p95 above ``max_latency_ratio`` times the
-    fastest group's (when there are several). Groups under ``min_requests`` requests: no verdict."""
+    fastest group's (when there are several). Groups under ``min_requests`` requests: no verdict.
+
+    Per served entity of an A/B endpoint, the defaults flag a challenger that fails 20 % of its
+    requests (> 5 %) or answers 3x slower than the champion (p95 > 2x the fastest entity's).
+
+    Example::
+
+        report(frame, by="served_entity", health_rule=HealthRule(max_error_rate=0.01, max_latency_ratio=1.5))
+    """
 
     max_error_rate: float = 0.05
     max_latency_p95_ms: float | None = None

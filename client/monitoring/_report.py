@@ -95,7 +95,8 @@ def report(
     ``None`` (CONSECUTIVE: each group's last window against the one before). ``signature``
     (column name -> MLflow type) names the features and their types; without it every column
     that is not a records-frame column is a feature. ``rules`` maps a feature (or ``"*"``, or
-    ``"prediction"``) to its :class:`DriftRule`.
+    ``"prediction"``) to its :class:`DriftRule`. Naive ``request_time`` values (a Spark-unpacked
+    inference table's, after ``toPandas()``) are read as UTC.
 
     Raises ``EmptyWindowError`` for no records in the range, ``BaselineError`` for a baseline
     without the features.
@@ -114,16 +115,14 @@ def report(
         pd.tseries.frequencies.to_offset(window)
     except ValueError as err:
         raise ValueError(f"window={window!r} is not a pandas offset such as '1h' or '1D'") from err
-    if len(records) and since is None and until is None:  # the records' own span, whole windows
-        start = records["request_time"].min().floor(window)
-        end = records["request_time"].max().floor(window) + pd.tseries.frequencies.to_offset(window)
+    # Naive times (a Spark-unpacked inference table's, through toPandas) are read as UTC.
+    times = pd.to_datetime(records["request_time"], utc=True) if len(records) else None
+    if times is not None and since is None and until is None:  # the records' own span, whole windows
+        start = times.min().floor(window)
+        end = times.max().floor(window) + pd.tseries.frequencies.to_offset(window)
     else:
         start, end = (pd.Timestamp(t) for t in time_range(since, until))
-    if len(records):
-        times = pd.to_datetime(records["request_time"], utc=True)
-        part_all = records[(times >= start) & (times < end)]
-    else:
-        part_all = records
+    part_all = records[(times >= start) & (times < end)] if times is not None else records
     if not len(part_all):
         raise EmptyWindowError(f"no records between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC")
     features = _features(part_all, signature)
