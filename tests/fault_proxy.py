@@ -11,7 +11,8 @@ requests with a fault instead of (or, for a truncated body, on top of) the real 
 
 ``delay=`` holds every forwarded request that long first (a slower model behind the same server);
 ``slowdown=`` holds every forwarded answer until it has taken that many times as long as the
-upstream took for it (a model that much slower, whatever the machine's load makes the upstream take).
+model took for it, ``delay`` included (a model that much slower, whatever the machine's load makes
+the upstream take).
 
 Everything else is forwarded unchanged. The server is a plain asyncio stream server (no
 framework), so that resets, stalls and short bodies are real socket behaviour; it runs on a
@@ -221,10 +222,9 @@ class FaultProxy:
             if self.delay:
                 await asyncio.sleep(self.delay)
             try:
-                upstream_started = time.monotonic()
                 status, content, ctype = await self._forward(method, target, headers, body)
                 if self.slowdown > 1:
-                    await asyncio.sleep((self.slowdown - 1) * (time.monotonic() - upstream_started))
+                    await asyncio.sleep((self.slowdown - 1) * (time.monotonic() - started))
             except httpx.TransportError:
                 # The proxy's own hop failed: the client sees a dropped connection, so that
                 # is what this request is judged as, not as the planned outcome.
