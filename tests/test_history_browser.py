@@ -71,7 +71,16 @@ class Chat:
         box.fill(text)
         box.press("Enter")
         expect(self.answers().last).to_contain_text(expect_in_answer, timeout=TIMEOUT)
+        # The turn is kept when its answer ends, a moment after its text is drawn: wait for the
+        # answer's Stop button to go. Leaving earlier (a loaded run: the page closed 10 s after the
+        # text, the Streamlit script still running) ended the session before it saved the turn.
+        expect(self.stop_button()).to_be_hidden(timeout=TIMEOUT)
         self.idle()
+
+    def stop_button(self) -> Any:
+        if self.kind == "streamlit":
+            return self.page.locator('[data-testid="stChatMessage"]').get_by_role("button", name="Stop")
+        return self.page.get_by_test_id("stop-button")
 
     def answers(self) -> Any:
         if self.kind == "streamlit":
@@ -103,9 +112,12 @@ class Chat:
         return self.page.get_by_role("radio", name=title, exact=True)
 
     def rename(self, title: str) -> None:
+        from playwright.sync_api import expect
+
         self.page.get_by_text("Rename or delete").click()
         box = self.page.get_by_label("Title", exact=True)
         box.fill(title)
+        expect(box).to_have_value(title)  # once seen empty at the click on a loaded run (Gradio)
         if self.kind == "streamlit":
             box.press("Enter")  # commit the text (a rerun) before the click
             self.idle()
