@@ -66,3 +66,9 @@ USER_AGENT = "uc-predictor-client"
 #: Python worker (so a job keeps at most workers x concurrency requests in flight).
 DEFAULT_SPARK_BATCH_ROWS = 1_000
 DEFAULT_SPARK_CONCURRENCY = 4
+
+#: A monitoring baseline read from a table (``catalog.schema.table``, through Spark): at most this
+#: many rows, sampled with a fixed seed, so that a large table gives a report in seconds, the same
+#: report every time. The drift statistics need a sample, not the whole table.
+DEFAULT_BASELINE_MAX_ROWS = 100_000
+BASELINE_SAMPLE_SEED = 7

@@ -514,7 +514,8 @@ def test_the_standins_inference_table_unpacked_on_spark_gives_back_the_traffic_s
 
 
 def test_the_same_traffic_unpacked_from_the_inference_table_gives_the_trace_paths_records_and_verdicts(
-    spark: Any, scoring_server: str, registry_uri: str, workspace: Any  # noqa: F811
+    spark: Any, scoring_server: str, registry_uri: str, workspace: Any, iris_baseline_table: str,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
 ):
     """Issue 22: one traffic (training rows with one feature shifted) through the stand-in's endpoint,
     traced by the SDK and logged in the inference table. The payload unpacked on Spark and the
@@ -574,6 +575,21 @@ def test_the_same_traffic_unpacked_from_the_inference_table_gives_the_trace_path
     for c in COLUMNS:
         assert by_payload[c].statistic == by_trace[c].statistic
         assert by_payload[c].value == pytest.approx(by_trace[c].value)
+
+    # The training set as a table baseline (issue 22: "a Unity Catalog table through Spark"), by
+    # monitor() and by the CLI, on these traces: the same verdicts.
+    from client.local.cli import main
+    from client.monitoring import monitor
+
+    r = monitor("main.default.iris", experiments=[experiment], registry_uri=registry_uri, baseline=iris_baseline_table)
+    assert r.baseline_source == iris_baseline_table and r.baseline_rows == len(baseline)
+    [group] = r.groups
+    assert {d.column_name: d.drifted for d in group.drift if d.column_name in COLUMNS} == {
+        c: c == SHIFTED for c in COLUMNS}
+    code = main(["monitor", "--model", "models:/main.default.iris/1", "--experiment", experiment, "--json",
+                 "--baseline", iris_baseline_table, "--registry-uri", registry_uri])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 3 and out["baseline_source"] == iris_baseline_table  # 3: a rule is broken (the drift)
 
 
 MODEL_S = 0.15  # the A/B test's model time per answer, for both versions (the challenger: 3x)
@@ -685,3 +701,57 @@ def test_a_challenger_failing_20_percent_and_3x_slower_is_flagged_on_health_per_
     assert "version 2 (served entity challenger): 100 requests, error rate " in text
     print(f"\nA/B health: champion p95 {champion.latency_p95_ms:.0f} ms, challenger p95 "
           f"{challenger.latency_p95_ms:.0f} ms, error rate {challenger.error_rate:.0%}")
+
+
+@pytest.fixture(scope="module")
+def iris_baseline_table(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The iris training set as a table, by its three-level name (Spark's session catalog; its files
+    in a temporary directory, not the working directory's spark-warehouse)."""
+    from sklearn.datasets import load_iris
+
+    where = tmp_path_factory.mktemp("baseline-table")
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS monitoring_baselines LOCATION '{where / 'db'}'")
+    frame = load_iris(as_frame=True).frame.drop(columns="target")
+    spark.createDataFrame(frame).write.mode("overwrite").option("path", str(where / "iris_train")).saveAsTable(
+        "monitoring_baselines.iris_train")
+    return "spark_catalog.monitoring_baselines.iris_train"
+
+
+def test_a_table_baseline_is_read_through_spark_sampled_and_gives_the_frames_verdicts(
+    iris_baseline_table: str, monkeypatch: pytest.MonkeyPatch,
+):
+    """Issue 22: a baseline may be a table, ``catalog.schema.table`` (Unity Catalog in a workspace;
+    Spark's session catalog here). The same frame as a table and as a frame gives the same drift
+    statistics; a larger table is sampled to the cap, the same sample every time; a missing table is
+    a BaselineError naming it. (``monitor`` and ``predictor monitor --baseline`` with a table name:
+    the inference-table parity test below.)"""
+    from _monitoring_traffic import SHIFTED
+    from sklearn.datasets import load_iris
+
+    import client._constants
+    from client.monitoring import BaselineError, drift, read_baseline, read_baseline_table
+    from client.monitoring._baseline import is_table_name
+
+    frame, name = load_iris(as_frame=True).frame.drop(columns="target"), iris_baseline_table
+    assert is_table_name(name) and is_table_name("main.`ml-team`.iris")
+    assert not any(map(is_table_name, ("iris.train.csv", "a.b", "a.b.c.d", "models:/a.b.c", "a.b.c.parquet")))
+
+    current = frame.sample(120, replace=True, random_state=5).reset_index(drop=True)
+    current[SHIFTED] += 1.5
+    from_table = {d.column_name: d for d in drift(current, read_baseline(name))}
+    from_frame = {d.column_name: d for d in drift(current, frame)}
+    assert {c: d.drifted for c, d in from_table.items()} == {c: d.drifted for c, d in from_frame.items()} == {
+        c: c == SHIFTED for c in COLUMNS}
+    for c in COLUMNS:
+        assert (from_table[c].statistic, from_table[c].value) == (from_frame[c].statistic,
+                                                                  pytest.approx(from_frame[c].value))
+
+    monkeypatch.setattr(client._constants, "DEFAULT_BASELINE_MAX_ROWS", 40)
+    first, again = read_baseline_table(name), read_baseline_table(name)
+    assert len(first) == 40 and first.equals(again)  # capped, with a fixed seed
+    assert set(map(tuple, first.to_numpy())) <= set(map(tuple, frame.to_numpy()))  # rows of the table
+    assert len(read_baseline_table(name, max_rows=1_000)) == len(frame)  # under the cap: all of it
+
+    with pytest.raises(BaselineError, match=r"spark_catalog\.monitoring_baselines\.no_such_table") as err:
+        read_baseline("spark_catalog.monitoring_baselines.no_such_table")
+    assert "cannot read the table" in str(err.value)

@@ -662,7 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=_window, default="1h", help="window length: 15min, 1h, 1D (default 1h)")
     p.add_argument("--by", choices=("model_version", "served_entity"), default="model_version")
     p.add_argument("--baseline", default="auto",
-                   help="auto (training data, else consecutive windows), training, consecutive, or a CSV/Parquet file")
+                   help="auto (training data, else consecutive windows), training, consecutive, a CSV/Parquet "
+                        "file, or a table catalog.schema.table (read through Spark, sampled to 100,000 rows)")
     p.add_argument("--max-traces", type=_positive_int, default=10_000, help="read at most this many latest traces")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--registry-uri", default=None)

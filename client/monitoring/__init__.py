@@ -11,7 +11,8 @@ workspace's inference table. Drift statistics carry the names of Databricks data
 ``js_distance``, ``tv_distance``, ``population_stability_index``), computed with scipy.
 
 Baselines: a version's training data (``mlflow.log_input(..., context="training")``, as the demo
-iris model logs it), a CSV/Parquet file, a frame, or the previous window (CONSECUTIVE).
+iris model logs it), a CSV/Parquet file, a table ``catalog.schema.table`` read through Spark
+(sampled to 100,000 rows), a frame, or the previous window (CONSECUTIVE).
 
 Example::
 
@@ -32,7 +33,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ._baseline import TRAINING, read_baseline_file, training_baseline
+from ._baseline import TRAINING, read_baseline, read_baseline_file, read_baseline_table, training_baseline
 from ._errors import BaselineError, EmptyWindowError, MonitoringError, NoDataError, NoTracesError
 from ._models import (
     DataQuality,
@@ -85,7 +86,9 @@ __all__ = [
     "label_quality",
     "monitor",
     "population_stability_index",
+    "read_baseline",
     "read_baseline_file",
+    "read_baseline_table",
     "records_from_trace_infos",
     "records_from_traces",
     "report",

@@ -1,15 +1,18 @@
-"""Baselines: a model version's training data (logged with ``mlflow.log_input``), or a file.
+"""Baselines: a model version's training data (logged with ``mlflow.log_input``), a file, or a table.
 
 A training run that logs ``mlflow.data.from_pandas(df, source=<artifact URI of the same frame as
 Parquet or CSV>, ...)`` with ``context="training"`` gives its versions a baseline with no
-configuration (the demo iris model does). A baseline's columns: the signature's inputs, and
-optionally ``prediction`` (for prediction drift) and ``label``.
+configuration (the demo iris model does). A table named ``catalog.schema.table`` (a Unity Catalog
+table in a workspace; Spark's own ``spark_catalog.<database>.<table>`` locally) is read through
+Spark, sampled to :data:`~client._constants.DEFAULT_BASELINE_MAX_ROWS` rows. A baseline's columns:
+the signature's inputs, and optionally ``prediction`` (for prediction drift) and ``label``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,13 +22,17 @@ from ._errors import BaselineError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["TRAINING", "check_baseline", "read_baseline_file", "signature_types", "training_baseline"]
+__all__ = ["TRAINING", "check_baseline", "is_table_name", "read_baseline", "read_baseline_file", "read_baseline_table",
+           "signature_types", "training_baseline"]
 
 log = logging.getLogger(__name__)
 
 #: ``baseline="training"``: each version's own training data.
 TRAINING = "training"
 _CONTEXT_TAG = "mlflow.data.context"
+# Three identifiers, each plain or `back-quoted` (Unity Catalog names may hold dashes when quoted).
+_PART = r"(?:`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)"
+_TABLE_NAME = re.compile(rf"{_PART}\.{_PART}\.{_PART}")
 
 
 def read_baseline_file(path: str | Path) -> pd.DataFrame:
@@ -46,6 +53,64 @@ def read_baseline_file(path: str | Path) -> pd.DataFrame:
     except (OSError, ValueError, ImportError) as err:
         raise BaselineError(f"cannot read it ({type(err).__name__}: {err})", source=text) from err
     raise BaselineError("not a .csv or .parquet file", source=text)
+
+
+def is_table_name(spec: str) -> bool:
+    """``catalog.schema.table``: three identifiers, not a file that exists nor a ``.csv`` or
+    ``.parquet`` name (``train.v2.csv`` is a file)."""
+    text = str(spec)
+    return (bool(_TABLE_NAME.fullmatch(text)) and not text.lower().endswith((".csv", ".parquet", ".pq"))
+            and not Path(text).exists())
+
+
+def read_baseline_table(name: str, spark: Any = None, *, max_rows: int | None = None) -> pd.DataFrame:
+    """The table ``catalog.schema.table`` as a frame, through Spark (the active session, else
+    ``client.spark.spark_session()``): at most ``max_rows`` rows (default
+    :data:`~client._constants.DEFAULT_BASELINE_MAX_ROWS`), a sample with a fixed seed when the table
+    has more.
+
+    Example::
+
+        read_baseline_table("main.ml.iris_training")            # in a workspace: Unity Catalog
+        read_baseline_table("spark_catalog.default.iris_train")  # locally: Spark's session catalog
+    """
+    from .._constants import BASELINE_SAMPLE_SEED, DEFAULT_BASELINE_MAX_ROWS
+
+    cap = DEFAULT_BASELINE_MAX_ROWS if max_rows is None else max_rows
+    try:
+        from pyspark.errors import AnalysisException
+        from pyspark.sql import SparkSession
+    except ImportError as err:
+        raise BaselineError("a table baseline is read through Spark, and pyspark is not installed",
+                            source=name) from err
+    if spark is None:
+        spark = SparkSession.getActiveSession()
+    if spark is None:
+        from ..spark import spark_session
+
+        spark = spark_session()
+    try:
+        table = spark.table(name)
+        rows = table.count()
+        if rows > cap:  # sample() keeps each row with a probability: ask for a little more, then cut
+            table = table.sample(fraction=min(1.0, cap * 1.1 / rows), seed=BASELINE_SAMPLE_SEED).limit(cap)
+            log.info("baseline %s: %d rows, a sample of %d read", name, rows, cap)
+        return table.toPandas()
+    except AnalysisException as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BaselineError(f"cannot read the table ({first})", source=name) from err
+
+
+def read_baseline(spec: str | Path, spark: Any = None) -> pd.DataFrame:
+    """A baseline named by the user: a table (:func:`is_table_name`) or a CSV/Parquet file.
+
+    Example::
+
+        read_baseline("main.ml.iris_training")  # or "baseline.parquet"
+    """
+    if is_table_name(str(spec)):
+        return read_baseline_table(str(spec), spark)
+    return read_baseline_file(spec)
 
 
 def check_baseline(frame: pd.DataFrame, features: Iterable[str], source: str) -> pd.DataFrame:

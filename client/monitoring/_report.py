@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._baseline import TRAINING, check_baseline, read_baseline_file, signature_types, training_baseline
+from ._baseline import TRAINING, check_baseline, read_baseline, signature_types, training_baseline
 from ._errors import BaselineError, EmptyWindowError
 from ._models import (
     DataQuality,
@@ -207,7 +207,7 @@ def _baselines_for(spec: Any, model_name: str | None, versions: Sequence[str], f
     if isinstance(spec, pd.DataFrame):
         return spec, "frame"
     if str(spec) not in (TRAINING, "auto"):
-        return read_baseline_file(spec), str(spec)
+        return read_baseline(spec), str(spec)
     if not model_name:
         if spec == "auto":
             return None, None
@@ -238,8 +238,9 @@ def monitor(
     :func:`report`).
 
     ``baseline``: ``"auto"`` (each version's training data when its run logged it, else
-    CONSECUTIVE windows), ``"training"`` (required), a CSV/Parquet path, a frame, or ``None``
-    (CONSECUTIVE). The signature of the newest version traced names the features.
+    CONSECUTIVE windows), ``"training"`` (required), a CSV/Parquet path, a table
+    ``catalog.schema.table`` (read through Spark, sampled: :func:`read_baseline_table`), a frame,
+    or ``None`` (CONSECUTIVE). The signature of the newest version traced names the features.
 
     Example::
 
