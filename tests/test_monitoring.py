@@ -227,6 +227,30 @@ def test_bad_input_is_a_typed_error_naming_what():
         report(cur, None, window="soon")
 
 
+def test_a_table_baseline_without_pyspark_is_a_baseline_error_naming_the_table(
+    tmp_path, monkeypatch: pytest.MonkeyPatch,
+):
+    """Issue 22: ``catalog.schema.table`` is read through Spark; with no pyspark, a BaselineError
+    naming the table. A name that is an existing path, or ends in .csv/.parquet, is a file."""
+    import sys
+
+    from client.monitoring import read_baseline
+    from client.monitoring._baseline import is_table_name
+
+    for module in ("pyspark", "pyspark.errors", "pyspark.sql"):
+        monkeypatch.setitem(sys.modules, module, None)  # import pyspark: ImportError
+    with pytest.raises(BaselineError, match=r"main\.ml\.iris_train") as err:
+        read_baseline("main.ml.iris_train")
+    assert "pyspark is not installed" in str(err.value)
+
+    assert is_table_name("main.ml.iris_train") and not is_table_name("main.ml.iris.parquet")
+    monkeypatch.chdir(tmp_path)
+    pd.DataFrame({"a": [1.0, 2.0]}).to_csv(tmp_path / "run.v2.data", index=False)
+    assert not is_table_name("run.v2.data")  # an existing path is a file, whatever its name
+    pd.DataFrame({"a": [1.0]}).to_csv(tmp_path / "b.csv", index=False)
+    assert list(read_baseline("b.csv")["a"]) == [1.0]  # a file baseline needs no pyspark
+
+
 # --- records from trace infos -------------------------------------------------------------------
 
 
