@@ -72,3 +72,11 @@ DEFAULT_SPARK_CONCURRENCY = 4
 #: report every time. The drift statistics need a sample, not the whole table.
 DEFAULT_BASELINE_MAX_ROWS = 100_000
 BASELINE_SAMPLE_SEED = 7
+
+#: Reading traces (monitoring reports, the Feedback summary): an MLflow tracking *server* refuses a
+#: ``search_traces`` page over 500 (``max_results must be between 1 and 500``: its SearchTracesV3
+#: and V2 handlers, mlflow/server/handlers.py), so over http(s) and on Databricks traces are read
+#: 500 at a time. A database-backed store (sqlite, postgresql, mysql, mssql) is read in one request
+#: of up to this many: each further page repeats the store's sorted query from an offset.
+TRACKING_SERVER_TRACE_PAGE = 500
+DATABASE_TRACE_PAGE = 50_000

@@ -85,7 +85,6 @@ APP_EXPERIMENTS = ("/predictor-streamlit", "/predictor-gradio")
 DEFAULT_MAX_TRACES = 10_000
 DEFAULT_WINDOW_DAYS = 30
 LATEST_COMMENTS = 10
-SEARCH_PAGE = 1_000
 #: How long a vote waits for a trace another process is still writing: the agent server (and
 #: Model Serving) send an answer's trace id before they export its trace.
 TRACE_WAIT_S = 10.0
@@ -375,7 +374,7 @@ def summarize(model_name: str | None, experiment_ids: Sequence[str], *, max_trac
               window_days: float | None = DEFAULT_WINDOW_DAYS) -> list[VersionSummary]:
     """Per version and served entity of ``model_name``: predictions, feedback, thumbs-up rate and
     the latest comments, from the latest ``max_traces`` traces of the last ``window_days`` days."""
-    import mlflow
+    from ._mlflow import bulk_read, search_trace_infos
 
     filters = []
     if model_name:
@@ -383,20 +382,11 @@ def summarize(model_name: str | None, experiment_ids: Sequence[str], *, max_trac
     if window_days is not None:
         since = int((time.time() - window_days * 86400) * 1000)
         filters.append(f"trace.timestamp_ms > {since}")
-    # MlflowClient's pages of 1,000 rather than mlflow.search_traces' pages of 100: 3x faster on sqlite.
-    client, token = mlflow.MlflowClient(), None
-    traces: list[Any] = []
-    while len(traces) < max_traces:
-        page = client.search_traces(
-            locations=list(experiment_ids), filter_string=" AND ".join(filters) or None,
-            max_results=min(SEARCH_PAGE, max_traces - len(traces)), order_by=["timestamp_ms DESC"],
-            page_token=token, include_spans=False,
-        )
-        traces.extend(page)
-        token = page.token
-        if not token:
-            break
-    return summarize_traces(traces)
+    # MlflowClient's search, not mlflow.search_traces (pages of 100): one request from a database,
+    # pages of 500 (the most a tracking server allows) from a server.
+    with bulk_read():
+        traces, _truncated = search_trace_infos(list(experiment_ids), " AND ".join(filters) or None, max_traces)
+        return summarize_traces(traces)
 
 
 def summary_rows(summary: Sequence[VersionSummary]) -> list[dict[str, Any]]:

@@ -2,8 +2,10 @@
 
 One trace is one prediction call; its root span's inputs hold the call's first rows as records
 and its outputs the predictions (``client._tracing``). The search reads trace infos only (no
-spans): their request/response previews hold a small call whole. A call too large for the
-preview is read span by span (counted in the log); rows beyond what a trace keeps are counted in
+spans), in one request from a database-backed store and in pages of 500 from a tracking server
+(``client._mlflow.search_trace_infos``), with the garbage collector paused (``bulk_read``): their
+request/response previews hold a small call whole. A call too large for the preview is read span
+by span (counted in the log); rows beyond what a trace keeps are counted in
 ``RecordsMeta.untraced_rows``, traces that never reached the store in ``dropped_traces``.
 """
 
@@ -45,7 +47,6 @@ FEEDBACK_NAME = "user_feedback"  # the assessments client.feedback writes
 EXPECTED_NAME = "expected_prediction"
 DEFAULT_DAYS = 7
 DEFAULT_MAX_TRACES = 10_000
-SEARCH_PAGE = 1_000
 
 
 def _latest(assessments: Iterable[Any], name: str) -> Any | None:
@@ -203,7 +204,7 @@ def records_from_traces(
         frame, meta = records_from_traces("models:/main.default.iris@champion")
         meta.predictions, meta.dropped_traces
     """
-    from .._mlflow import tracking_session
+    from .._mlflow import bulk_read, search_trace_infos, tracking_session
     from .._tracing import flush
     from ..feedback import experiment_ids
 
@@ -230,24 +231,17 @@ def records_from_traces(
         what = (model or endpoint or "any model") + (f" version {version}" if version else "")
         if not ids:
             raise NoTracesError(f"no experiment {' or '.join(names)} in the tracking store: {what} was never traced")
-        client, token = mlflow.MlflowClient(), None
-        infos: list[Any] = []
-        while len(infos) < max_traces:
-            page = client.search_traces(locations=ids, filter_string=" AND ".join(filters),
-                                        max_results=min(SEARCH_PAGE, max_traces - len(infos)),
-                                        order_by=["timestamp_ms DESC"], page_token=token, include_spans=False)
-            infos.extend(page)
-            token = page.token
-            if not token:
-                break
+        client = mlflow.MlflowClient()
 
         def read_spans(trace_id: str) -> tuple[Any, Any]:
             trace = client.get_trace(trace_id)
             root = next(s for s in trace.data.spans if s.parent_id is None)
             return root.inputs, root.outputs
 
-        frame, meta = records_from_trace_infos(infos, read_spans=read_spans, experiments=names,
-                                               truncated=bool(token) and len(infos) >= max_traces)
+        with bulk_read():
+            infos, truncated = search_trace_infos(ids, " AND ".join(filters), max_traces)
+            frame, meta = records_from_trace_infos(infos, read_spans=read_spans, experiments=names,
+                                                   truncated=truncated)
     if not meta.traces:
         raise NoTracesError(f"no traced prediction of {what} in {', '.join(names)} "
                             f"between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC")
