@@ -22,6 +22,7 @@ from _browser import ARTIFACTS, launch_app, wait_ready
 from conftest import SERVER_STARTUP_TIMEOUT
 from front_door import FrontDoor, User
 
+from frontends.core.chat import STOPPED
 from frontends.core.conversations import GONE
 from frontends.core.history import HistoryStore
 
@@ -30,6 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 AGENT = "models:/main.default.assistant@champion"
 FIRST = "Which iris is 5.1 3.5 1.4 0.2?"
 SECOND = "And 6.7 3.0 5.2 2.3?"
+THIRD = "And 5.9 3.0 4.2 1.5?"
 HOSTILE_TITLE = "<b>hello</b> **there** [x](y)"
 TIMEOUT = 60_000
 KINDS = ["streamlit", "gradio"]
@@ -63,13 +65,16 @@ class Chat:
             with contextlib.suppress(Error):
                 self.page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=10_000)
 
-    def send(self, text: str, expect_in_answer: str) -> None:
-        from playwright.sync_api import expect
-
+    def start(self, text: str) -> None:
         box = self.page.get_by_placeholder("Ask the model") if self.kind == "streamlit" else \
             self.page.get_by_test_id("textbox").first
         box.fill(text)
         box.press("Enter")
+
+    def send(self, text: str, expect_in_answer: str) -> None:
+        from playwright.sync_api import expect
+
+        self.start(text)
         expect(self.answers().last).to_contain_text(expect_in_answer, timeout=TIMEOUT)
         # The turn is kept when its answer ends, a moment after its text is drawn: wait for the
         # answer's Stop button to go. Leaving earlier (a loaded run: the page closed 10 s after the
@@ -198,11 +203,35 @@ def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
             chat_a.shot(f"history-{kind}")
         turns = _messages_once_saved(store, alice.email, conv.id, count=4)
         assert [(m.role, m.status) for m in turns] == [("user", "ok"), ("assistant", "ok")] * 2
+
         assert [turns[0].content, turns[2].content] == [FIRST, SECOND]
         assert "setosa" in turns[1].content and "virginica" in turns[3].content
         assert (turns[1].thumbs_up, turns[3].thumbs_up) == (False, None)
         assert [c.title for c in store.conversations(alice.email).items] == [FIRST]
         assert [c.title for c in store.conversations(bob.email).items] == [HOSTILE_TITLE]
+
+        # A page closed while its answer streams (the tab shut): the turn is kept, once (it was lost:
+        # Gradio closes the abandoned answer's generator, GeneratorExit, which the page did not catch).
+        # Gradio only: Streamlit still loses such a turn (its session's script ends, nothing kept; open).
+        if kind == "streamlit":
+            return
+        with FrontDoor(server.url, alice) as door_a:
+            pages.append(browser.new_page(viewport={"width": 1400, "height": 1000}))
+            chat_a = Chat(pages[-1], kind).open(door_a.url)
+            chat_a.conversation(FIRST).click()
+            expect(chat_a.answers()).to_have_count(2)
+            chat_a.idle()
+            chat_a.start(f"/pace 400 {THIRD}")
+            expect(chat_a.answers()).to_have_count(3)
+            expect(chat_a.answers().last).to_contain_text("The iris model says", timeout=TIMEOUT)
+            pages.pop().close()
+        closed = _messages_once_saved(store, alice.email, conv.id, count=6)
+        assert [(m.role, m.content) for m in closed[:5]] == [(m.role, m.content) for m in turns] + [
+            ("user", f"/pace 400 {THIRD}")]
+        assert len(closed) == 6 and closed[5].role == "assistant" and "The iris model says" in closed[5].content
+        # Stopped with what had arrived, or (the app finished the answer first) kept whole.
+        assert (closed[5].status == "stopped" and closed[5].content.endswith(STOPPED)) or (
+            closed[5].status == "ok" and closed[5].content.endswith("versicolor.")), closed[5]
     except Exception:
         for i, p in enumerate(pages):
             with contextlib.suppress(Exception):

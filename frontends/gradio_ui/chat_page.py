@@ -147,7 +147,7 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
             session["id"] = await asyncio.to_thread(saved.save, session.get("id"), message, outcome.get("text", ""),
                                                     status="failed")
             raise
-        except asyncio.CancelledError:  # Stop: what had arrived is kept as stopped
+        except (asyncio.CancelledError, GeneratorExit):  # Stop, or the page closed: what had arrived, stopped
             _keep(saved, session, message, outcome, None)
             raise
         if out is not None:
