@@ -17,6 +17,11 @@ Feedback on an answer: a user signed in through the front door (``tests/front_do
 thumbs down with a comment, then thumbs up; the store holds one ``user_feedback`` assessment by
 that user on the answer's trace, changed by the second click. That trace is where the model
 side wrote it: the agent server's experiment in endpoint mode, the app's own in direct mode.
+
+The apps keep their conversations on the other database from tests/test_history_browser.py's:
+Streamlit's on SQLite, Gradio's on the session's PostgreSQL cluster (an ordinary role, password
+over TCP). After a streamed answer the store holds the turn under the signed-in user, and after
+Stop the stopped answer once, with its stopped state; after the votes, the vote with the turn.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from front_door import FrontDoor, User
 from client import Predictor
 from client.feedback import FEEDBACK_NAME
 from frontends.core.feedback import default_experiment_name, trace_experiment_ids
+from frontends.core.history import HistoryStore, StoredMessage
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -56,8 +62,10 @@ class ChatApps:
 
     AHEAD = 1
 
-    def __init__(self, registry: str, chat_servers: ChatServers, logs: Path, wanted: list[str]) -> None:
-        self.registry, self.chat_servers, self.logs = registry, chat_servers, logs
+    def __init__(self, registry: str, chat_servers: ChatServers, logs: Path, wanted: list[str],
+                 history: dict[str, str]) -> None:
+        """``history``: each kind's history database (``PREDICTOR_HISTORY``)."""
+        self.registry, self.chat_servers, self.logs, self.history = registry, chat_servers, logs, history
         self.wanted = list(dict.fromkeys(wanted))  # in the order the tests ask
         self.servers: dict[str, Any] = {}
         self.ready: set[str] = set()
@@ -89,7 +97,7 @@ class ChatApps:
         env = {"PREDICTOR_MODEL_URI": f"models:/{CHAT_FORMATS[fmt][0]}@champion",
                "PREDICTOR_REGISTRY_URI": self.registry,
                "MLFLOW_TRACKING_URI": self.registry, "MLFLOW_REGISTRY_URI": self.registry,
-               "PREDICTOR_REVIEWERS": "alice@example.com"}
+               "PREDICTOR_REVIEWERS": "alice@example.com", "PREDICTOR_HISTORY": self.history[kind]}
         if mode == "endpoint":
             env["PREDICTOR_ENDPOINT_URL"] = self.chat_servers.invocations(fmt)
             env["PREDICTOR_TRACE_EXPERIMENT"] = AGENT_TRACES  # where the agent server traces
@@ -97,12 +105,32 @@ class ChatApps:
 
 
 @pytest.fixture(scope="module")
+def history_urls(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Each app on the database test_history_browser.py does not give it."""
+    postgres.sql("CREATE ROLE chat_apps LOGIN PASSWORD 'chat-apps-pw'")
+    postgres.sql("CREATE DATABASE chat_apps OWNER chat_apps")
+    return {"streamlit": f"sqlite:///{tmp_path_factory.mktemp('chat-history') / 'history.db'}",
+            "gradio": postgres.url("chat_apps", "chat_apps", password="chat-apps-pw")}
+
+
+@pytest.fixture(scope="module")
+def stores(history_urls: dict[str, str]) -> Any:
+    """What the tests read back: each kind's history store."""
+    opened = {kind: HistoryStore.connect(url) for kind, url in history_urls.items()}
+    try:
+        yield opened
+    finally:
+        for store in opened.values():
+            store.close()
+
+
+@pytest.fixture(scope="module")
 def chat_apps(request: pytest.FixtureRequest, agent_registry: str, chat_servers: ChatServers,
-              tmp_path_factory: pytest.TempPathFactory):
+              tmp_path_factory: pytest.TempPathFactory, history_urls: dict[str, str]):
     here = request.node.path
     wanted = [item.callspec.params["name"] for item in request.session.items
               if item.path == here and "name" in getattr(getattr(item, "callspec", None), "params", {})]
-    apps = ChatApps(agent_registry, chat_servers, tmp_path_factory.mktemp("chat_apps"), wanted)
+    apps = ChatApps(agent_registry, chat_servers, tmp_path_factory.mktemp("chat_apps"), wanted, history_urls)
     try:
         yield apps
     finally:
@@ -182,14 +210,31 @@ class ChatDriver:
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def _kept(store: HistoryStore, user: str, done: Any, timeout: float = TIMEOUT / 1000) -> list[StoredMessage]:
+    """The user's kept messages, all conversations, oldest first, once ``done(messages)``. A turn
+    is kept when its answer ends, a moment after the page has drawn it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        kept = [m for c in reversed(store.conversations(user, 0, 100).items) for m in store.messages(user, c.id)]
+        if done(kept) or time.monotonic() > deadline:
+            return kept
+        time.sleep(0.2)
+
+
+def _answers_kept(kept: list[StoredMessage]) -> list[tuple[str, str]]:
+    return [(m.status, m.content) for m in kept if m.role == "assistant"]
+
+
 @pytest.mark.parametrize("name", APPS + NEW_FORMAT_APPS)
 def test_answers_stream_into_the_page_and_end_as_the_whole_answer(
-    name: str, chat_apps: dict[str, Any], browser: Any, expected_answer: str
+    name: str, chat_apps: dict[str, Any], browser: Any, expected_answer: str, stores: dict[str, HistoryStore]
 ) -> None:
     kind = name.split("-")[0]
+    user = User.named(f"stream-{name}", token=None)  # one user per app: the apps of a kind share a store
     page = browser.new_page(viewport={"width": 1200, "height": 900})
+    door = FrontDoor(chat_apps[name].url, user).start()
     try:
-        chat = ChatDriver(page, kind).open(chat_apps[name].url)
+        chat = ChatDriver(page, kind).open(door.url)
         chat.send(f"/pace 200 {QUESTION}")
         # Part of the answer is on the page while the model still has ~3 s of chunks to produce.
         partial = chat.wait_for_answer(lambda t: FIRST_WORDS in t)
@@ -197,6 +242,9 @@ def test_answers_stream_into_the_page_and_end_as_the_whole_answer(
         final = chat.wait_for_answer(lambda t: LAST_WORD in t)
         chat.shot(f"chat-{name}")
         assert final == expected_answer
+        kept = _kept(stores[kind], user.email, lambda k: len(k) >= 2)
+        assert [(m.role, m.status, m.content) for m in kept] == [
+            ("user", "ok", f"/pace 200 {QUESTION}"), ("assistant", "ok", expected_answer)]
 
         other = ChatDriver(browser.new_page(), kind).open(chat_apps[name].url)  # another session: its own chat
         assert other.answers() == []
@@ -213,8 +261,16 @@ def test_answers_stream_into_the_page_and_end_as_the_whole_answer(
         assert stopped.startswith("I answer") and "which iris it is." not in stopped
         if kind == "streamlit":
             assert re.search(r"\(stopped\)", stopped)
+        # the stopped answer is kept once, as stopped, with what had arrived; the first turn as it was
+        kept = _kept(stores[kind], user.email, lambda k: len(k) >= 4)
+        assert [(m.role, m.content) for m in kept if m.role == "user"] == [
+            ("user", f"/pace 200 {QUESTION}"), ("user", "/pace 400 hello")], kept
+        [first, last] = _answers_kept(kept)
+        assert first == ("ok", expected_answer)
+        assert last[0] == "stopped" and last[1].startswith("I answer") and "which iris it is." not in last[1], last
     finally:
         page.close()
+        door.stop()
 
 
 def _feedback_on(trace_id: str) -> list[tuple[str, str, Any, str | None]]:
@@ -264,7 +320,7 @@ def _summary_row_once_tagged(trace_id: str, experiments: list[str]) -> Any:
 
 @pytest.mark.parametrize("name", APPS)
 def test_thumbs_on_an_answer_are_stored_on_its_trace_for_the_signed_in_user(
-    name: str, chat_apps: Any, browser: Any, agent_registry: str
+    name: str, chat_apps: Any, browser: Any, agent_registry: str, stores: dict[str, HistoryStore]
 ) -> None:
     import mlflow
 
@@ -285,6 +341,13 @@ def test_thumbs_on_an_answer_are_stored_on_its_trace_for_the_signed_in_user(
 
             _vote(chat, "Thumbs up")  # the same assessment, changed; the comment kept
             assert _feedback_on(trace_id) == [(assessment_id, "alice@example.com", True, "say which model version")]
+            # and the history keeps the turn and the vote, under alice (the apps of a kind share a store)
+            voted = _kept(stores[kind], "alice@example.com",
+                          lambda k: any(m.trace_id == trace_id and m.thumbs_up for m in k))
+            [answer] = [m for m in voted if m.trace_id == trace_id]
+            assert (answer.role, answer.status, answer.thumbs_up, answer.comment) == (
+                "assistant", "ok", True, "say which model version")
+            assert voted[voted.index(answer) - 1].content == QUESTION
 
             app_experiment = mlflow.get_experiment_by_name(default_experiment_name(kind))
             assert app_experiment is not None
