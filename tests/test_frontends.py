@@ -227,6 +227,46 @@ def test_streamlit_shows_a_chat_tab_beside_the_form_and_keeps_its_conversations(
     store.close()
 
 
+def test_a_long_conversation_opens_on_its_latest_messages_the_earlier_ones_on_request(fake, monkeypatch, tmp_path):
+    """A saved conversation of 200 messages opens on its latest ``SHOWN_MESSAGES`` (all of them, with
+    each answer's feedback controls, took ~2 s to draw: benchmarks/apps_history.py); "Show earlier
+    messages" adds as many again; the model is still sent the whole conversation, the turn kept."""
+    import frontends.core.session as session
+    from frontends.core.feedback import feedback_user
+    from frontends.core.history import Answer, HistoryStore
+    from frontends.streamlit_ui.chat_page import SHOWN_MESSAGES
+
+    history, user = f"sqlite:///{tmp_path / 'history.db'}", feedback_user(None)
+    store = HistoryStore.connect(history)
+    conv = None
+    for j in range(100):
+        conv, _ = store.add_turn(user, conv, f"question {j}", Answer(f"answer {j}", trace_id=f"tr-{j}"))
+    monkeypatch.setenv("PREDICTOR_CHAT_MODEL_URI", "models:/main.default.assistant@champion")
+    monkeypatch.setenv("PREDICTOR_HISTORY", history)
+    monkeypatch.setenv("PREDICTOR_TRACING", "0")
+    chat = FakeChat()
+    monkeypatch.setattr(session, "load_chat_predictor", lambda config: chat)
+    at = _apptest()
+    at.query_params["conversation"] = conv
+    at.run()
+    at.session_state["page-tab"] = "Chat"
+    at.run()
+    assert not at.exception, at.exception
+
+    def drawn() -> list[str]:
+        return [m.markdown[0].value for m in at.chat_message]
+
+    assert drawn() == [f"{kind} {j}" for j in range(100 - SHOWN_MESSAGES // 2, 100) for kind in ("question", "answer")]
+    at.button(key="chat-earlier").click().run()
+    assert not at.exception, at.exception
+    assert len(drawn()) == 2 * SHOWN_MESSAGES and drawn()[-1] == "answer 99"
+    at.chat_input[0].set_value("and now?").run()
+    assert not at.exception, at.exception
+    assert len(chat.asked[-1]) == 201 and chat.asked[-1][0] == {"role": "user", "content": "question 0"}
+    assert [m.content for m in store.messages(user, conv)][-2:] == ["and now?", "You said: and now?"]
+    store.close()
+
+
 def test_a_chat_tab_on_a_model_that_is_no_chat_model_is_a_clear_error(monkeypatch):
     import frontends.core.session as session
     from client import ConfigurationError

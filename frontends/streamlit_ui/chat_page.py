@@ -14,7 +14,11 @@ stored as a ``user_feedback`` assessment on the answer's trace, wherever that tr
 
 The sidebar lists the signed-in user's saved conversations (``frontends/core/conversations.py``;
 newest first, 20 a page): a click opens one (the next message continues it, its history sent to
-the model), and the open one can be renamed or deleted. Each turn is kept when its answer ends
+the model), and the open one can be renamed or deleted. A long conversation opens on its latest
+``SHOWN_MESSAGES`` messages, with a button above them for as many earlier ones: all 200 messages of
+one, each answer with its feedback controls, were ~725 elements the script sent one by one (~2 s
+to draw, most of it the script's run: benchmarks/apps_history.py). The model is still sent the
+whole conversation. Each turn is kept when its answer ends
 (ok, failed, or stopped), and each vote with it, so the thumbs show their state when reopened.
 Without a history store, or with its database down, a note says so and the chat goes on.
 """
@@ -41,6 +45,9 @@ _PENDING = "chat_pending"
 _CONV = "chat_conversation"  # the open saved conversation's id (None: a new one)
 _LIST_PAGE = "chat_list_page"
 _NOTE = "chat_history_note"
+_SHOWN = "chat_shown"  # how many of the conversation's latest messages are drawn
+#: A conversation is drawn from its latest this many messages; "Show earlier messages" adds as many.
+SHOWN_MESSAGES = 40
 
 
 def _pieces(stream: ChatStream, pending: dict[str, Any]) -> Iterator[str]:
@@ -98,6 +105,7 @@ def _open(history: UserHistory, conversation_id: str | None) -> None:
     st.session_state[_HISTORY] = turns or []
     st.session_state[_CONV] = conversation_id if turns is not None else None
     st.session_state.pop(_PENDING, None)
+    st.session_state.pop(_SHOWN, None)
     _keep_note(history)
 
 
@@ -169,7 +177,12 @@ def render(title: str, card: str, predictor: Predictor, as_user: bool) -> None:
     with st.sidebar:
         _sidebar(history_view, card)
         history = st.session_state[_HISTORY]  # a conversation opened, or a new one started
-    for turn in history:
+    shown = st.session_state.get(_SHOWN, SHOWN_MESSAGES)
+    if len(history) > shown:  # a long conversation: its latest messages, the earlier ones on request
+        earlier = len(history) - shown
+        st.button(f"Show earlier messages ({earlier} more)", key="chat-earlier",
+                  on_click=lambda: st.session_state.update({_SHOWN: shown + SHOWN_MESSAGES}))
+    for turn in history[-shown:]:
         _show(turn, user, history_view)
 
     prompt = st.chat_input("Ask the model")
