@@ -227,6 +227,38 @@ def test_streamlit_shows_a_chat_tab_beside_the_form_and_keeps_its_conversations(
     store.close()
 
 
+def test_a_conversation_left_while_its_answer_streams_keeps_the_interrupted_turn(fake, monkeypatch, tmp_path):
+    """A click on "New conversation" (or on another conversation) while an answer streams reruns
+    the page into that button's callback: the interrupted turn is kept, stopped, with what had
+    arrived, in the conversation it belonged to (it was dropped: the callback discarded it)."""
+    import frontends.core.session as session
+    from frontends.core.chat import STOPPED
+    from frontends.core.feedback import feedback_user
+    from frontends.core.history import HistoryStore
+
+    history, user = f"sqlite:///{tmp_path / 'history.db'}", feedback_user(None)
+    monkeypatch.setenv("PREDICTOR_CHAT_MODEL_URI", "models:/main.default.assistant@champion")
+    monkeypatch.setenv("PREDICTOR_HISTORY", history)
+    monkeypatch.setenv("PREDICTOR_TRACING", "0")
+    monkeypatch.setattr(session, "load_chat_predictor", lambda config: FakeChat())
+    at = _apptest().run()
+    at.session_state["page-tab"] = "Chat"
+    at.run()
+    at.chat_input[0].set_value("which iris?").run()
+    assert not at.exception, at.exception
+    store = HistoryStore.connect(history)
+    [conv] = store.conversations(user).items
+    # the state a run leaves when the click interrupts it mid-answer (what the page records as it streams)
+    at.session_state["chat_pending"] = {"text": "Half an ans", "prompt": "cut short?", "conversation": conv.id}
+    at.button(key="chat-new").click().run()
+    assert not at.exception, at.exception
+    kept = store.messages(user, conv.id)
+    assert [(m.role, m.status, m.content) for m in kept[2:]] == [
+        ("user", "ok", "cut short?"), ("assistant", "stopped", f"Half an ans\n\n{STOPPED}")]
+    assert len(at.chat_message) == 0  # the new conversation, empty
+    store.close()
+
+
 def test_a_long_conversation_opens_on_its_latest_messages_the_earlier_ones_on_request(fake, monkeypatch, tmp_path):
     """A saved conversation of 200 messages opens on its latest ``SHOWN_MESSAGES`` (all of them, with
     each answer's feedback controls, took ~2 s to draw: benchmarks/apps_history.py); "Show earlier

@@ -5,8 +5,9 @@ model's text is shown through ``frontends.core.markup.safe_markdown`` (no image 
 ``PREDICTOR_IMAGE_HOSTS``, no raw HTML), while it streams too. Clicking
 the answer's "Stop" (or sending another message) while it streams makes Streamlit rerun the
 script; the interrupted stream is dropped, its generator closes the connection,
-and the text that had arrived is kept with a "stopped" note. (Streamlit's own toolbar Stop halts
-the run without a rerun: the note then appears with the next message.)
+and the text that had arrived is kept with a "stopped" note. A page closed mid-answer (or
+Streamlit's own toolbar Stop) stops the script with no rerun to follow: the turn is kept as
+stopped right there (the toolbar's note then appears with the next message).
 
 Under each answer: thumbs up/down and a comment (``frontends/streamlit_ui/feedback.feedback_controls``),
 stored as a ``user_feedback`` assessment on the answer's trace, wherever that trace was written
@@ -29,6 +30,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import StopException
 
 from client import ChatStream, Predictor
 from client.feedback import tag_answer_trace_later
@@ -55,6 +57,19 @@ def _pieces(stream: ChatStream, pending: dict[str, Any]) -> Iterator[str]:
         if delta.text:
             pending["text"] += delta.text
             yield delta.text
+
+
+def _keep_stopped(history: UserHistory, pending: dict[str, Any]) -> None:
+    """Keep an interrupted answer once: what had arrived, as stopped. Touches no ``st.*``: it also
+    runs while the session is stopping, when each such call raises ``StopException`` again."""
+    if not pending.get("kept"):
+        pending["conversation"] = history.save(pending["conversation"], pending["prompt"], _stopped_text(pending),
+                                               status="stopped")
+        pending["kept"] = True
+
+
+def _stopped_text(pending: dict[str, Any]) -> str:
+    return (pending["text"] + "\n\n" + STOPPED).strip()
 
 
 def _user() -> str:
@@ -101,10 +116,12 @@ def _user_history(user: str) -> UserHistory:
 
 
 def _open(history: UserHistory, conversation_id: str | None) -> None:
+    pending = st.session_state.pop(_PENDING, None)
+    if pending is not None:  # a click here while an answer streamed: keep the interrupted turn first
+        _keep_stopped(history, pending)
     turns = history.open(conversation_id) if conversation_id else []
     st.session_state[_HISTORY] = turns or []
     st.session_state[_CONV] = conversation_id if turns is not None else None
-    st.session_state.pop(_PENDING, None)
     st.session_state.pop(_SHOWN, None)
     _keep_note(history)
 
@@ -169,10 +186,9 @@ def render(title: str, card: str, predictor: Predictor, as_user: bool) -> None:
     history: list[dict[str, Any]] = st.session_state.setdefault(_HISTORY, [])
     pending = st.session_state.pop(_PENDING, None)
     if pending is not None:  # the last run was interrupted mid-answer: keep what had arrived
-        text = (pending["text"] + "\n\n" + STOPPED).strip()
-        history.append({"role": "assistant", "content": text, "note": True})
-        st.session_state[_CONV] = history_view.save(st.session_state.get(_CONV), pending["prompt"], text,
-                                                    status="stopped")
+        history.append({"role": "assistant", "content": _stopped_text(pending), "note": True})
+        _keep_stopped(history_view, pending)
+        st.session_state[_CONV] = pending["conversation"]
         _keep_note(history_view)
     with st.sidebar:
         _sidebar(history_view, card)
@@ -193,13 +209,19 @@ def render(title: str, card: str, predictor: Predictor, as_user: bool) -> None:
     with st.chat_message("assistant"):
         answer_area = st.container()  # the answer above, the Stop button below it
         st.button("Stop", key="chat-stop", icon=":material/stop_circle:")
-        pending = st.session_state[_PENDING] = {"text": "", "prompt": prompt}
+        pending = st.session_state[_PENDING] = {"text": "", "prompt": prompt,
+                                                "conversation": st.session_state.get(_CONV)}
         try:
             stream = predictor.stream(conversation(history))
             shown, hosts = answer_area.empty(), image_hosts()
             for _ in _pieces(stream, pending):  # the text so far, made safe, as write_stream would draw it
                 shown.markdown(safe_markdown(pending["text"], hosts))
             result = stream.get_final_result()
+        except StopException:
+            # The session is ending (its page closed, or Streamlit's toolbar Stop): no run follows
+            # to keep what had arrived from _PENDING, so keep it now (and only once).
+            _keep_stopped(history_view, pending)
+            raise
         except Exception as err:
             st.session_state.pop(_PENDING, None)
             message = chat_error_text(err, as_user=as_user)
