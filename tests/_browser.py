@@ -4,11 +4,13 @@
 Apps preset; ``start_app("gradio", env)`` runs ``python -m frontends.gradio_ui.app``.
 ``Recorder`` is a loopback proxy in front of a scoring server that records each call's bearer
 token, answers 401 to tokens starting with ``expired`` and, as Databricks does for a token
-without a scope, 403 to tokens starting with ``noscope``.
+without a scope, 403 to tokens starting with ``noscope``; ``with recorder.hold(marker)`` keeps a
+request whose body holds ``marker`` waiting until the block ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -16,6 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -131,6 +134,22 @@ class Recorder:
     tokens: Counter = field(default_factory=Counter)
     url: str = ""
     _server: Any = None
+    _hold: tuple[bytes, threading.Event, threading.Event] | None = None
+
+    #: A held request is let go after this even if its ``hold`` block never ends.
+    HOLD_CAP = 120.0
+
+    @contextlib.contextmanager
+    def hold(self, marker: str) -> Iterator[threading.Event]:
+        """Hold each request whose body contains ``marker`` until the block ends; the event
+        yielded is set once one has arrived. No sleeps: a test waits on events only."""
+        arrived, released = threading.Event(), threading.Event()
+        self._hold = (marker.encode(), arrived, released)
+        try:
+            yield arrived
+        finally:
+            released.set()
+            self._hold = None
 
     def start(self) -> Recorder:
         recorder = self
@@ -138,6 +157,10 @@ class Recorder:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                hold = recorder._hold
+                if hold is not None and hold[0] in body:
+                    hold[1].set()
+                    hold[2].wait(recorder.HOLD_CAP)
                 auth = self.headers.get("Authorization")
                 token = auth.removeprefix("Bearer ") if auth else None
                 recorder.tokens[token] += 1

@@ -266,7 +266,7 @@ def browser() -> Iterator[Any]:
 #: --no-loadscope-reorder, so in this order), and a long one left for the end
 #: keeps one core busy while the others idle.
 LONGEST_FIRST = ("test_browser_chat.py", "test_browser.py", "test_faults.py", "test_spark.py",
-                 "test_soak.py", "test_feedback_browser.py", "test_history_browser.py", "test_app_concurrency.py",
+                 "test_soak.py", "test_feedback_browser.py", "test_history_browser.py",
                  "test_monitoring_server.py",
                  "test_tracing.py", "test_secrets.py",
                  "test_cli.py", "test_frontends_cold_start.py", "test_demo_serve.py")

@@ -321,6 +321,41 @@ def test_sessions_keep_their_own_token_cache_and_history(app, sign_in, recorder)
         raise
 
 
+def test_a_slow_prediction_does_not_block_another_users_page(app, sign_in, recorder):
+    """While alice's prediction is held upstream, bob (a session opened meanwhile) predicts and
+    sees his answer; only then is alice's call let go and her answer shown: one call each. The
+    hold is an event, so the test takes as long as the apps need and no longer."""
+    if app.mode != "endpoint":
+        pytest.skip("the hold is upstream: endpoint mode")
+    slow, fast = {**ROW, "x": 9.99, "n": 41}, {**ROW, "n": 42}
+    before = recorder.tokens.copy()
+    drivers: list[Driver] = []
+    try:
+        drivers.append(sign_in("alice-slow", "alice-slow-token"))
+        alice = drivers[-1]
+        with recorder.hold("9.99") as held:
+            alice.fill(slow)
+            alice.predict()
+            assert held.wait(60), "alice's request never reached the endpoint"
+            drivers.append(sign_in("bob-fast", "bob-fast-token"))  # a new session while alice waits
+            bob = drivers[-1]
+            bob.fill(fast)
+            bob.predict()
+            bob.expect_prediction(expected(fast))
+            # alice is still waiting: her request is held, nothing shown for her yet
+            if app.kind == "streamlit":
+                assert alice.page.get_by_test_id("stMetricValue").count() == 0
+            else:
+                assert alice.page.get_by_label("Prediction", exact=True).input_value() == ""
+            assert (recorder.tokens - before) == Counter({"bob-fast-token": 1})
+        alice.expect_prediction(expected(slow))
+        assert (recorder.tokens - before) == Counter({"alice-slow-token": 1, "bob-fast-token": 1})  # nothing resent
+    except Exception:
+        for i, ui in enumerate(drivers):
+            ui.shot(f"{app.name}-concurrency-failure-{i}")
+        raise
+
+
 def test_the_streamlit_history_lists_the_predictions_and_stays_open(app, sign_in):
     """The history box is drawn closed; opened, it lists the session's predictions, newest first,
     and it stays open, with the new row, across the next prediction (its label changes with the count)."""

@@ -5,13 +5,11 @@ on the page before the model has produced its last chunk; the final text must eq
 non-streamed answer. Also: a second browser session has its own conversation, "new conversation"
 clears it, and Stop ends an answer midway.
 
-The same test runs over the demo agent behind MLflow's legacy ``ChatAgent`` and ``ChatModel``
-interfaces (``NEW_FORMAT_APPS``), in one app each: the apps do not see the wire format (the SDK
-turns each into the same ``ChatDelta`` objects, in both modes, tested per format and mode in
-test_chat_e2e.py), so one app per format shows a page reading that format's answers, at the cost
-of two app starts rather than eight. The ChatAgent's app reads it from ``predictor serve`` (MLflow's
-agent server), the ChatModel's loads it in process: this module then starts one more model server,
-not two.
+The pages run on the demo agent as a ``ResponsesAgent``. They do not see the wire format: the SDK
+turns MLflow's legacy ``ChatAgent`` and ``ChatModel`` answers into the same ``ChatDelta`` objects,
+proven chunk for chunk per format and mode in test_chat_e2e.py
+(``test_endpoint_and_direct_mode_agree_chunk_for_chunk``), so the browser does not repeat it per
+format (it did, with one more app per format and one more agent server: ~70 s of the suite).
 
 Feedback on an answer: a user signed in through the front door (``tests/front_door.py``) gives
 thumbs down with a comment, then thumbs up; the store holds one ``user_feedback`` assessment by
@@ -34,7 +32,7 @@ from typing import Any
 
 import pytest
 from _browser import ARTIFACTS, launch_app, wait_ready
-from conftest import AGENT_TRACES, CHAT_FORMATS, ChatServers
+from conftest import AGENT_TRACES, ChatServers
 from front_door import FrontDoor, User
 
 from client import Predictor
@@ -50,8 +48,6 @@ FIRST_WORDS = "The iris model says"
 LAST_WORD = "virginica."
 TIMEOUT = 60_000
 APPS = ["streamlit-endpoint", "streamlit-direct", "gradio-endpoint", "gradio-direct"]
-#: ``<app>-<mode>-<format>``: the ChatAgent and ChatModel demo agents, one app each (see above).
-NEW_FORMAT_APPS = ["gradio-endpoint-chat_agent", "streamlit-direct-completions"]
 
 
 class ChatApps:
@@ -72,34 +68,24 @@ class ChatApps:
 
     def __getitem__(self, name: str) -> Any:
         if name not in self.servers:
-            _, mode, fmt = self._parts(name)
-            if mode == "endpoint":
-                self.chat_servers.start(fmt)
             self.servers[name] = self._launch(name)
         later = self.wanted[self.wanted.index(name) + 1:] if name in self.wanted else []
         for n in later[:self.AHEAD]:
-            _, mode, fmt = self._parts(n)
-            # not if its model server must start first: the asked app's test would wait for it
-            if n not in self.servers and (mode == "direct" or fmt in self.chat_servers.running):
+            if n not in self.servers:
                 self.servers[n] = self._launch(n)
         if name not in self.ready:
             wait_ready(self.servers[name])
             self.ready.add(name)
         return self.servers[name]
 
-    @staticmethod
-    def _parts(name: str) -> list[str]:
-        return [*name.split("-"), "responses"][:3]
-
     def _launch(self, name: str) -> Any:
-        kind, mode, fmt = self._parts(name)
+        kind, mode = name.split("-")
         # alice, who checks the Feedback tab's counts, is a reviewer (only reviewers see them)
-        env = {"PREDICTOR_MODEL_URI": f"models:/{CHAT_FORMATS[fmt][0]}@champion",
-               "PREDICTOR_REGISTRY_URI": self.registry,
+        env = {"PREDICTOR_MODEL_URI": AGENT, "PREDICTOR_REGISTRY_URI": self.registry,
                "MLFLOW_TRACKING_URI": self.registry, "MLFLOW_REGISTRY_URI": self.registry,
                "PREDICTOR_REVIEWERS": "alice@example.com", "PREDICTOR_HISTORY": self.history[kind]}
         if mode == "endpoint":
-            env["PREDICTOR_ENDPOINT_URL"] = self.chat_servers.invocations(fmt)
+            env["PREDICTOR_ENDPOINT_URL"] = self.chat_servers.invocations("responses")  # the session's agent server
             env["PREDICTOR_TRACE_EXPERIMENT"] = AGENT_TRACES  # where the agent server traces
         return launch_app(kind, env, self.logs / f"{name}.log")
 
@@ -225,7 +211,7 @@ def _answers_kept(kept: list[StoredMessage]) -> list[tuple[str, str]]:
     return [(m.status, m.content) for m in kept if m.role == "assistant"]
 
 
-@pytest.mark.parametrize("name", APPS + NEW_FORMAT_APPS)
+@pytest.mark.parametrize("name", APPS)
 def test_answers_stream_into_the_page_and_end_as_the_whole_answer(
     name: str, chat_apps: dict[str, Any], browser: Any, expected_answer: str, stores: dict[str, HistoryStore]
 ) -> None:
