@@ -13,10 +13,15 @@ from typing import Any
 from client import ChatResult, StreamEventError, StreamInterruptedError
 from frontends.core.session import describe_error
 
-__all__ = ["STOPPED", "caption", "chat_error_text", "conversation", "tool_lines"]
+__all__ = ["STOPPED", "caption", "chat_error_text", "conversation", "stopped_text", "tool_lines"]
 
 #: Appended to an answer the user stopped.
 STOPPED = "*(stopped)*"
+
+
+def stopped_text(partial: str) -> str:
+    """An interrupted answer as kept and shown: what had arrived, then the stopped note (pure)."""
+    return (partial + "\n\n" + STOPPED).strip()
 
 
 def conversation(history: Iterable[Mapping[str, Any]],

@@ -32,7 +32,7 @@ import gradio as gr
 
 from client import PredictorError
 from client.feedback import tag_answer_trace_later
-from frontends.core.chat import STOPPED, caption, chat_error_text, conversation, tool_lines
+from frontends.core.chat import caption, chat_error_text, conversation, stopped_text, tool_lines
 from frontends.core.conversations import UserHistory, chatbot_turns
 from frontends.core.feedback import feedback_user, save_vote
 from frontends.core.history import NOT_SAVED, ConversationPage, HistoryStore, store_from_env
@@ -115,7 +115,7 @@ def _keep(saved: UserHistory, session: dict[str, Any], prompt: str, outcome: dic
     """Keep one turn; the session learns the conversation's id and the answer's trace id (in place:
     a stopped turn has no output left to return them by)."""
     status = outcome.get("status", "stopped")
-    text = outcome.get("text") or ((outcome.get("partial") or "") + "\n\n" + STOPPED).strip()
+    text = outcome.get("text") or stopped_text(outcome.get("partial") or "")
     session["id"] = saved.save(session.get("id"), prompt, text, status=status,
                                trace_id=trace_id if status == "ok" else None, served_version=outcome.get("version"))
     session.setdefault("traces", []).append(trace_id if status == "ok" else None)

@@ -34,7 +34,7 @@ from streamlit.runtime.scriptrunner import StopException
 
 from client import ChatStream, Predictor
 from client.feedback import tag_answer_trace_later
-from frontends.core.chat import STOPPED, caption, chat_error_text, conversation, tool_lines
+from frontends.core.chat import caption, chat_error_text, conversation, stopped_text, tool_lines
 from frontends.core.conversations import UserHistory
 from frontends.core.feedback import feedback_user
 from frontends.core.history import NOT_SAVED
@@ -63,13 +63,9 @@ def _keep_stopped(history: UserHistory, pending: dict[str, Any]) -> None:
     """Keep an interrupted answer once: what had arrived, as stopped. Touches no ``st.*``: it also
     runs while the session is stopping, when each such call raises ``StopException`` again."""
     if not pending.get("kept"):
-        pending["conversation"] = history.save(pending["conversation"], pending["prompt"], _stopped_text(pending),
-                                               status="stopped")
+        pending["conversation"] = history.save(pending["conversation"], pending["prompt"],
+                                               stopped_text(pending["text"]), status="stopped")
         pending["kept"] = True
-
-
-def _stopped_text(pending: dict[str, Any]) -> str:
-    return (pending["text"] + "\n\n" + STOPPED).strip()
 
 
 def _user() -> str:
@@ -186,7 +182,7 @@ def render(title: str, card: str, predictor: Predictor, as_user: bool) -> None:
     history: list[dict[str, Any]] = st.session_state.setdefault(_HISTORY, [])
     pending = st.session_state.pop(_PENDING, None)
     if pending is not None:  # the last run was interrupted mid-answer: keep what had arrived
-        history.append({"role": "assistant", "content": _stopped_text(pending), "note": True})
+        history.append({"role": "assistant", "content": stopped_text(pending["text"]), "note": True})
         _keep_stopped(history_view, pending)
         st.session_state[_CONV] = pending["conversation"]
         _keep_note(history_view)
