@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,23 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, what: str, output: Callable[[], str]) -> None:
+    """Return once ``url`` answers 200; fail the test with the server's output if ``proc`` exits
+    first or ``SERVER_STARTUP_TIMEOUT`` passes (a dead server never hangs the suite)."""
+    deadline = time.monotonic() + SERVER_STARTUP_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}:\n{output()}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not up after {SERVER_STARTUP_TIMEOUT}s:\n{output()}")
+        time.sleep(0.3)
 
 
 @pytest.fixture(scope="session")
@@ -113,18 +130,7 @@ def _start_server(model_uri: str, name: str, registry_uri: str, *extra: str) -> 
         return log.read().decode(errors="replace")[-8000:]
 
     try:
-        deadline = time.monotonic() + SERVER_STARTUP_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server for {model_uri} exited with {proc.returncode}:\n{output()}")
-            try:
-                if httpx.get(f"{base}/ping", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server for {model_uri} not up after {SERVER_STARTUP_TIMEOUT}s:\n{output()}")
-            time.sleep(0.3)
+        wait_healthy(proc, f"{base}/ping", f"server for {model_uri}", output)
         yield base
     finally:
         proc.terminate()

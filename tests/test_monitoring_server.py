@@ -16,9 +16,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import SERVER_STARTUP_TIMEOUT, free_port
+from conftest import free_port, wait_healthy
 
 from client._constants import DATABASE_TRACE_PAGE, TRACKING_SERVER_TRACE_PAGE
 from client._mlflow import search_trace_infos, trace_page_size
@@ -74,19 +73,11 @@ def traces_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
                                  "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     try:
         exp_id = write_traces(uri, N_TRACES)
-        deadline = time.monotonic() + SERVER_STARTUP_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{log.read().decode()[-4000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("mlflow server not up")
-            time.sleep(0.3)
+        def output() -> str:
+            log.seek(0)
+            return log.read().decode(errors="replace")[-4000:]
+
+        wait_healthy(proc, f"{base}/health", "mlflow server", output)
         yield uri, exp_id, base
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn worker
