@@ -76,6 +76,12 @@ def ws(workspace, monkeypatch: pytest.MonkeyPatch) -> WorkspaceStandin:  # noqa:
     return w
 
 
+#: The latency slack of the tests where both versions are the same model: on a shared machine one
+#: request can stall, and with a few requests a window's p99 is its slowest one (a resumed rollout
+#: of 4 requests a side was rolled back on 144 ms against a limit of 142 ms, champion 28 ms). The gate
+#: itself is proven by the 3x slower challenger, with no slack.
+SPIKE_SLACK_MS = 1000
+
 PAYLOAD = "main.serving_logs.ro_payload"  # the config's inference table, as the stand-in writes it
 
 
@@ -197,8 +203,7 @@ def dry_run(rig: Rig, capsys: pytest.CaptureFixture[str], *flags: str) -> tuple[
 def test_a_good_challenger_goes_to_100_percent_and_becomes_champion(
     ws, registry_uri, scoring_server, challenger_server, tmp_path, capsys
 ) -> None:
-    # Latency slack of 100 ms: a machine shared with other test runs has p99 spikes of its own.
-    rig = Rig(ws, registry_uri, tmp_path, scoring_server, challenger_server, slack=100)
+    rig = Rig(ws, registry_uri, tmp_path, scoring_server, challenger_server, slack=SPIKE_SLACK_MS)
     writes = len(ws.writes)
     rc, out, _ = dry_run(rig, capsys)
     assert rc == 0 and "  3. promote: challenger 100%, champion 0%;" in out and "dry run: nothing was changed" in out
@@ -271,7 +276,7 @@ def test_an_interrupted_rollout_blocks_a_second_one_and_is_aborted_or_resumed_cl
 ) -> None:
     from client.feedback import setup_tracking
 
-    rig = Rig(ws, registry_uri, tmp_path, scoring_server, challenger_server, slack=100)
+    rig = Rig(ws, registry_uri, tmp_path, scoring_server, challenger_server, slack=SPIKE_SLACK_MS)
     cfg = load_config(rig.file)
 
     def ctrl_c(*_: Any) -> Any:
