@@ -67,15 +67,11 @@ PYTEST_ARGS    := -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --
 # --durations=20: where the time goes (README, "Where the suite's time goes").
 # A third lane, in one process of its own beside the two workers: the lowest-SDK run, then the
 # modules that mostly wait (stalled and refused requests, back-off, the tracing queue, servers
-# answering): measured 5-50 % of a core over their run (2026-12-04), so they fill time the two
-# workers leave the cores idle, and the workers lose ~240 s of their modules. The list is chosen so
-# the lanes end together (a per-test wall/CPU probe of a fresh-clone run: with the first four
-# modules only, the lane ended at 329 s and the workers at 466 s). Its own --basetemp,
+# answering): measured 5-36 % of a core over their run (2026-12-04), so they fill time the two
+# workers leave the cores idle, and the workers lose ~175 s of their modules. Its own --basetemp,
 # so the two pytest processes never clean up each other's temporary directories. Its output
 # follows the main run's; any lane failing fails `make test`.
-WAITING    := tests/test_faults.py tests/test_tracing.py tests/test_monitoring_e2e.py tests/test_feedback.py \
-              tests/test_chat_e2e.py tests/test_auth.py tests/test_endpoints_e2e.py tests/test_workspace_e2e.py \
-              tests/test_workspace_standin_cli.py tests/test_transport.py
+WAITING    := tests/test_faults.py tests/test_tracing.py tests/test_monitoring_e2e.py tests/test_feedback.py
 BESIDE_LOG := test-artifacts/beside.log
 
 test: setup chromium java postgres
