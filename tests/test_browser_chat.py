@@ -129,19 +129,16 @@ def expected_answer(agent_registry: str) -> str:
     return Predictor.from_model(AGENT).chat(QUESTION).text
 
 
-#: The last assistant bubble's text, read in the page (as ``ChatDriver.answers`` reads them all).
-LAST_ANSWER_JS = {
-    "streamlit": """() => {
-        const bubbles = [...document.querySelectorAll('[data-testid="stChatMessage"]')].filter(
-            b => b.querySelector('[data-testid="stChatMessageAvatarAssistant"]'));
-        const last = bubbles[bubbles.length - 1];
-        const text = last && last.querySelector('[data-testid="stMarkdownContainer"]');
-        return text ? text.innerText.trim() : "";
-    }""",
-    "gradio": """() => {
-        const bubbles = document.querySelectorAll('[data-testid="bot"]');
-        return bubbles.length ? bubbles[bubbles.length - 1].innerText.trim() : "";
-    }""",
+#: Every assistant bubble's text, in order, read in the page in one step (``ChatDriver.answers``,
+#: and the observer of ``ChatDriver.record``).
+ANSWERS_JS = {
+    "streamlit": """() => [...document.querySelectorAll('[data-testid="stChatMessage"]')]
+        .filter(b => b.querySelector('[data-testid="stChatMessageAvatarAssistant"]'))
+        .map(b => {
+            const text = b.querySelector('[data-testid="stMarkdownContainer"]');
+            return text ? text.innerText.trim() : "";
+        })""",
+    "gradio": """() => [...document.querySelectorAll('[data-testid="bot"]')].map(b => b.innerText.trim())""",
 }
 
 
@@ -169,10 +166,10 @@ class ChatDriver:
         Why in the page: a test polling from outside can be starved on a loaded machine for the
         few seconds an answer streams, and read only its end (seen once under `make test`)."""
         self.page.evaluate("""() => {
-            const read = """ + LAST_ANSWER_JS[self.kind] + """;
+            const answers = """ + ANSWERS_JS[self.kind] + """;
             window.__answerTexts = [];
             new MutationObserver(() => {
-                const text = read(), seen = window.__answerTexts;
+                const all = answers(), text = all.length ? all[all.length - 1] : "", seen = window.__answerTexts;
                 if (text && seen[seen.length - 1] !== text) seen.push(text);
             }).observe(document.body, {subtree: true, childList: true, characterData: true});
         }""")
@@ -187,17 +184,7 @@ class ChatDriver:
         can redraw (a rerun replaces the bubbles), and ``inner_text()`` on ``nth(i)`` of a list that
         no longer has it waits Playwright's default 30 s, outside ``wait_for_answer``'s own
         deadline: "the second assistant message did not appear within 30 s"."""
-        if self.kind == "streamlit":
-            bubbles = self.page.locator('[data-testid="stChatMessage"]').filter(
-                has=self.page.locator('[data-testid="stChatMessageAvatarAssistant"]'))
-            script = """bubbles => bubbles.map(b => {
-                const text = b.querySelector('[data-testid="stMarkdownContainer"]');
-                return text ? text.innerText.trim() : "";
-            })"""
-        else:
-            bubbles = self.page.locator('[data-testid="bot"]')
-            script = "bubbles => bubbles.map(b => b.innerText.trim())"
-        return list(bubbles.evaluate_all(script))
+        return list(self.page.evaluate(ANSWERS_JS[self.kind]))
 
     def last_answer(self) -> str:
         answers = self.answers()
