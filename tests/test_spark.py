@@ -592,17 +592,21 @@ def test_the_same_traffic_unpacked_from_the_inference_table_gives_the_trace_path
     assert code == 3 and out["baseline_source"] == iris_baseline_table  # 3: a rule is broken (the drift)
 
 
-MODEL_S = 0.15  # the A/B test's model time per answer, for both versions (the challenger: 3x)
+MODEL_S = 0.15  # the A/B test's model time per answer, for both versions (the challenger: SLOWDOWN x)
+# 6x against the health rule's 2x: the champion's p95 may then reach 3x its typical answer before the
+# test misreads. At 3x, CI's loaded machine once gave the champion a 390 ms p95 beside a 178 ms median
+# (the shared scoring server's queue), and the 3x challenger's 731 ms p95 passed the 2x rule.
+SLOWDOWN = 6.0
 CONCURRENT = 8  # its calls in flight at once: 200 calls in ~8 s rather than ~40 s
 
 
-def test_a_challenger_failing_20_percent_and_3x_slower_is_flagged_on_health_per_served_entity(
+def test_a_challenger_failing_20_percent_and_6x_slower_is_flagged_on_health_per_served_entity(
     spark: Any, scoring_server: str, registry_uri: str, workspace: Any, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
     tmp_path: Path,
 ):
     """Issue 22: the A/B endpoint of serving_configs/iris-ab.yaml (inference table on; traffic 50/50,
     see below), applied to the stand-in with `predictor endpoints apply`; its challenger behind the
-    fault proxy answers 503 to 20 % of requests and takes 3x as long as the model for every other
+    fault proxy answers 503 to 20 % of requests and takes 6x as long as the model for every other
     answer. 200 calls of training rows; the inference table unpacked on Spark and reported per served
     entity against the training data: the challenger's error rate and latency p95 break the health
     rule, and nothing else is flagged (the champion: nothing)."""
@@ -629,7 +633,7 @@ def test_a_challenger_failing_20_percent_and_3x_slower_is_flagged_on_health_per_
     registry.set_registered_model_alias(model, "champion", "1")
     shipped = (Path(__file__).resolve().parent.parent / "serving_configs" / "iris-ab.yaml").read_text()
     assert shipped.count("entity_name: main.default.iris\n") == 2 and "  champion: 90\n  challenger: 10\n" in shipped
-    # 50/50: at 90/10 the challenger's 20 requests of 200 make its p95 too noisy for "3x slower" against
+    # 50/50: at 90/10 the challenger's 20 requests of 200 make its p95 too noisy for a slower challenger against
     # the rule's 2x (a bootstrap of this machine's latencies misses it in 16 % of runs; at 100 each, 0.2 %).
     config = tmp_path / "iris-ab.yaml"
     config.write_text(shipped.replace("entity_name: main.default.iris\n", f"entity_name: {model}\n")
@@ -649,8 +653,8 @@ def test_a_challenger_failing_20_percent_and_3x_slower_is_flagged_on_health_per_
     assert [(e["name"], e["entity_version"]) for e in ep.config["served_entities"]] == [
         ("champion", "1"), ("challenger", "2")]
 
-    # Both versions take MODEL_S per answer on top of the scoring server's ~10 ms, the challenger 3x
-    # that whole time: with the iris model's time alone, a loaded machine's tail (a 42 ms champion
+    # Both versions take MODEL_S per answer on top of the scoring server's ~10 ms, the challenger SLOWDOWN
+    # times that whole time: with the iris model's time alone, a loaded machine's tail (a 42 ms champion
     # p95 beside a 12 ms median, seen in a full-suite run) decided the 2x rule, not the model.
     async def score_all(p: Predictor) -> int:
         gate = asyncio.Semaphore(CONCURRENT)
@@ -667,7 +671,8 @@ def test_a_challenger_failing_20_percent_and_3x_slower_is_flagged_on_health_per_
 
     rows = training_rows(200, seed=8)
     with (FaultProxy(scoring_server, fault_rate=0.0, delay=MODEL_S) as champion_proxy,
-          FaultProxy(scoring_server, fault_rate=0.2, faults=("503",), seed=4, delay=MODEL_S, slowdown=3.0) as proxy):
+          FaultProxy(scoring_server, fault_rate=0.2, faults=("503",), seed=4, delay=MODEL_S,
+                     slowdown=SLOWDOWN) as proxy):
         ws.upstreams[f"{model}/1"] = champion_proxy.url
         ws.upstreams[f"{model}/2"] = proxy.url
         p = Predictor.from_endpoint("iris-ab", registry_uri=registry_uri, max_retries=0, batching=False)
