@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import httpx
 import yaml
+from conftest import SERVER_STARTUP_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -101,7 +102,7 @@ def launch_app(kind: str, env: dict[str, str], log_path: Path, script: Path | No
     return AppServer(kind, f"http://127.0.0.1:{port}", proc, log, log_path)
 
 
-def wait_ready(server: AppServer, timeout: float = 120) -> AppServer:
+def wait_ready(server: AppServer, timeout: float = SERVER_STARTUP_TIMEOUT) -> AppServer:
     """Wait until the server answers its health route; stop it and raise with its log if not."""
     ready = "/_stcore/health" if server.kind == "streamlit" else "/"
     deadline = time.monotonic() + timeout
@@ -119,7 +120,7 @@ def wait_ready(server: AppServer, timeout: float = 120) -> AppServer:
     raise TimeoutError(f"{server.kind} app not up after {timeout}s:\n{server.output()}")
 
 
-def start_app(kind: str, env: dict[str, str], log_path: Path, timeout: float = 120) -> AppServer:
+def start_app(kind: str, env: dict[str, str], log_path: Path, timeout: float = SERVER_STARTUP_TIMEOUT) -> AppServer:
     return wait_ready(launch_app(kind, env, log_path), timeout)
 
 

@@ -160,6 +160,11 @@ class FaultProxy:
         self._server.close()
         for w in list(self._connections):
             w.transport.abort()
+        # Handlers still stalling (a long ``stall_seconds``) end here, not as pending tasks at close.
+        handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in handlers:
+            t.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
         await self._http.aclose()
 
     # -- figures ---------------------------------------------------------------------------

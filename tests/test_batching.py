@@ -54,11 +54,13 @@ def test_batching_settings_are_checked():
 
 
 class FakeRun:
-    """Answers each item ``n`` with ``n * 10``; items named in ``bad`` make the batch fail."""
+    """Answers each item ``n`` with ``n * 10``; items named in ``bad`` make the batch fail. With a
+    ``gate``, every batch waits for it to be set: a test decides when batches end, not the clock."""
 
-    def __init__(self, bad: tuple[int, ...] = (), error: type[Exception] = BadRequestError, delay: float = 0.0):
+    def __init__(self, bad: tuple[int, ...] = (), error: type[Exception] = BadRequestError, delay: float = 0.0,
+                 gate: asyncio.Event | None = None):
         self.batches: list[list[int]] = []
-        self.bad, self.error, self.delay = bad, error, delay
+        self.bad, self.error, self.delay, self.gate = bad, error, delay, gate
         self.running = self.max_running = 0
 
     async def __call__(self, items: list[int]) -> list[int]:
@@ -66,6 +68,8 @@ class FakeRun:
         self.running += 1
         self.max_running = max(self.max_running, self.running)
         try:
+            if self.gate is not None:
+                await self.gate.wait()
             await asyncio.sleep(self.delay)
             if any(i in self.bad for i in items):
                 raise self.error("bad row", status_code=400 if self.error is BadRequestError else 503, request=None)
@@ -119,14 +123,17 @@ async def test_an_error_of_the_whole_exchange_reaches_every_caller_without_resen
 
 
 async def test_a_caller_cancelled_while_waiting_is_not_sent():
-    run = FakeRun(delay=0.05)
+    gate = asyncio.Event()  # batch [1] stays in flight until the cancel is done (a 50 ms sleep raced it)
+    run = FakeRun(gate=gate)
     batcher = Batcher(run, Batching(max_concurrency=1))
     first = asyncio.ensure_future(batcher.submit("k", 1, 1))
-    await asyncio.sleep(0.01)  # batch [1] in flight; the next caller waits for the slot
-    waiting = asyncio.ensure_future(batcher.submit("k", 2, 1))
+    while run.running == 0:
+        await asyncio.sleep(0)
+    waiting = asyncio.ensure_future(batcher.submit("k", 2, 1))  # waits for the slot
     kept = asyncio.ensure_future(batcher.submit("k", 3, 1))
     await asyncio.sleep(0)
     waiting.cancel()
+    gate.set()
     assert await first == 10 and await kept == 30
     assert [2] not in run.batches and all(2 not in b for b in run.batches)
 

@@ -74,8 +74,8 @@ def test_feedback_summary_with_the_store_down_fails_in_bounded_time_with_one_lin
     env["PYTHONPATH"] = str(ROOT)
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "client.local", "feedback", "summary", "--model", IRIS],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90)
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150)
     elapsed = time.monotonic() - started
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert _one_line(proc.stderr).startswith("error: ")
-    assert elapsed < 45  # MLflow's own retries took over four minutes
+    assert elapsed < 120  # MLflow's own retries took over four minutes; a loaded machine's start takes some

@@ -188,11 +188,13 @@ def direct_predictions(registry_uri: str) -> dict[tuple[float, ...], Any]:
 async def test_each_fault_gives_its_typed_error_after_the_budget(fault, scoring_server, registry_uri,
                                                                   direct_predictions):
     rows = make_rows(6)
-    # The stall (0.8 s) must outlast the per-attempt timeout; every other fault gets 5 s, so that a
-    # loaded machine cannot turn it into a timeout (with 0.5 s, a truncated body did, once, on the
-    # fresh clone with three workers).
-    timeout = 0.5 if fault == "stall" else 5.0
-    with FaultProxy(scoring_server, fault_rate=1.0, faults=(fault,), stall_seconds=0.8, retry_after="0") as proxy:
+    # The stall (30 s) far outlasts the per-attempt timeout (2 s), so that neither a late client (the
+    # proxy's reset arriving first) nor a late proxy (the client giving up before the request is read)
+    # can change the outcome on a loaded machine; every other fault gets 5 s, so that a loaded machine
+    # cannot turn it into a timeout (with 0.5 s, a truncated body did, once, on the fresh clone with
+    # three workers). The stall was 0.8 s against 0.5 s: 0.3 s of a loop's lag from a wrong error.
+    timeout = 2.0 if fault == "stall" else 5.0
+    with FaultProxy(scoring_server, fault_rate=1.0, faults=(fault,), stall_seconds=30, retry_after="0") as proxy:
         p = predictor(proxy.url, registry_uri, timeout=timeout, max_retries=2, batching=False)
         await p.aget_signature()
         outcomes, lost = await run_calls(p, rows, concurrency=3, hang_guard=60)
@@ -254,6 +256,7 @@ READ_TIMEOUT = 5.0
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # above the hang guard: 600 s for what takes ~55 s here, 3-4x on a loaded CI
 @pytest.mark.parametrize("batching", [False, True], ids=["batching-off", "batching-on"])
 async def test_2000_calls_at_20_percent_faults(batching, scoring_server, registry_uri, direct_predictions):
     rows = make_rows(CALLS)
@@ -262,7 +265,7 @@ async def test_2000_calls_at_20_percent_faults(batching, scoring_server, registr
                     retry_after="1") as proxy:
         p = predictor(proxy.url, registry_uri, timeout=READ_TIMEOUT, max_retries=MAX_RETRIES, batching=batching)
         await p.aget_signature()
-        outcomes, lost = await run_calls(p, rows, concurrency=CONCURRENCY, hang_guard=240)
+        outcomes, lost = await run_calls(p, rows, concurrency=CONCURRENCY, hang_guard=600)
         await p.aclose()
     elapsed = time.perf_counter() - started
 

@@ -174,11 +174,14 @@ def test_feedback_needs_a_trace_in_the_store(experiment):
 
 @pytest.mark.slow
 def test_summary_per_version_and_served_entity_within_the_window(experiment, capsys):
+    import mlflow
+
     # Distinct start times (a minute ago, then seconds ago), so that "the latest N" is well defined.
     v1 = [traced("1", "champion", age_days=(60 - i) / 86400) for i in range(4)]
     v2 = [traced("2", "challenger", age_days=(2 - i) / 86400) for i in range(2)]
     traced("2", "challenger", age_days=40)  # outside the 30-day window
     traced("7", model="main.default.other")  # another model
+    mlflow.flush_trace_async_logging()  # all stored before counting: export is asynchronous
     record_feedback(v1[0], "ann@example.com", thumbs_up=True)
     record_feedback(v1[1], "ann@example.com", thumbs_up=False, comment="setosa, surely")
     record_feedback(v1[1], "bob@example.com", thumbs_up=True)

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 from _browser import ARTIFACTS, launch_app, wait_ready
-from conftest import SERVER_STARTUP_TIMEOUT
 from front_door import FrontDoor, User
 
 from frontends.core.chat import STOPPED
@@ -165,7 +164,7 @@ def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
     first, restarted = launch_app(kind, env, logs / "first.log"), launch_app(kind, env, logs / "restarted.log")
     server, pages = first, []
     try:
-        wait_ready(first, timeout=SERVER_STARTUP_TIMEOUT)
+        wait_ready(first)
         with FrontDoor(server.url, alice) as door_a, FrontDoor(server.url, bob) as door_b:
             pages.append(browser.new_page(viewport={"width": 1400, "height": 1000}))
             chat_a = Chat(pages[-1], kind).open(door_a.url)
@@ -192,7 +191,7 @@ def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
         server.stop()
 
         # the app "restarts": a new process on the same database
-        server = wait_ready(restarted, timeout=SERVER_STARTUP_TIMEOUT)
+        server = wait_ready(restarted)
         with FrontDoor(server.url, alice) as door_a:
             pages.append(browser.new_page(viewport={"width": 1400, "height": 1000}))
             chat_a = Chat(pages[-1], kind).open(door_a.url)

@@ -253,7 +253,10 @@ def test_a_deferred_export_writes_nothing_while_calls_come_and_everything_after(
     p.predict([ROW])  # the signature is loaded, MLflow warm
     flush_traces()
     monkeypatch.setattr(TracingClient, "start_trace", blocking_store)
-    defer_trace_export(3.0)
+    # Far longer than four calls take even on a loaded machine (3 s was 3 s of a pause between two);
+    # the flush below writes them at once.
+    monkeypatch.setattr(_tracing, "MAX_EXPORT_DELAY", 60.0)
+    defer_trace_export(30.0)
     answered, ids = [], []
     for _ in range(4):
         ids.append(p.predict([ROW]).trace_id)
@@ -341,7 +344,7 @@ def test_a_process_that_traced_exits_within_seconds_with_the_tracking_store_down
     exited = time.time()
     assert run.returncode == 0, run.stderr[-3000:]
     work_done = float(run.stdout.strip().splitlines()[-1])
-    assert exited - work_done < 15, run.stderr[-2000:]
+    assert exited - work_done < 60, run.stderr[-2000:]  # the 2 s bound and a loaded machine's exit, not 249 s
     assert "not written to the tracking store within 2 s of exit" in run.stderr, run.stderr[-2000:]
 
 

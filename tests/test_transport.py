@@ -202,14 +202,14 @@ def slow_server(seconds: float, status: int = 200):
 
 
 async def test_total_timeout_bounds_a_call_whose_one_attempt_is_slower():
-    """``total_timeout=1, timeout=10`` against a server answering in 3 s: a timeout near 1 s."""
-    mock, seen = slow_server(3.0)
-    p = Predictor.from_endpoint(url=URL, http_transport=mock, validate=False, total_timeout=1.0, timeout=10.0)
+    """``total_timeout=1, timeout=60`` against a server answering in 30 s: a timeout near 1 s."""
+    mock, seen = slow_server(30.0)  # far from 1 s either way, so a loaded machine's lag cannot decide it
+    p = Predictor.from_endpoint(url=URL, http_transport=mock, validate=False, total_timeout=1.0, timeout=60.0)
     started = time.monotonic()
     with pytest.raises(APITimeoutError):
         await p.apredict([{"x": 1.0}])
     elapsed = time.monotonic() - started
-    assert 0.9 <= elapsed < 2.5, elapsed
+    assert 0.9 <= elapsed < 10, elapsed
     assert len(seen) == 1  # no time left for another attempt
     await p.aclose()
 
@@ -226,7 +226,7 @@ async def test_batched_callers_keep_their_own_deadline_through_batch_and_resend(
         return time.monotonic() - started
 
     waits = await asyncio.gather(*(timed(i) for i in range(8)))
-    assert max(waits) < 1.8, waits  # the budget is the call's, not each request's
+    assert max(waits) < 4, waits  # the call's budget; each request's would be 10 retries of 0.3 s and backoff
     await p.aclose()
 
 
@@ -382,16 +382,16 @@ def test_a_lone_sync_call_refreshes_credentials_once_after_a_401():
 
 
 def test_a_lone_sync_call_keeps_to_its_total_timeout_against_a_server_that_never_answers():
-    """A listening socket that never answers; ``total_timeout=0.5``, ``timeout=10``: a timeout near 0.5 s."""
+    """A listening socket that never answers; ``total_timeout=0.5``, ``timeout=60``: a timeout near 0.5 s."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/invocations"
-        p = Predictor.from_endpoint(url=url, validate=False, total_timeout=0.5, timeout=10.0)
+        p = Predictor.from_endpoint(url=url, validate=False, total_timeout=0.5, timeout=60.0)
         started = time.monotonic()
         with pytest.raises(APITimeoutError, match=r"total_timeout=0\.5s"):
             p.predict([{"x": 1.0}])
-        assert 0.4 <= time.monotonic() - started < 1.5
+        assert 0.4 <= time.monotonic() - started < 10  # not the 60 s per-attempt timeout
         p.close()
 
 

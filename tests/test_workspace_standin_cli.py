@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, free_port
+from conftest import ROOT, SERVER_STARTUP_TIMEOUT, free_port
 from workspace_standin import SECRET_ENV
 
 OPENAPI = ROOT / "tests" / "data" / "openapi_endpoint_schema.json"
@@ -37,7 +37,7 @@ def standin(scoring_server: str, tmp_path: Path) -> Iterator[tuple[subprocess.Po
             cwd=ROOT, env={**os.environ, SECRET_ENV: SECRET}, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + SERVER_STARTUP_TIMEOUT
         while True:
             assert proc.poll() is None, f"stand-in exited with {proc.returncode}:\n{log.read_text()}"
             try:

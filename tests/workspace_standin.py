@@ -847,7 +847,7 @@ class _Server:
 
     def start(self) -> None:
         self.thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a thread in this process: seconds, but a loaded machine's
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("workspace stand-in did not start")
