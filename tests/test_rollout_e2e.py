@@ -79,7 +79,7 @@ def ws(workspace, monkeypatch: pytest.MonkeyPatch) -> WorkspaceStandin:  # noqa:
 #: The latency slack of the tests where both versions are the same model: on a shared machine one
 #: request can stall, and with a few requests a window's p99 is its slowest one (a resumed rollout
 #: of 4 requests a side was rolled back on 144 ms against a limit of 142 ms, champion 28 ms). The gate
-#: itself is proven by the 3x slower challenger, with no slack.
+#: itself is proven by the far slower challenger, with no slack.
 SPIKE_SLACK_MS = 1000
 
 PAYLOAD = "main.serving_logs.ro_payload"  # the config's inference table, as the stand-in writes it
@@ -120,7 +120,10 @@ class Rig:
     scoring server, version 2 (challenger) on the challenger's, through ``proxy``."""
 
     def __init__(self, ws: WorkspaceStandin, registry_uri: str, tmp_path: Path, champion: str, challenger: str,
-                 *, deadline: str = "20s", slack: float = 25) -> None:
+                 *, deadline: str = "120s", slack: float = 25) -> None:
+        # 120 s, not 20: a resumed rollout keeps the interrupted run's step_started, so the deadline also
+        # covers tracking setup, a tracing Predictor's and the CLI's start and trace export on a loaded machine.
+        # A step that passes ends when judged: the longer deadline costs nothing on a good run.
         from mlflow import MlflowClient
 
         client = MlflowClient(registry_uri=registry_uri)
@@ -240,16 +243,27 @@ def test_a_challenger_failing_20_percent_is_rolled_back_at_its_first_step(
     assert proxy.injected["503"] > 0 and load.failed == proxy.injected["503"]
 
 
-def test_a_challenger_three_times_slower_is_rolled_back(
+def test_a_challenger_far_slower_than_the_champions_tail_is_rolled_back(
     ws, registry_uri, scoring_server, challenger_server, tmp_path
 ) -> None:
     rig = Rig(ws, registry_uri, tmp_path, scoring_server, challenger_server, slack=0)
-    with Load(rig.endpoint, registry_uri):  # the champion's own latency, as the inference table has it
+    with Load(rig.endpoint, registry_uri) as load:  # the champion's own latency, as the inference table has it
+        give_up = time.monotonic() + 120
         while len(payload_rows(ws)) < 30:
+            if time.monotonic() > give_up:
+                pytest.fail(f"warm-up: {len(payload_rows(ws))} of 30 champion rows in 120 s (load thread alive: "
+                            f"{load._thread.is_alive()}, ok {load.ok}, failed {load.failed})")
             time.sleep(0.05)
-    typical = statistics.median(r["execution_duration_ms"] for r in payload_rows(ws)) / 1000
-    with FaultProxy(challenger_server, fault_rate=0.0, delay=max(2 * typical, 0.02)) as proxy:
-        ws.upstreams[f"{rig.model}/2"] = proxy.url  # every answer takes (at least) three times as long
+    seconds = [r["execution_duration_ms"] / 1000 for r in payload_rows(ws)]
+    # The gate compares p99s, and with ~40 champion requests in step 1's window (10 challenger at 20%)
+    # the champion's p99 is about its slowest: one stall lifts the limit (1.5x it) over a challenger only
+    # 3x its median (at 2x, on an idle machine: one 167 ms stall beside a 6 ms median let a 28 ms
+    # challenger pass 20%; only 50% caught it). So the delay dwarfs the champion's tail: 3x the warm-up's
+    # slowest (2x over the 1.5 ratio), 10x its median, at least 0.5 s (a stall must reach 333 ms to let
+    # it through); at most 5 s, so the 10 challenger answers (50 s) fit in the step's 120 s deadline.
+    delay = min(max(3 * max(seconds), 10 * statistics.median(seconds), 0.5), 5.0)
+    with FaultProxy(challenger_server, fault_rate=0.0, delay=delay) as proxy:
+        ws.upstreams[f"{rig.model}/2"] = proxy.url  # every answer takes (at least) `delay` longer
         with Load(rig.endpoint, registry_uri):
             state, lines = rig.rollout()
     assert state.phase == "rolled_back"
@@ -261,13 +275,15 @@ def test_a_challenger_three_times_slower_is_rolled_back(
 def test_too_little_traffic_waits_then_stops_at_the_deadline(
     ws, registry_uri, scoring_server, challenger_server, tmp_path
 ) -> None:
-    rig = Rig(ws, registry_uri, tmp_path, scoring_server, challenger_server, deadline="1.5s")
-    with Load(rig.endpoint, registry_uri, pause=0.1):
+    # Judged every 0.4 s (+ an evidence read) for 5 s: >= 2 WAITs even at 1 s a read. A request every
+    # 0.5 s sends the challenger (1 in 5) one per 2.5 s: its 10 would take 25 s, far past the deadline.
+    rig = Rig(ws, registry_uri, tmp_path, scoring_server, challenger_server, deadline="5s")
+    with Load(rig.endpoint, registry_uri, pause=0.5):
         state, lines = rig.rollout()
     assert (state.phase, state.reason) == ("rolled_back", "deadline at 20%")
     waits = [ln for ln in lines if ln.startswith("step 1 (20%): WAIT: samples WAIT: requests: challenger ")]
     assert len(waits) >= 2 and "(need 10 each)" in waits[0]
-    assert any(ln.startswith("step 1 (20%): deadline (1.5s) passed waiting for samples, rolling back") for ln in lines)
+    assert any(ln.startswith("step 1 (20%): deadline (5s) passed waiting for samples, rolling back") for ln in lines)
     assert rig.traffic() == {"champion": 100, "challenger": 0}
 
 
