@@ -82,8 +82,9 @@ async def test_async_stream_and_both_server_paths(agent_server: str, agent_regis
 
 
 def test_text_arrives_while_the_model_is_still_producing(served: Predictor) -> None:
-    # 50 ms between ~40 chunks: a buffered answer would arrive all at once, at the end.
-    arrivals = [time.monotonic() for d in served.stream("hello", custom_inputs={"pace_ms": 50}) if d.text]
+    # 100 ms between 38 chunks, 3.7 s: a buffered answer would arrive all at once, at the end. Chunks
+    # sent before the client reads the first pile up: 1.5 s lets it be 2.2 s late (at 50 ms: 0.35 s).
+    arrivals = [time.monotonic() for d in served.stream("hello", custom_inputs={"pace_ms": 100}) if d.text]
     assert len(arrivals) > 30
     assert arrivals[-1] - arrivals[0] >= 1.5
 
@@ -91,7 +92,10 @@ def test_text_arrives_while_the_model_is_still_producing(served: Predictor) -> N
 def test_a_stall_between_chunks_is_an_interruption_saying_what_arrived(served: Predictor) -> None:
     got = []
     with pytest.raises(StreamInterruptedError) as info:
-        for d in served.stream("hello", custom_inputs={"pace_ms": 5000}, timeout=1.0):
+        # The first chunk comes unpaced, then a 60 s stall (the server's stream thread, a daemon, sleeps
+        # it out). The headers and first chunk must come within the timeout: 1 s was tight on a loaded
+        # machine; 3 s, paid once per format.
+        for d in served.stream("hello", custom_inputs={"pace_ms": 60_000}, timeout=3.0):
             got.append(d.text)
     assert info.value.timed_out and info.value.text_received == len("".join(got)) > 0
 
@@ -129,7 +133,9 @@ def test_by_endpoint_name_the_task_says_chat_and_ids_come_back(
     assert reply.served_model_name == "assistant-1"
 
     # The endpoint's inference table: one row per invocation, the documented columns, raw JSON.
-    deadline = time.monotonic() + 5  # a stream's row is written when the stand-in's relay of it ends
+    # A stream's row is written when the stand-in's relay of it ends. 60 s for a loaded machine: the
+    # loop ends as soon as both rows are there.
+    deadline = time.monotonic() + 60
     while len(rows := ws.read_rows("main.logs.agent_payload")) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert [tuple(r) for r in rows] == [PAYLOAD_COLUMNS] * 2
