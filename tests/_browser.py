@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import httpx
 import yaml
+from _ports import free_port
 from conftest import SERVER_STARTUP_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,14 +36,6 @@ CHROMIUM = "/usr/bin/chromium"
 MISSING_SCOPE = "Provided OAuth token does not have required scopes: serving.serving-endpoints"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def app_yaml() -> tuple[list[str], dict[str, str]]:

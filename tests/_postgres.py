@@ -17,11 +17,12 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from _ports import free_port
 
 __all__ = ["PostgresCluster", "bin_dir"]
 
@@ -33,12 +34,6 @@ def bin_dir() -> Path | None:
         return Path(found[-1]).parent
     on_path = shutil.which("initdb")
     return Path(on_path).parent if on_path else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PostgresCluster:
@@ -53,7 +48,7 @@ class PostgresCluster:
             raise RuntimeError("PostgreSQL is not installed: run `make postgres` (Debian's postgresql package)")
         run_as = "postgres" if os.geteuid() == 0 else None
         root = Path(tempfile.mkdtemp(prefix="pytest-pg-"))  # not under pytest's 0700 root-only tree
-        cluster = cls(bindir, root, _free_port(), run_as)
+        cluster = cls(bindir, root, free_port(), run_as)
         cluster.sockets.mkdir()
         if run_as:
             account = pwd.getpwnam(run_as)

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
+
+from _ports import free_port  # noqa: E402  (the tests' one way to a port: see _ports.py)
 
 # `make test` runs two pytest-xdist workers, each starting its own servers while the other works
 # (and on CI, other jobs share the 2 cores): 90 s was seen to pass by with a loaded machine.
@@ -46,12 +47,6 @@ _main = sys.modules["__main__"]
 if os.environ.get("PYTEST_XDIST_WORKER") and getattr(_main, "__spec__", None) is None \
         and not hasattr(_main, "__file__"):
     _main.__file__ = str(Path(pytest.__file__).parent / "__main__.py")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_healthy(proc: subprocess.Popen, url: str, what: str, output: Callable[[], str]) -> None:

@@ -79,7 +79,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -93,6 +92,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _ports import free_port
 
 __all__ = ["PAYLOAD_COLUMNS", "Endpoint", "WorkspaceStandin", "workspace"]
 
@@ -829,17 +829,11 @@ class WorkspaceStandin:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _Server:
     def __init__(self, standin: WorkspaceStandin) -> None:
         import uvicorn
 
-        self.port = _free_port()
+        self.port = free_port()
         standin.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(standin.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
