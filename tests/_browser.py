@@ -38,6 +38,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
+def open_page(context: Any, width: int = 1400, height: int = 1000) -> Any:
+    """A new page (tab) of ``width`` x ``height`` in ``context`` (conftest's module-wide one)."""
+    page = context.new_page()
+    page.set_viewport_size({"width": width, "height": height})
+    return page
+
+
 def app_yaml() -> tuple[list[str], dict[str, str]]:
     """``app.yaml``'s command and its literal ``env`` values (``valueFrom`` ones are the caller's)."""
     spec = yaml.safe_load((ROOT / "app.yaml").read_text())

@@ -268,6 +268,22 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+@pytest.fixture(scope="module")
+def context(browser: Any) -> Iterator[Any]:
+    """The module's one browser context; open pages in it with ``_browser.open_page``.
+
+    Its pages share Chromium's HTTP and code caches, so a page after the first costs far less
+    CPU than one in a new context (each new context loads and compiles the app's scripts again:
+    about a third of the suite's Chromium time). Users are told apart as on Databricks Apps, by
+    the headers their own front door adds (``tests/front_door.py``: each its own port, so its own
+    origin and storage), not by the browser. Cookies are per host and so shared: the apps set none
+    that says who the user is (``test_browser.py`` checks).
+    """
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    yield ctx
+    ctx.close()
+
+
 #: The modules that take longest (``--durations``), run first: under ``--dist loadfile`` each
 #: pytest-xdist worker takes the next module when it is free (the Makefile passes
 #: --no-loadscope-reorder, so in this order), and a long one left for the end

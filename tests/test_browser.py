@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _browser import ARTIFACTS, Recorder, launch_app, wait_ready
+from _browser import ARTIFACTS, Recorder, launch_app, open_page, wait_ready
 from _models import MIXED_MODEL_URI, mixed_expected
 from front_door import FrontDoor, User
 
@@ -49,9 +49,10 @@ APPS = ["streamlit-endpoint", "streamlit-direct", "gradio-endpoint", "gradio-dir
 
 
 @pytest.fixture(scope="module")
-def apps(request, registry_uri, browser, tmp_path_factory):
+def apps(request, registry_uri, context, tmp_path_factory):
     """All four app servers, started together (and the scoring server meanwhile), then warmed up
-    with one page each, so that their start-up costs overlap instead of adding up."""
+    with one page each, so that their start-up costs overlap instead of adding up (and the
+    module's browser context has each app's scripts cached before the first test)."""
     recorder = Recorder(upstream="").start()
     logs = tmp_path_factory.mktemp("apps")
     servers: dict[str, Any] = {}
@@ -70,7 +71,7 @@ def apps(request, registry_uri, browser, tmp_path_factory):
         for server in servers.values():
             wait_ready(server)
             door = FrontDoor(server.url, User.named("warm-up", token="warm-up-token")).start()
-            page = browser.new_page()
+            page = open_page(context)
             page.goto(door.url, timeout=60_000)
             pages.append((page, door))
         for page, door in pages:  # the first session loads the model (Streamlit) and fetches the signature
@@ -95,20 +96,21 @@ def app(request, apps):
 
 
 @pytest.fixture
-def sign_in(app, browser):
-    """``sign_in(name, token)``: a new browser context on ``app`` through that user's own front door."""
+def sign_in(app, context):
+    """``sign_in(name, token)``: a new page on ``app`` through that user's own front door (a port
+    of its own: see conftest's ``context`` fixture)."""
     opened: list[tuple[Any, FrontDoor]] = []
 
     def open_as(name: str, token: str | None, wait_for_form: bool = True) -> Driver:
         door = FrontDoor(app.url, User.named(name, token)).start()
-        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-        opened.append((ctx, door))
-        ui = Driver(ctx.new_page(), app.kind)
+        page = open_page(context)
+        opened.append((page, door))
+        ui = Driver(page, app.kind)
         return ui.open(door.url) if wait_for_form else ui.goto(door.url)
 
     yield open_as
-    for ctx, door in opened:
-        ctx.close()
+    for page, door in opened:
+        page.close()
         door.stop()
 
 
@@ -178,17 +180,27 @@ class Driver:
 
         page = self.page
         page.get_by_role("tab", name="Batch (CSV)").click()
-        page.locator("input[type=file]").first.set_input_files(str(path))
         if self.kind == "gradio":
+            page.locator("input[type=file]").first.set_input_files(str(path))
             page.get_by_role("button", name="Score CSV").click()
         else:
-            # Streamlit lists the file once it has taken it; an input replaced by a rerun that was still
-            # drawing the tab drops it (seen once under `make test`'s load): choose the file again.
+            # The tab's click reruns the page (st.tabs on_change="rerun"): choose the file once that rerun
+            # is done. Streamlit lists the file once it has taken it; an input replaced by a rerun still
+            # drawing the tab drops it (seen under `make test`'s load, twice in a row once): choose again.
+            from playwright.sync_api import Error
+
             listed = page.get_by_test_id("stFileUploader").get_by_text(path.name)
-            try:
-                expect(listed).to_be_visible(timeout=10_000)
-            except AssertionError:
+            for attempt in range(4):
+                page.get_by_test_id("stFileUploader").wait_for(timeout=TIMEOUT)
+                with contextlib.suppress(Error):
+                    page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=10_000)
                 page.locator("input[type=file]").first.set_input_files(str(path))
+                try:
+                    expect(listed).to_be_visible(timeout=10_000)
+                    break
+                except AssertionError:
+                    if attempt == 3:
+                        raise
         self.expect_text(r"Scored \d+ rows")
         # Both render an ARIA grid (Streamlit's is a hidden accessibility copy of its canvas).
         hidden = self.kind == "streamlit"
@@ -267,7 +279,7 @@ def test_form_batch_and_errors(app, sign_in, tmp_path):
         raise
 
 
-def test_sessions_keep_their_own_token_cache_and_history(app, sign_in, recorder):
+def test_sessions_keep_their_own_token_cache_and_history(app, sign_in, recorder, context):
     """Two signed-in users (forwarded tokens): each call carries its caller's token, a cached
     prediction is never served to the other user, and each history is its own."""
     before = recorder.tokens.copy()
@@ -293,6 +305,9 @@ def test_sessions_keep_their_own_token_cache_and_history(app, sign_in, recorder)
             assert "alice-token" not in html and "bob-token" not in html
         logged = app.log_path.read_text(errors="replace")
         assert "alice-token" not in logged and "bob-token" not in logged  # nor in the app's logs
+        # The users share one browser (conftest's ``context``): no cookie says who either of them is.
+        cookies = [f"{c['name']}={c['value']}" for c in context.cookies()]
+        assert not [c for c in cookies if re.search("alice|bob|token|example", c)], cookies
         calls = recorder.tokens - before
         if app.mode == "direct":
             assert calls == Counter()  # in process: nothing sent anywhere
@@ -409,21 +424,21 @@ def test_a_user_without_a_forwarded_token_is_asked_to_sign_in(app, sign_in, reco
         raise
 
 
-def test_streamlit_shows_no_deploy_button_or_usage_statistics(apps, browser):
+def test_streamlit_shows_no_deploy_button_or_usage_statistics(apps, context):
     """``.streamlit/config.toml`` (read from the repo root, as in an App): no toolbar "Deploy"
     button or developer menu, and no usage statistics collected."""
     from playwright.sync_api import expect
 
     app = apps[0]["streamlit-direct"]
     with FrontDoor(app.url, User.named("frank", "frank-token")) as door:
-        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = open_page(context)
         try:
-            ui = Driver(ctx.new_page(), app.kind).open(door.url)
+            ui = Driver(page, app.kind).open(door.url)
             expect(ui.page.get_by_test_id("stHeader")).to_be_attached(timeout=TIMEOUT)  # the header is drawn
             ui.shot("streamlit-chrome")
             expect(ui.page.get_by_test_id("stAppDeployButton")).to_have_count(0)
             expect(ui.page.get_by_role("button", name=re.compile("Deploy"))).to_have_count(0)
             expect(ui.page.get_by_test_id("stMainMenu")).to_have_count(0)
         finally:
-            ctx.close()
+            page.close()
     assert "usage statistics" not in app.log_path.read_text(errors="replace")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _browser import ARTIFACTS, launch_app, wait_ready
+from _browser import ARTIFACTS, launch_app, open_page, wait_ready
 from conftest import AGENT_TRACES, ChatServers
 from front_door import FrontDoor, User
 
@@ -232,11 +232,11 @@ def _answers_kept(kept: list[StoredMessage]) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("name", APPS)
 def test_answers_stream_into_the_page_and_end_as_the_whole_answer(
-    name: str, chat_apps: dict[str, Any], browser: Any, expected_answer: str, stores: dict[str, HistoryStore]
+    name: str, chat_apps: dict[str, Any], context: Any, expected_answer: str, stores: dict[str, HistoryStore]
 ) -> None:
     kind = name.split("-")[0]
     user = User.named(f"stream-{name}", token=None)  # one user per app: the apps of a kind share a store
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page = open_page(context, 1200, 900)
     door = FrontDoor(chat_apps[name].url, user).start()
     try:
         chat = ChatDriver(page, kind).open(door.url)
@@ -254,7 +254,7 @@ def test_answers_stream_into_the_page_and_end_as_the_whole_answer(
         assert [(m.role, m.status, m.content) for m in kept] == [
             ("user", "ok", f"/pace 400 {QUESTION}"), ("assistant", "ok", expected_answer)]
 
-        other = ChatDriver(browser.new_page(), kind).open(chat_apps[name].url)  # another session: its own chat
+        other = ChatDriver(open_page(context), kind).open(chat_apps[name].url)  # another session: its own chat
         assert other.answers() == []
         other.page.close()
 
@@ -333,13 +333,13 @@ def _summary_row_once_tagged(trace_id: str, experiments: list[str]) -> Any:
 
 @pytest.mark.parametrize("name", APPS)
 def test_thumbs_on_an_answer_are_stored_on_its_trace_for_the_signed_in_user(
-    name: str, chat_apps: Any, browser: Any, agent_registry: str, stores: dict[str, HistoryStore]
+    name: str, chat_apps: Any, context: Any, agent_registry: str, stores: dict[str, HistoryStore]
 ) -> None:
     import mlflow
 
     kind, mode = name.split("-")
     with FrontDoor(chat_apps[name].url, User.named("alice", token=None)) as door:
-        page = browser.new_page(viewport={"width": 1200, "height": 1100})
+        page = open_page(context, 1200, 1100)
         try:
             chat = ChatDriver(page, kind).open(door.url)
             chat.send(QUESTION)
@@ -397,13 +397,13 @@ HOSTILE = (f"Here is **your chart** ![chart]({LEAK}/md.png?q=secret) and ![ref][
 
 
 @pytest.mark.parametrize("name", ["streamlit-direct", "gradio-direct"])
-def test_an_answer_makes_the_browser_fetch_nothing(name: str, chat_apps: Any, browser: Any) -> None:
+def test_an_answer_makes_the_browser_fetch_nothing(name: str, chat_apps: Any, context: Any) -> None:
     """Images become links, raw HTML is text, the Markdown around them stays; the page's request
     log shows no request to the answer's URLs (images without the allow-list load nothing)."""
     import base64
 
     kind = name.split("-")[0]
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page = open_page(context, 1200, 900)
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
     try:

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 import pytest
-from _browser import ARTIFACTS, launch_app, wait_ready
+from _browser import ARTIFACTS, launch_app, open_page, wait_ready
 from front_door import FrontDoor, User
 
 from client.feedback import FEEDBACK_NAME
@@ -131,7 +131,7 @@ class Ui:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_thumbs_down_with_a_comment_then_changed_and_counted(kind, apps, browser):
+def test_thumbs_down_with_a_comment_then_changed_and_counted(kind, apps, context):
     from playwright.sync_api import expect
 
     server = apps[kind]
@@ -139,7 +139,7 @@ def test_thumbs_down_with_a_comment_then_changed_and_counted(kind, apps, browser
     pages = []
     with FrontDoor(server.url, alice) as door_a, FrontDoor(server.url, bob) as door_b:
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page = open_page(context, 1400, 1100)
             pages.append(page)
             ui = Ui(page, kind).open(door_a.url)
             ui.predict()
@@ -151,7 +151,7 @@ def test_thumbs_down_with_a_comment_then_changed_and_counted(kind, apps, browser
             ui.vote("Thumbs up")  # a second click changes alice's assessment, it does not add one
             assert votes(server.experiment) == [(trace_id, "alice@example.com", True, "should be virginica")]
 
-            other = browser.new_page(viewport={"width": 1400, "height": 1100})
+            other = open_page(context, 1400, 1100)
             pages.append(other)
             ui_b = Ui(other, kind).open(door_b.url)
             ui_b.predict()
@@ -194,7 +194,7 @@ def test_thumbs_down_with_a_comment_then_changed_and_counted(kind, apps, browser
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_the_monitoring_tab_shows_the_drifted_feature(kind, apps, browser, registry_uri):
+def test_the_monitoring_tab_shows_the_drifted_feature(kind, apps, context, registry_uri):
     """Drifted traffic traced into the app's experiment: its Monitoring tab (alice, a reviewer)
     shows ``sepal width (cm)`` drifted against the demo's training data, and its distributions."""
     import mlflow
@@ -213,7 +213,7 @@ def test_the_monitoring_tab_shows_the_drifted_feature(kind, apps, browser, regis
         p.close()
     mlflow.flush_trace_async_logging()
     with FrontDoor(server.url, User.named("alice", token=None)) as door:
-        page = browser.new_page(viewport={"width": 1400, "height": 2300})  # Streamlit scrolls inside the page
+        page = open_page(context, 1400, 2300)  # Streamlit scrolls inside the page
         try:
             ui = Ui(page, kind).open(door.url)
             page.get_by_role("tab", name="Monitoring").click()

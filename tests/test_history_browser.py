@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 import pytest
-from _browser import ARTIFACTS, launch_app, wait_ready
+from _browser import ARTIFACTS, launch_app, open_page, wait_ready
 from front_door import FrontDoor, User
 
 from frontends.core.chat import STOPPED
@@ -149,7 +149,7 @@ def _messages_once_saved(store: HistoryStore, user: str, conversation_id: str, c
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
-        kind: str, history_urls: dict[str, str], agent_registry: str, browser: Any, tmp_path_factory) -> None:
+        kind: str, history_urls: dict[str, str], agent_registry: str, context: Any, tmp_path_factory) -> None:
     from playwright.sync_api import expect
 
     env = {"PREDICTOR_MODEL_URI": AGENT, "PREDICTOR_REGISTRY_URI": agent_registry,
@@ -166,14 +166,14 @@ def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
     try:
         wait_ready(first)
         with FrontDoor(server.url, alice) as door_a, FrontDoor(server.url, bob) as door_b:
-            pages.append(browser.new_page(viewport={"width": 1400, "height": 1000}))
+            pages.append(open_page(context))
             chat_a = Chat(pages[-1], kind).open(door_a.url)
             chat_a.send(FIRST, "setosa")
             expect(chat_a.conversation(FIRST)).to_be_visible()  # listed once the turn is kept
             chat_a.thumbs_down_first_answer()
             [conv] = store.conversations(alice.email).items
 
-            pages.append(browser.new_page(viewport={"width": 1400, "height": 1000}))
+            pages.append(open_page(context))
             chat_b = Chat(pages[-1], kind).open(f"{door_b.url}/?conversation={conv.id}")  # alice's id, crafted
             expect(pages[-1].get_by_text(GONE)).to_be_visible()
             assert chat_b.answers().count() == 0 and chat_b.conversation(FIRST).count() == 0
@@ -188,18 +188,21 @@ def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
             expect(chat_b.conversation("bob's chat")).to_have_count(0)
             chat_b.send(HOSTILE_TITLE, "I answer questions")  # and a new one
             expect(chat_b.conversation(HOSTILE_TITLE)).to_be_visible()
+            while pages:  # before their front doors close: a page left on a closed port keeps reconnecting
+                pages.pop().close()
         server.stop()
 
         # the app "restarts": a new process on the same database
         server = wait_ready(restarted)
         with FrontDoor(server.url, alice) as door_a:
-            pages.append(browser.new_page(viewport={"width": 1400, "height": 1000}))
+            pages.append(open_page(context))
             chat_a = Chat(pages[-1], kind).open(door_a.url)
             chat_a.conversation(FIRST).click()
             expect(chat_a.answers().first).to_contain_text("setosa")
             chat_a.expect_first_answer_thumbs_down()
             chat_a.send(SECOND, "virginica")  # continues it
             chat_a.shot(f"history-{kind}")
+            pages.pop().close()  # with its front door: a page left on a closed port keeps reconnecting
         turns = _messages_once_saved(store, alice.email, conv.id, count=4)
         assert [(m.role, m.status) for m in turns] == [("user", "ok"), ("assistant", "ok")] * 2
 
@@ -214,7 +217,7 @@ def test_two_users_keep_their_own_conversations_and_votes_across_a_restart(
         # catch); Streamlit stops the session's script (StopException, raised again by every st.*
         # call after it, so the page could not even read its session state to save the turn).
         with FrontDoor(server.url, alice) as door_a:
-            pages.append(browser.new_page(viewport={"width": 1400, "height": 1000}))
+            pages.append(open_page(context))
             chat_a = Chat(pages[-1], kind).open(door_a.url)
             chat_a.conversation(FIRST).click()
             expect(chat_a.answers()).to_have_count(2)
