@@ -272,9 +272,9 @@ def browser() -> Iterator[Any]:
 def context(browser: Any) -> Iterator[Any]:
     """The module's one browser context; open pages in it with ``_browser.open_page``.
 
-    Its pages share Chromium's HTTP and code caches, so a page after the first costs far less
-    CPU than one in a new context (each new context loads and compiles the app's scripts again:
-    about a third of the suite's Chromium time). Users are told apart as on Databricks Apps, by
+    Its pages share Chromium's HTTP and code caches: a new context per page loads and compiles
+    the app's scripts again (the four browser modules took 9-14 % more CPU and wall time that way,
+    README "Where the suite's time goes"). Users are told apart as on Databricks Apps, by
     the headers their own front door adds (``tests/front_door.py``: each its own port, so its own
     origin and storage), not by the browser. Cookies are per host and so shared: the apps set none
     that says who the user is (``test_browser.py`` checks).
