@@ -38,11 +38,24 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
-def open_page(context: Any, width: int = 1400, height: int = 1000) -> Any:
+#: The pages' size unless a test asks for another (conftest's ``context``, ``open_page``).
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+def open_page(context: Any, width: int = VIEWPORT["width"], height: int = VIEWPORT["height"]) -> Any:
     """A new page (tab) of ``width`` x ``height`` in ``context`` (conftest's module-wide one)."""
     page = context.new_page()
-    page.set_viewport_size({"width": width, "height": height})
+    if (width, height) != (VIEWPORT["width"], VIEWPORT["height"]):
+        page.set_viewport_size({"width": width, "height": height})
     return page
+
+
+def streamlit_idle(page: Any) -> None:
+    """Wait (up to 10 s, then go on) for Streamlit's running indicator to go: the rerun is done."""
+    from playwright.sync_api import Error
+
+    with contextlib.suppress(Error):
+        page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=10_000)
 
 
 def app_yaml() -> tuple[list[str], dict[str, str]]:

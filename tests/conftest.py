@@ -279,7 +279,9 @@ def context(browser: Any) -> Iterator[Any]:
     origin and storage), not by the browser. Cookies are per host and so shared: the apps set none
     that says who the user is (``test_browser.py`` checks).
     """
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    from _browser import VIEWPORT
+
+    ctx = browser.new_context(viewport=VIEWPORT)
     yield ctx
     ctx.close()
 

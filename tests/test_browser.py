@@ -13,7 +13,6 @@ itself never sends them.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import re
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _browser import ARTIFACTS, Recorder, launch_app, open_page, wait_ready
+from _browser import ARTIFACTS, Recorder, launch_app, open_page, streamlit_idle, wait_ready
 from _models import MIXED_MODEL_URI, mixed_expected
 from front_door import FrontDoor, User
 
@@ -187,13 +186,10 @@ class Driver:
             # The tab's click reruns the page (st.tabs on_change="rerun"): choose the file once that rerun
             # is done. Streamlit lists the file once it has taken it; an input replaced by a rerun still
             # drawing the tab drops it (seen under `make test`'s load, twice in a row once): choose again.
-            from playwright.sync_api import Error
-
             listed = page.get_by_test_id("stFileUploader").get_by_text(path.name)
             for attempt in range(4):
                 page.get_by_test_id("stFileUploader").wait_for(timeout=TIMEOUT)
-                with contextlib.suppress(Error):
-                    page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=10_000)
+                streamlit_idle(page)
                 page.locator("input[type=file]").first.set_input_files(str(path))
                 try:
                     expect(listed).to_be_visible(timeout=10_000)
@@ -234,10 +230,7 @@ class Driver:
 
     def shot(self, name: str) -> None:
         if self.kind == "streamlit":  # let the rerun finish (charts render last)
-            from playwright.sync_api import Error
-
-            with contextlib.suppress(Error):
-                self.page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=10_000)
+            streamlit_idle(self.page)
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 

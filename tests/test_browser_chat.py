@@ -24,14 +24,13 @@ Stop the stopped answer once, with its stopped state; after the votes, the vote 
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _browser import ARTIFACTS, launch_app, open_page, wait_ready
+from _browser import ARTIFACTS, launch_app, open_page, streamlit_idle, wait_ready
 from conftest import AGENT_TRACES, ChatServers
 from front_door import FrontDoor, User
 
@@ -297,7 +296,7 @@ def _feedback_on(trace_id: str) -> list[tuple[str, str, Any, str | None]]:
 
 
 def _vote(chat: ChatDriver, name: str, comment: str | None = None) -> None:
-    from playwright.sync_api import Error, expect
+    from playwright.sync_api import expect
 
     page = chat.page
     if comment is not None:
@@ -305,8 +304,7 @@ def _vote(chat: ChatDriver, name: str, comment: str | None = None) -> None:
         box.fill(comment, timeout=TIMEOUT)
         if chat.kind == "streamlit":
             box.press("Enter")  # commit the text (a rerun) before the click
-            with contextlib.suppress(Error):
-                page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=10_000)
+            streamlit_idle(page)
     role = "radio" if chat.kind == "streamlit" else "button"  # st.feedback's thumbs are radios
     page.get_by_role(role, name=name, exact=True).last.click(timeout=TIMEOUT)
     word = name.split()[-1]

@@ -10,13 +10,12 @@ and two users' votes stay apart; then the Feedback page counts them for alice, a
 
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
 from typing import Any
 
 import pytest
-from _browser import ARTIFACTS, launch_app, open_page, wait_ready
+from _browser import ARTIFACTS, launch_app, open_page, streamlit_idle, wait_ready
 from front_door import FrontDoor, User
 
 from client.feedback import FEEDBACK_NAME
@@ -107,11 +106,8 @@ class Ui:
         expect(self.page.get_by_text(re.compile(f"Feedback saved: thumbs {word}"))).to_be_visible(timeout=TIMEOUT)
 
     def idle(self) -> None:
-        from playwright.sync_api import Error
-
         if self.kind == "streamlit":
-            with contextlib.suppress(Error):
-                self.page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=10_000)
+            streamlit_idle(self.page)
 
     def feedback_page(self, note: str = WHAT_IS_SHOWN) -> None:
         self.page.get_by_role("tab", name="Feedback").click()  # Gradio reads the store when the tab opens

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 import pytest
-from _browser import ARTIFACTS, launch_app, open_page, wait_ready
+from _browser import ARTIFACTS, launch_app, open_page, streamlit_idle, wait_ready
 from front_door import FrontDoor, User
 
 from frontends.core.chat import STOPPED
@@ -58,11 +58,8 @@ class Chat:
         return self
 
     def idle(self) -> None:
-        from playwright.sync_api import Error
-
         if self.kind == "streamlit":
-            with contextlib.suppress(Error):
-                self.page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=10_000)
+            streamlit_idle(self.page)
 
     def start(self, text: str) -> None:
         box = self.page.get_by_placeholder("Ask the model") if self.kind == "streamlit" else \
