@@ -6,6 +6,7 @@ import asyncio
 import re
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -257,6 +258,41 @@ def test_a_conversation_left_while_its_answer_streams_keeps_the_interrupted_turn
         ("user", "ok", "cut short?"), ("assistant", "stopped", f"Half an ans\n\n{STOPPED}")]
     assert len(at.chat_message) == 0  # the new conversation, empty
     store.close()
+
+
+def test_an_interrupted_turn_is_kept_once_when_both_runs_keep_it_at_the_same_time():
+    """Streamlit's fast reruns: after Stop the next run keeps the turn from ``chat_pending`` while
+    the interrupted run, still streaming, meets ``StopException`` and keeps it too. Both at once
+    kept it twice (two conversations, 10 ms apart, under `make test`'s load); now the second waits
+    for the first and gets its conversation and text."""
+    import threading
+
+    from frontends.core.chat import STOPPED
+    from frontends.streamlit_ui.chat_page import _keep_stopped
+
+    first_in, second_in, release = threading.Event(), threading.Event(), threading.Event()
+    saved: list[tuple[str | None, str, str, str]] = []
+
+    class SlowHistory:  # a database write that takes a while (the first one waits for the test)
+        def save(self, conversation_id: str | None, prompt: str, text: str, *, status: str) -> str:
+            saved.append((conversation_id, prompt, text, status))
+            (second_in if first_in.is_set() else first_in).set()
+            release.wait(5)
+            return f"conv-{len(saved)}"
+
+    pending: dict[str, Any] = {"text": "Half an ans", "prompt": "cut short?", "conversation": None}
+    shown: list[str] = []
+    runs = [threading.Thread(target=lambda: shown.append(_keep_stopped(SlowHistory(), pending))) for _ in range(2)]
+    runs[0].start()
+    assert first_in.wait(5)
+    pending["text"] += "wer"  # the interrupted run's next chunk arrives meanwhile
+    runs[1].start()
+    second_in.wait(0.5)  # the old code's second save got here; the new one waits on the turn's lock
+    release.set()
+    for run in runs:
+        run.join(5)
+    assert saved == [(None, "cut short?", f"Half an ans\n\n{STOPPED}", "stopped")]
+    assert shown == [f"Half an ans\n\n{STOPPED}"] * 2 and pending["conversation"] == "conv-1"
 
 
 def test_a_long_conversation_opens_on_its_latest_messages_the_earlier_ones_on_request(fake, monkeypatch, tmp_path):

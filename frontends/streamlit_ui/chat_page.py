@@ -26,6 +26,7 @@ Without a history store, or with its database down, a note says so and the chat 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,13 +60,22 @@ def _pieces(stream: ChatStream, pending: dict[str, Any]) -> Iterator[str]:
             yield delta.text
 
 
-def _keep_stopped(history: UserHistory, pending: dict[str, Any]) -> None:
-    """Keep an interrupted answer once: what had arrived, as stopped. Touches no ``st.*``: it also
-    runs while the session is stopping, when each such call raises ``StopException`` again."""
-    if not pending.get("kept"):
-        pending["conversation"] = history.save(pending["conversation"], pending["prompt"],
-                                               stopped_text(pending["text"]), status="stopped")
-        pending["kept"] = True
+def _keep_stopped(history: UserHistory, pending: dict[str, Any]) -> str:
+    """Keep an interrupted answer once: what had arrived, as stopped; the text kept (what to show).
+
+    Two runs can get here at once: Streamlit's fast reruns start the next run (which keeps the turn
+    from ``_PENDING``) while the interrupted one still streams, until its next ``st.*`` call raises
+    ``StopException`` (which keeps it too, for a session that ends with no run to follow). So the
+    first one keeps it under the turn's lock, and the other waits, then reads the conversation it
+    went to (seen under load: the turn kept twice, 10 ms apart). Touches no ``st.*``: it also runs
+    while the session is stopping, when each such call raises ``StopException`` again."""
+    with pending.setdefault("lock", threading.Lock()):  # setdefault: atomic, one lock per turn
+        if "kept" not in pending:
+            text = stopped_text(pending["text"])
+            pending["conversation"] = history.save(pending["conversation"], pending["prompt"], text,
+                                                   status="stopped")
+            pending["kept"] = text
+        return str(pending["kept"])
 
 
 def _user() -> str:
@@ -181,9 +191,8 @@ def render(title: str, card: str, predictor: Predictor, as_user: bool) -> None:
         _open(history_view, st.query_params.get("conversation") or None)
     history: list[dict[str, Any]] = st.session_state.setdefault(_HISTORY, [])
     pending = st.session_state.pop(_PENDING, None)
-    if pending is not None:  # the last run was interrupted mid-answer: keep what had arrived
-        history.append({"role": "assistant", "content": stopped_text(pending["text"]), "note": True})
-        _keep_stopped(history_view, pending)
+    if pending is not None:  # the last run was interrupted mid-answer: keep what had arrived, show what was kept
+        history.append({"role": "assistant", "content": _keep_stopped(history_view, pending), "note": True})
         st.session_state[_CONV] = pending["conversation"]
         _keep_note(history_view)
     with st.sidebar:
