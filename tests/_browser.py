@@ -17,7 +17,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
+import weakref
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,9 +43,30 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
+#: Each open page's last 200 network and console steps: a failing browser test's report shows them
+#: (conftest), beside the front doors' own logs, so a page left waiting shows what it waits for.
+PAGE_LOGS: weakref.WeakKeyDictionary[Any, deque[str]] = weakref.WeakKeyDictionary()
+
+
+def _watch(page: Any) -> None:
+    log: deque[str] = deque(maxlen=200)
+    PAGE_LOGS[page] = log
+
+    def note(step: str) -> None:
+        log.append(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} {step}")
+
+    page.on("request", lambda r: note(f"request {r.method} {r.url[:160]}"))
+    page.on("requestfinished", lambda r: note(f"finished {r.method} {r.url[:160]}"))
+    page.on("requestfailed", lambda r: note(f"failed {r.method} {r.url[:160]}: {r.failure}"))
+    page.on("websocket", lambda ws: (note(f"websocket {ws.url[:160]}"),
+                                     ws.on("close", lambda w: note(f"websocket closed {w.url[:160]}"))))
+    page.on("console", lambda m: m.type in ("error", "warning") and note(f"console {m.type}: {m.text[:300]}"))
+
+
 def open_page(context: Any, width: int = VIEWPORT["width"], height: int = VIEWPORT["height"]) -> Any:
     """A new page (tab) of ``width`` x ``height`` in ``context`` (conftest's module-wide one)."""
     page = context.new_page()
+    _watch(page)
     if (width, height) != (VIEWPORT["width"], VIEWPORT["height"]):
         page.set_viewport_size({"width": width, "height": height})
     return page

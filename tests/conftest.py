@@ -300,3 +300,23 @@ LONGEST_FIRST = ("test_browser_chat.py", "test_browser.py", "test_faults.py", "t
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing browser test's report shows what its open pages and front doors last did: which
+    request a page still waits for, and whether the door forwarded it and the app answered."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    context = getattr(item, "funcargs", {}).get("context")
+    if report.when != "call" or not report.failed or context is None:
+        return
+    from _browser import PAGE_LOGS
+    from front_door import OPEN
+
+    lines: list[str] = []
+    for page in context.pages:
+        lines += [f"-- page {page.url}", *PAGE_LOGS.get(page, ())]
+    for door in list(OPEN):
+        lines += [f"-- front door {door.url} -> {door.user.email}", *door.log]
+    report.sections.append(("pages and front doors", "\n".join(lines)))

@@ -24,13 +24,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 import uuid
+import weakref
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = ["FrontDoor", "User"]
+
+#: The doors now open: a failing browser test's report shows their logs (conftest).
+OPEN: weakref.WeakSet[FrontDoor] = weakref.WeakSet()
 
 _DROPPED = (b"x-forwarded-", b"x-real-ip", b"x-request-id")
 _MAX_HEAD = 64 * 1024
@@ -72,7 +78,9 @@ def rewrite_head(head: bytes, user: User) -> bytes:
 class FrontDoor:
     """A proxy to ``upstream`` (``http://host:port``) for one signed-in ``user``; ``.url`` is its address.
 
-    ``requests`` counts the request heads it forwarded; ``upgrades`` the WebSocket handshakes.
+    ``requests`` counts the request heads it forwarded; ``upgrades`` the WebSocket handshakes;
+    ``log`` holds the last 200 steps of its connections (accepted, forwarded, answered, closed),
+    so that a page left waiting shows where its request stopped.
     """
 
     def __init__(self, upstream: str, user: User) -> None:
@@ -82,6 +90,8 @@ class FrontDoor:
         self.url = ""
         self.requests = 0
         self.upgrades = 0
+        self.log: deque[str] = deque(maxlen=200)
+        self._connections = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="front-door")
@@ -91,9 +101,12 @@ class FrontDoor:
         self._server = asyncio.run_coroutine_threadsafe(
             asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop).result(10)
         self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        OPEN.add(self)
         return self
 
     def stop(self) -> None:
+        OPEN.discard(self)
+
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
@@ -117,6 +130,8 @@ class FrontDoor:
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         upstream_w: asyncio.StreamWriter | None = None
+        self._connections += 1
+        number = self._connections
         try:
             try:
                 head = await client_r.readuntil(b"\r\n\r\n")
@@ -124,24 +139,34 @@ class FrontDoor:
                 return  # the browser opened a connection and sent nothing (a preconnect)
             if len(head) > _MAX_HEAD:
                 return
+            self._note(number, head.split(b"\r\n", 1)[0].decode("latin-1")[:120])
             new_head = rewrite_head(head, self.user)
             self.requests += 1
             self.upgrades += b"\r\nupgrade:" in new_head.lower()
             upstream_r, upstream_w = await asyncio.open_connection(self._host, self._port)
             upstream_w.write(new_head)
-            await asyncio.gather(_pipe(client_r, upstream_w), _pipe(upstream_r, client_w))
-        except (ConnectionError, OSError, asyncio.CancelledError):
-            pass  # a closed connection, or the door shutting: nothing to answer
+            await asyncio.gather(_pipe(client_r, upstream_w),
+                                 _pipe(upstream_r, client_w, lambda: self._note(number, "answered")))
+            self._note(number, "closed")
+        except (ConnectionError, OSError, asyncio.CancelledError) as err:
+            self._note(number, type(err).__name__)  # a closed connection, or the door shutting
         finally:
             for w in (client_w, upstream_w):
                 if w is not None:
                     w.close()
 
+    def _note(self, number: int, step: str) -> None:
+        self.log.append(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} #{number} {step}")
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy until end of stream, then half-close the other side (the answer may still be coming)."""
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: Any = None) -> None:
+    """Copy until end of stream, then half-close the other side (the answer may still be coming);
+    ``first()`` is called when the first bytes come."""
     try:
         while chunk := await reader.read(65536):
+            if first is not None:
+                first, called = None, first
+                called()
             writer.write(chunk)
             await writer.drain()
         if writer.can_write_eof():
