@@ -29,6 +29,7 @@ import httpx
 import yaml
 from _ports import free_port
 from conftest import SERVER_STARTUP_TIMEOUT
+from front_door import stamp
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -53,7 +54,7 @@ def _watch(page: Any) -> None:
     PAGE_LOGS[page] = log
 
     def note(step: str) -> None:
-        log.append(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} {step}")
+        log.append(f"{stamp()} {step}")
 
     page.on("request", lambda r: note(f"request {r.method} {r.url[:160]}"))
     page.on("requestfinished", lambda r: note(f"finished {r.method} {r.url[:160]}"))

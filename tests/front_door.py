@@ -156,7 +156,12 @@ class FrontDoor:
                     w.close()
 
     def _note(self, number: int, step: str) -> None:
-        self.log.append(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} #{number} {step}")
+        self.log.append(f"{stamp()} #{number} {step}")
+
+
+def stamp() -> str:
+    """The wall-clock time to the millisecond, as the doors' and the pages' logs write it."""
+    return f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d}"
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: Any = None) -> None:
