@@ -24,16 +24,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 import uuid
 import weakref
 import zlib
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["FrontDoor", "User"]
+__all__ = ["OPEN", "FrontDoor", "User", "stamp"]
 
 #: The doors now open: a failing browser test's report shows their logs (conftest).
 OPEN: weakref.WeakSet[FrontDoor] = weakref.WeakSet()
@@ -79,7 +79,7 @@ class FrontDoor:
     """A proxy to ``upstream`` (``http://host:port``) for one signed-in ``user``; ``.url`` is its address.
 
     ``requests`` counts the request heads it forwarded; ``upgrades`` the WebSocket handshakes;
-    ``log`` holds the last 200 steps of its connections (accepted, forwarded, answered, closed),
+    ``log`` holds the last 200 steps of its connections (request line, answered, closed, or the error),
     so that a page left waiting shows where its request stopped.
     """
 
@@ -161,7 +161,7 @@ class FrontDoor:
 
 def stamp() -> str:
     """The wall-clock time to the millisecond, as the doors' and the pages' logs write it."""
-    return f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d}"
+    return datetime.now().strftime("%H:%M:%S.%f")[:-3]  # one clock read: seconds and ms agree
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: Any = None) -> None:
@@ -170,8 +170,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, firs
     try:
         while chunk := await reader.read(65536):
             if first is not None:
-                first, called = None, first
-                called()
+                first()
+                first = None
             writer.write(chunk)
             await writer.drain()
         if writer.can_write_eof():
