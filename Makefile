@@ -79,7 +79,10 @@ PYTEST_ARGS    := -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --
 WAITING    := tests/test_faults.py tests/test_tracing.py tests/test_monitoring_e2e.py tests/test_feedback.py
 BESIDE_LOG := test-artifacts/beside.log
 
+# compileall: the project's own modules as .pyc too, for the same reason as --compile-bytecode above
+# (~1 CPU-s to compile them all, paid again by every process that imports them; seconds, once, here).
 test: setup chromium java postgres
+	@$(PY) -m compileall -q client frontends tests
 	@mkdir -p $(dir $(BESIDE_LOG))
 	@{ $(MAKE) --no-print-directory test-sdk-range PYTEST_WORKERS=0 SDK_RANGE_ARGS=--basetemp=test-artifacts/sdk-range-tmp; \
 	   lowest=$$?; $(PY) -m pytest -q -p no:cacheprovider --basetemp=test-artifacts/waiting-tmp --durations=5 $(WAITING); \

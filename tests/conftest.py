@@ -308,15 +308,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     request a page still waits for, and whether the door forwarded it and the app answered."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
-    context = getattr(item, "funcargs", {}).get("context")
-    if report.when != "call" or not report.failed or context is None:
+    # at setup too: a module's apps fixture warms each app up with a page (test_browser.py)
+    if report.when == "teardown" or not report.failed or "_browser" not in sys.modules:
         return
     from _browser import PAGE_LOGS
     from front_door import OPEN
 
     lines: list[str] = []
-    for page in context.pages:
-        lines += [f"-- page {page.url}", *PAGE_LOGS.get(page, ())]
+    for page, log in list(PAGE_LOGS.items()):
+        if not page.is_closed():
+            lines += [f"-- page {page.url}", *log]
     for door in list(OPEN):
         lines += [f"-- front door {door.url} -> {door.user.email}", *door.log]
-    report.sections.append(("pages and front doors", "\n".join(lines)))
+    if lines:
+        report.sections.append(("pages and front doors", "\n".join(lines)))

@@ -71,7 +71,10 @@ def apps(request, registry_uri, context, tmp_path_factory):
             wait_ready(server)
             door = FrontDoor(server.url, User.named("warm-up", token="warm-up-token")).start()
             page = open_page(context)
-            page.goto(door.url, timeout=60_000)
+            try:
+                page.goto(door.url, timeout=60_000)
+            except Exception as err:  # which app, and what it logged (the report adds the page's steps)
+                pytest.fail(f"warming up {server.name}: {err}\n{server.output()}")
             pages.append((page, door))
         for page, door in pages:  # the first session loads the model (Streamlit) and fetches the signature
             page.get_by_label("x", exact=True).wait_for(timeout=120_000)
