@@ -79,8 +79,8 @@ class FrontDoor:
     """A proxy to ``upstream`` (``http://host:port``) for one signed-in ``user``; ``.url`` is its address.
 
     ``requests`` counts the request heads it forwarded; ``upgrades`` the WebSocket handshakes;
-    ``log`` holds the last 200 steps of its connections (request line, answered, closed, or the error),
-    so that a page left waiting shows where its request stopped.
+    ``log`` holds the last 200 steps of its connections (request line, sent to the app, answered, closed,
+    or the error), so that a page left waiting shows where its request stopped.
     """
 
     def __init__(self, upstream: str, user: User) -> None:
@@ -145,6 +145,7 @@ class FrontDoor:
             self.upgrades += b"\r\nupgrade:" in new_head.lower()
             upstream_r, upstream_w = await asyncio.open_connection(self._host, self._port)
             upstream_w.write(new_head)
+            self._note(number, f"sent from port {upstream_w.get_extra_info('sockname')[1]}")
             await asyncio.gather(_pipe(client_r, upstream_w),
                                  _pipe(upstream_r, client_w, lambda: self._note(number, "answered")))
             self._note(number, "closed")

@@ -511,3 +511,37 @@ def test_gradio_endpoint_mode_as_the_signed_in_user(app_env, scoring_server, exp
     (text, status, _, _), (text2, _, history, _) = asyncio.run(session())
     assert text == expected and "endpoint" in status, status
     assert text2 == expected and len(history) == 2
+
+
+def _typed_into_while_hidden(demo: Any) -> list[str]:
+    """Labels of the components a user types into that sit in a closed accordion and that an event
+    writes to. Gradio 6 holds an update to such a component until the accordion is opened, then
+    applies it up to seconds later, over what the user had begun to type (a Rename once reached the
+    chat page with an empty title that way)."""
+    config = demo.get_config_file()
+    components = {c["id"]: c for c in config["components"]}
+    written = {i for d in config["dependencies"] for i in d.get("outputs", [])}
+    found: list[str] = []
+
+    def walk(node: dict[str, Any], hidden: bool) -> None:
+        props = components.get(node["id"], {}).get("props", {})
+        kind = components.get(node["id"], {}).get("type")
+        if kind in ("textbox", "number", "dropdown", "checkbox", "radio", "slider", "code") \
+                and hidden and props.get("interactive") is not False and node["id"] in written:
+            found.append(props.get("label") or kind)
+        for child in node.get("children", []):
+            walk(child, hidden or (kind == "accordion" and props.get("open") is False))
+
+    walk(config["layout"], False)
+    return found
+
+
+def test_no_gradio_page_writes_to_a_box_the_user_types_into_inside_a_closed_accordion(fake, monkeypatch):
+    from frontends.gradio_ui.app import Runtime, build_app
+    from frontends.gradio_ui.chat_page import build
+
+    monkeypatch.setenv("PREDICTOR_TRACING", "0")
+    form = build_app(Runtime(AppConfig.from_env(), fake, FAKE_SIG))
+    chat = build(Runtime(AppConfig.from_env(), FakeChat(), None, []), 1)  # type: ignore[arg-type]
+    assert _typed_into_while_hidden(form) == []
+    assert _typed_into_while_hidden(chat) == []

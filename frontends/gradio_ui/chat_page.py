@@ -200,7 +200,10 @@ def build(runtime: Runtime, concurrency: int) -> gr.Blocks:
                     with gr.Row():
                         newer = gr.Button("Newer", size="sm", visible=False)
                         older = gr.Button("Older", size="sm", visible=False)
-                    with gr.Accordion("Rename or delete", open=False):
+                    # Drawn open: Gradio 6 holds back an update to a component in a closed accordion
+                    # (here the open conversation's title, on every page load) and applies it after the
+                    # accordion is opened, up to seconds later: over what the user had begun to type.
+                    with gr.Accordion("Rename or delete", open=True):
                         title = gr.Textbox(label="Title", max_length=200)
                         rename = gr.Button("Rename", size="sm")
                         delete = gr.Button("Delete conversation", size="sm", variant="stop")
