@@ -61,7 +61,7 @@ SDK_RANGE_ARGS ?=
 
 # Two pytest-xdist workers on the 2 cores. Three were tried: 9 min 42 s once, 12-13 min on busier runs,
 # and on 2026-12-03's fresh machine 18 min 26 s, with three timing-bound tests red from the contention (and
-# 2026-12-04, quiet: 9 % done after 9 min, stopped). Two workers and the third lane below: 7:50-17:34 by the hour (13:15 at 23:20)
+# 2026-12-04, quiet: 9 % done after 9 min, stopped). Two workers and the third lane below: 7:50-17:34 by the hour before .pyc were compiled at install, 9:50 after (2026-12-05 01:08)
 # (README, "Where the suite's time goes": the cores are busy throughout). A module
 # stays on one worker (--dist loadfile), so its module-scoped apps and browser start once. Modules go
 # out in collection order (tests/conftest.py puts the longest first), not xdist's default of most
