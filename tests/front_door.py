@@ -79,8 +79,8 @@ class FrontDoor:
     """A proxy to ``upstream`` (``http://host:port``) for one signed-in ``user``; ``.url`` is its address.
 
     ``requests`` counts the request heads it forwarded; ``upgrades`` the WebSocket handshakes;
-    ``log`` holds the last 200 steps of its connections (request line, sent to the app, answered, closed,
-    or the error), so that a page left waiting shows where its request stopped.
+    ``log`` holds the last 400 steps of its connections (request line, sent to the app, more from the
+    browser, answered, closed, or the error), so that a page left waiting shows where its request stopped.
     """
 
     def __init__(self, upstream: str, user: User) -> None:
@@ -90,7 +90,7 @@ class FrontDoor:
         self.url = ""
         self.requests = 0
         self.upgrades = 0
-        self.log: deque[str] = deque(maxlen=200)
+        self.log: deque[str] = deque(maxlen=400)
         self._connections = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -135,8 +135,9 @@ class FrontDoor:
         try:
             try:
                 head = await client_r.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                return  # the browser opened a connection and sent nothing (a preconnect)
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as err:
+                self._note(number, f"no request head ({type(err).__name__})")  # e.g. an unused preconnect
+                return
             if len(head) > _MAX_HEAD:
                 return
             self._note(number, head.split(b"\r\n", 1)[0].decode("latin-1")[:120])
@@ -146,11 +147,16 @@ class FrontDoor:
             upstream_r, upstream_w = await asyncio.open_connection(self._host, self._port)
             upstream_w.write(new_head)
             self._note(number, f"sent from port {upstream_w.get_extra_info('sockname')[1]}")
-            await asyncio.gather(_pipe(client_r, upstream_w),
+            # "more from the browser": a body, or a second request on the same connection (which
+            # would pass unrewritten: the head asks the app to close after one answer)
+            await asyncio.gather(_pipe(client_r, upstream_w, lambda: self._note(number, "more from the browser")),
                                  _pipe(upstream_r, client_w, lambda: self._note(number, "answered")))
             self._note(number, "closed")
         except (ConnectionError, OSError, asyncio.CancelledError) as err:
             self._note(number, type(err).__name__)  # a closed connection, or the door shutting
+        except Exception as err:  # anything else ends the connection too: say what it was
+            self._note(number, f"{type(err).__name__}: {err}")
+            raise
         finally:
             for w in (client_w, upstream_w):
                 if w is not None:
