@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,14 +43,15 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
-#: Each open page's last 200 network and console steps: a failing browser test's report shows them
-#: (conftest), beside the front doors' own logs, so a page left waiting shows what it waits for.
-PAGE_LOGS: weakref.WeakKeyDictionary[Any, deque[str]] = weakref.WeakKeyDictionary()
+#: The pages opened last, as ``(page, time.time() at opening, its last 200 network and console
+#: steps)``: a failing browser test's report shows those still open or opened during it (conftest),
+#: beside the front doors' own logs, so a page left waiting shows what it waits for.
+RECENT_PAGES: deque[tuple[Any, float, deque[str]]] = deque(maxlen=8)
 
 
 def _watch(page: Any) -> None:
     log: deque[str] = deque(maxlen=200)
-    PAGE_LOGS[page] = log
+    RECENT_PAGES.append((page, time.time(), log))
 
     def note(step: str) -> None:
         log.append(f"{stamp()} {step}")

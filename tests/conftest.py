@@ -304,21 +304,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A failing browser test's report shows what its open pages and front doors last did: which
-    request a page still waits for, and whether the door forwarded it and the app answered."""
+    """A failing browser test's report shows what its pages and front doors last did (those still
+    open, and those opened during the failing step): which request a page still waits for, and
+    whether the door forwarded it and the app answered."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     # at setup too: a module's apps fixture warms each app up with a page (test_browser.py)
     if report.when == "teardown" or not report.failed or "_browser" not in sys.modules:
         return
-    from _browser import PAGE_LOGS
-    from front_door import OPEN
+    from _browser import RECENT_PAGES
+    from front_door import RECENT
 
     lines: list[str] = []
-    for page, log in list(PAGE_LOGS.items()):
-        if not page.is_closed():
+    for page, opened, log in list(RECENT_PAGES):
+        if opened >= call.start or not page.is_closed():
             lines += [f"-- page {page.url}", *log]
-    for door in list(OPEN):
-        lines += [f"-- front door {door.url} -> {door.user.email}", *door.log]
+    for door in list(RECENT):
+        if (door.started or 0) >= call.start or door.stopped is None:
+            lines += [f"-- front door {door.url} -> {door.user.email}", *door.log]
     if lines:
         report.sections.append(("pages and front doors", "\n".join(lines)))

@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 import uuid
-import weakref
 import zlib
 from collections import deque
 from dataclasses import dataclass
@@ -33,10 +33,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["OPEN", "FrontDoor", "User", "stamp"]
+__all__ = ["RECENT", "FrontDoor", "User", "stamp"]
 
-#: The doors now open: a failing browser test's report shows their logs (conftest).
-OPEN: weakref.WeakSet[FrontDoor] = weakref.WeakSet()
+#: The doors started last, open or closed: a failing browser test's report shows the logs of those
+#: still open or started during it (conftest; a test's ``with FrontDoor(...)`` has closed by then).
+RECENT: deque[FrontDoor] = deque(maxlen=8)
 
 _DROPPED = (b"x-forwarded-", b"x-real-ip", b"x-request-id")
 _MAX_HEAD = 64 * 1024
@@ -92,6 +93,8 @@ class FrontDoor:
         self.upgrades = 0
         self.log: deque[str] = deque(maxlen=400)
         self._connections = 0
+        self.started: float | None = None  # time.time() at start and at stop
+        self.stopped: float | None = None
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="front-door")
@@ -101,11 +104,12 @@ class FrontDoor:
         self._server = asyncio.run_coroutine_threadsafe(
             asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop).result(10)
         self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        OPEN.add(self)
+        self.started = time.time()
+        RECENT.append(self)
         return self
 
     def stop(self) -> None:
-        OPEN.discard(self)
+        self.stopped = time.time()
 
         async def close() -> None:
             if self._server is not None:
