@@ -320,7 +320,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if opened >= call.start or not page.is_closed():
             lines += [f"-- page {page.url}", *log]
     for door in list(RECENT):
-        if (door.started or 0) >= call.start or door.stopped is None:
+        if door.started >= call.start or door.stopped is None:
             lines += [f"-- front door {door.url} -> {door.user.email}", *door.log]
     if lines:
         report.sections.append(("pages and front doors", "\n".join(lines)))

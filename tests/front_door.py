@@ -28,6 +28,7 @@ import time
 import uuid
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -93,7 +94,7 @@ class FrontDoor:
         self.upgrades = 0
         self.log: deque[str] = deque(maxlen=400)
         self._connections = 0
-        self.started: float | None = None  # time.time() at start and at stop
+        self.started = 0.0  # time.time() at start; at stop (None: still open)
         self.stopped: float | None = None
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -175,7 +176,8 @@ def stamp() -> str:
     return datetime.now().strftime("%H:%M:%S.%f")[:-3]  # one clock read: seconds and ms agree
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: Any = None) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                first: Callable[[], None] | None = None) -> None:
     """Copy until end of stream, then half-close the other side (the answer may still be coming);
     ``first()`` is called when the first bytes come."""
     try:
